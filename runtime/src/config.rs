@@ -1,0 +1,101 @@
+//! Settings of the runtime, as read from the `[runtime]`, `[cni]` and
+//! `[registry]` tables of crius.toml. Every field has a built-in default.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Everything the runtime needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Persistent root: images, layers, writable layers, metadata.
+    pub root: PathBuf,
+    /// Volatile state: pinned namespaces, bundles, monitor files.
+    pub state: PathBuf,
+    /// OCI runtimes and containers.
+    pub runtime: RuntimeSettings,
+    /// Pod networking.
+    pub cni: CniSettings,
+    /// Registries.
+    pub registry: RegistrySettings,
+}
+
+/// The `[runtime]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// The handler used when a pod names none.
+    pub default_runtime: String,
+    /// OCI runtimes by RuntimeClass handler name.
+    pub handlers: BTreeMap<String, RuntimeHandler>,
+    /// The monitor binary; empty means `crius-monitor` beside `crius`,
+    /// then on `$PATH`.
+    pub monitor_path: PathBuf,
+    /// The cgroup parent of containers whose pod names none (cgroupfs
+    /// driver).
+    pub default_cgroup_parent: String,
+    /// Timeout of a single OCI runtime call, seconds.
+    pub oci_timeout_secs: u64,
+}
+
+/// One OCI runtime (a RuntimeClass handler).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeHandler {
+    /// The runtime binary: a path, or a name looked up on `$PATH`.
+    pub path: PathBuf,
+    /// Its `--root` state directory; empty means `<state>/runtime/<name>`.
+    #[serde(default)]
+    pub root: PathBuf,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        let handler = |p: &str| RuntimeHandler {
+            path: PathBuf::from(p),
+            root: PathBuf::new(),
+        };
+        RuntimeSettings {
+            default_runtime: "runc".into(),
+            handlers: BTreeMap::from([
+                ("runc".to_string(), handler("runc")),
+                ("crun".to_string(), handler("crun")),
+            ]),
+            monitor_path: PathBuf::new(),
+            default_cgroup_parent: "/crius".into(),
+            oci_timeout_secs: 60,
+        }
+    }
+}
+
+/// The `[cni]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CniSettings {
+    /// Where network configs (`.conflist`, `.conf`, `.json`) are read.
+    pub conf_dir: PathBuf,
+    /// Where plugin binaries are looked up, in order.
+    pub bin_dirs: Vec<PathBuf>,
+    /// Timeout of a single plugin call, seconds.
+    pub plugin_timeout_secs: u64,
+}
+
+impl Default for CniSettings {
+    fn default() -> Self {
+        CniSettings {
+            conf_dir: "/etc/cni/net.d".into(),
+            bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+            plugin_timeout_secs: 60,
+        }
+    }
+}
+
+/// The `[registry]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// Registries (`host` or `host:port`) reached over plain HTTP. Loopback
+    /// registries (localhost, 127.0.0.0/8, ::1) always are, as with Docker.
+    pub insecure: Vec<String>,
+}
