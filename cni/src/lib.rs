@@ -1,7 +1,429 @@
 //! A client of the Container Network Interface spec: load network configs,
 //! run plugins, pin network namespaces. Knows nothing of pods beyond what
 //! the CNI spec names.
+//!
+//! [`Cni`] is the facade: [`Cni::setup`] (ADD), [`Cni::teardown`] (DEL) and
+//! [`Cni::check`] (CHECK) attach a container to the default network (the
+//! lexically first valid config in the config directory, re-read on every
+//! call) and to loopback.
 
+mod cache;
+pub mod config;
 pub mod error;
+mod exec;
+pub mod netns;
+pub mod result;
 
+use std::path::PathBuf;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::cache::{Cache, CacheEntry};
+use crate::exec::{Command, Invocation};
+
+pub use config::{NetworkConfigList, PluginConf};
 pub use error::Error;
+pub use result::CniResult;
+
+/// Name of the built-in loopback network.
+pub const LOOPBACK_NETWORK: &str = "cni-loopback";
+
+/// Interface name of loopback.
+pub const LOOPBACK_IFNAME: &str = "lo";
+
+/// The loopback network every container gets first, as containerd does:
+/// `{"cniVersion":"1.0.0","name":"cni-loopback","plugins":[{"type":"loopback"}]}`.
+static LOOPBACK: LazyLock<NetworkConfigList> =
+    LazyLock::new(|| config::single_plugin_list(LOOPBACK_NETWORK, "1.0.0", "loopback"));
+
+/// Where configs, plugins and the result cache live.
+#[derive(Debug, Clone)]
+pub struct CniOptions {
+    /// The config directory (`.conf`, `.conflist`, `.json`).
+    pub conf_dir: PathBuf,
+    /// Directories searched for plugin binaries, in order (also CNI_PATH).
+    pub bin_dirs: Vec<PathBuf>,
+    /// Where ADD results are kept for DEL and CHECK.
+    pub cache_dir: PathBuf,
+    /// Timeout of a single plugin call; the plugin is killed on expiry.
+    pub plugin_timeout: Duration,
+}
+
+/// What a container's attachment is: the spec's runtime parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    /// CNI_CONTAINERID: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+    pub container_id: String,
+    /// CNI_NETNS: path of the network namespace (a pin, see [`netns`]).
+    pub netns: PathBuf,
+    /// CNI_IFNAME of the main network, e.g. `eth0`.
+    pub ifname: String,
+    /// CNI_ARGS pairs, e.g. `IgnoreUnknown=1`, `K8S_POD_NAME=…`.
+    pub args: Vec<(String, String)>,
+    /// Capability args (`portMappings`, `bandwidth`, …); each plugin gets in
+    /// `runtimeConfig` only those it declares in its `capabilities`.
+    pub capability_args: Map<String, Value>,
+}
+
+impl Attachment {
+    /// Checks the spec's rules on container id and interface name.
+    fn validate(&self) -> Result<(), Error> {
+        config::validate_name(&self.container_id).map_err(|e| {
+            Error::InvalidAttachment(format!("container id {:?}: {e}", self.container_id))
+        })?;
+        let ifname = &self.ifname;
+        let bad_ifname =
+            |why: &str| Error::InvalidAttachment(format!("interface name {ifname:?}: {why}"));
+        if ifname.is_empty() {
+            return Err(bad_ifname("empty"));
+        }
+        if ifname.len() > 15 {
+            return Err(bad_ifname("longer than 15 bytes"));
+        }
+        if ifname == "." || ifname == ".." {
+            return Err(bad_ifname("not a name"));
+        }
+        if ifname
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+        {
+            return Err(bad_ifname("holds '/', ':' or whitespace"));
+        }
+        if ifname == LOOPBACK_IFNAME {
+            return Err(bad_ifname("reserved for loopback"));
+        }
+        for (k, v) in &self.args {
+            if k.is_empty() || k.contains(['=', ';']) || v.contains(';') {
+                return Err(Error::InvalidAttachment(format!(
+                    "CNI_ARGS pair {k:?}={v:?} holds '=' or ';'"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The network condition, as CRI's `Status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkStatus {
+    /// Whether a valid network config exists.
+    pub ready: bool,
+    /// Machine-readable reason when not ready (`NetworkPluginNotReady`).
+    pub reason: String,
+    /// Human-readable message when not ready.
+    pub message: String,
+}
+
+/// The CNI client.
+#[derive(Debug, Clone)]
+pub struct Cni {
+    opts: CniOptions,
+    cache: Cache,
+}
+
+impl Cni {
+    /// A client; nothing is read until it is used.
+    pub fn new(opts: CniOptions) -> Self {
+        let cache = Cache::new(opts.cache_dir.clone());
+        Cni { opts, cache }
+    }
+
+    /// Ready iff the config directory holds a valid network config.
+    pub fn status(&self) -> NetworkStatus {
+        let dir = self.opts.conf_dir.display();
+        let message = match config::load_dir(&self.opts.conf_dir) {
+            Ok(Some(_)) => {
+                return NetworkStatus {
+                    ready: true,
+                    reason: String::new(),
+                    message: String::new(),
+                };
+            }
+            Ok(None) => format!("cni config uninitialized: no valid network config in {dir}"),
+            Err(e) => format!("cni config uninitialized: {e}"),
+        };
+        NetworkStatus {
+            ready: false,
+            reason: "NetworkPluginNotReady".into(),
+            message,
+        }
+    }
+
+    /// The current default network, if any.
+    pub async fn default_network(&self) -> Result<Option<NetworkConfigList>, Error> {
+        let dir = self.opts.conf_dir.clone();
+        blocking(move || config::load_dir(&dir)).await
+    }
+
+    /// ADD: brings up loopback, then attaches `att.ifname` to the default
+    /// network, running its plugins in order with `prevResult` chaining.
+    /// On any failure everything already added is deleted again (best
+    /// effort) and the ADD error returned. The result is cached for DEL.
+    pub async fn setup(&self, att: &Attachment) -> Result<CniResult, Error> {
+        att.validate()?;
+        let list = self
+            .default_network()
+            .await?
+            .ok_or_else(|| Error::NoConfig {
+                dir: self.opts.conf_dir.clone(),
+            })?;
+
+        // A failed ADD has already been rolled back by add_list.
+        self.add_list(&LOOPBACK, att, LOOPBACK_IFNAME).await?;
+        match self.add_list(&list, att, &att.ifname).await {
+            Ok(result) => Ok(result),
+            Err(e) => {
+                self.undo_loopback(att).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// DEL: detaches the container from the network it was set up with
+    /// (from the cache; the current config when there is no cache entry)
+    /// in reverse plugin order, then from loopback. Succeeds when the
+    /// namespace is already gone and when called again; removes the cache
+    /// entries on success.
+    pub async fn teardown(&self, att: &Attachment) -> Result<(), Error> {
+        att.validate()?;
+        let found = {
+            let cache = self.cache.clone();
+            let (id, ifname) = (att.container_id.clone(), att.ifname.clone());
+            blocking(move || cache.find(&id, &ifname)).await?
+        };
+        let current = if found.iter().any(|(_, e)| e.is_some()) {
+            None
+        } else {
+            self.default_network().await?
+        };
+        if let Some(list) = &current {
+            self.del_list(list, att, &att.ifname, None).await?;
+        }
+        for (path, entry) in found {
+            if let Some(entry) = entry {
+                let list = entry.config_list(&path)?;
+                let cached_att = Attachment {
+                    args: entry.args.clone(),
+                    capability_args: entry.capability_args.clone(),
+                    ..att.clone()
+                };
+                self.del_list(&list, &cached_att, &att.ifname, Some(&entry.result))
+                    .await?;
+            }
+            blocking(move || Cache::remove_file(&path)).await?;
+        }
+        self.del_cached_or(&LOOPBACK, att, LOOPBACK_IFNAME).await
+    }
+
+    /// CHECK: verifies the attachment against its cached ADD result, for
+    /// the main network and loopback. Skipped for a network with
+    /// `disableCheck` or a version before 0.4.0.
+    pub async fn check(&self, att: &Attachment) -> Result<(), Error> {
+        att.validate()?;
+        let found = {
+            let cache = self.cache.clone();
+            let (id, ifname) = (att.container_id.clone(), att.ifname.clone());
+            blocking(move || cache.find(&id, &ifname)).await?
+        };
+        let mut checked = false;
+        for (path, entry) in found {
+            let entry = match entry {
+                Some(e) => e,
+                // Unreadable: read it again for the error naming the file.
+                None => match self.cache.read(&path)? {
+                    Some(e) => e,
+                    None => continue,
+                },
+            };
+            let list = entry.config_list(&path)?;
+            let cached_att = Attachment {
+                args: entry.args.clone(),
+                capability_args: entry.capability_args.clone(),
+                ..att.clone()
+            };
+            self.check_list(&list, &cached_att, &att.ifname, &entry.result)
+                .await?;
+            checked = true;
+        }
+        if !checked {
+            return Err(Error::NotCached {
+                container_id: att.container_id.clone(),
+                ifname: att.ifname.clone(),
+            });
+        }
+        let lo = self
+            .load_cache(LOOPBACK_NETWORK, att, LOOPBACK_IFNAME)
+            .await?;
+        if let Some(entry) = lo {
+            self.check_list(&LOOPBACK, att, LOOPBACK_IFNAME, &entry.result)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs ADD over `list`; on failure runs DEL over the whole chain.
+    async fn add_list(
+        &self,
+        list: &NetworkConfigList,
+        att: &Attachment,
+        ifname: &str,
+    ) -> Result<CniResult, Error> {
+        let mut prev: Option<CniResult> = None;
+        for plugin in &list.plugins {
+            let inv = Invocation {
+                command: Command::Add,
+                list,
+                plugin,
+                att,
+                ifname,
+                prev_result: prev.as_ref().map(CniResult::raw),
+            };
+            match exec::run(&inv, &self.opts.bin_dirs, self.opts.plugin_timeout).await {
+                Ok(Some(result)) => prev = Some(result),
+                Ok(None) => {
+                    return Err(Error::Internal(format!(
+                        "network {:?}: ADD of {:?} gave no result",
+                        list.name,
+                        plugin.plugin_type()
+                    )));
+                }
+                Err(e) => {
+                    self.rollback(list, att, ifname, prev.as_ref()).await;
+                    return Err(e);
+                }
+            }
+        }
+        let Some(result) = prev else {
+            return Err(Error::Internal(format!(
+                "network {:?} has no plugins",
+                list.name
+            )));
+        };
+        let entry = CacheEntry::new(list, att, ifname, &result);
+        let cache = self.cache.clone();
+        if let Err(e) = blocking(move || cache.store(&entry)).await {
+            // Without a cache entry DEL could not undo this ADD exactly.
+            self.rollback(list, att, ifname, Some(&result)).await;
+            return Err(e);
+        }
+        Ok(result)
+    }
+
+    /// Best-effort DEL of a chain whose ADD failed.
+    async fn rollback(
+        &self,
+        list: &NetworkConfigList,
+        att: &Attachment,
+        ifname: &str,
+        partial: Option<&CniResult>,
+    ) {
+        let prev = partial.map(|r| r.raw().clone());
+        if let Err(e) = self.del_list(list, att, ifname, prev.as_ref()).await {
+            tracing::warn!(
+                network = %list.name,
+                container_id = %att.container_id,
+                error = %e,
+                "cleanup after failed CNI ADD failed"
+            );
+        }
+    }
+
+    /// Undoes loopback after a failed setup and forgets its cache entry.
+    async fn undo_loopback(&self, att: &Attachment) {
+        if let Err(e) = self.del_cached_or(&LOOPBACK, att, LOOPBACK_IFNAME).await {
+            tracing::warn!(container_id = %att.container_id, error = %e, "loopback cleanup after failed CNI ADD failed");
+        }
+    }
+
+    /// DEL of `list` with its cached entry's result and args when there is
+    /// one; removes the entry on success.
+    async fn del_cached_or(
+        &self,
+        list: &NetworkConfigList,
+        att: &Attachment,
+        ifname: &str,
+    ) -> Result<(), Error> {
+        let entry = self.load_cache(&list.name, att, ifname).await?;
+        let prev = entry.as_ref().map(|e| &e.result);
+        self.del_list(list, att, ifname, prev).await?;
+        let path = self.cache.path(&list.name, &att.container_id, ifname);
+        blocking(move || Cache::remove_file(&path)).await
+    }
+
+    /// DEL over `list` in reverse order. `prevResult` goes along from 0.4.0
+    /// on, as libcni does.
+    async fn del_list(
+        &self,
+        list: &NetworkConfigList,
+        att: &Attachment,
+        ifname: &str,
+        prev: Option<&Value>,
+    ) -> Result<(), Error> {
+        let prev = prev.filter(|_| list.version() >= config::Version::V0_4_0);
+        for plugin in list.plugins.iter().rev() {
+            let inv = Invocation {
+                command: Command::Del,
+                list,
+                plugin,
+                att,
+                ifname,
+                prev_result: prev,
+            };
+            exec::run(&inv, &self.opts.bin_dirs, self.opts.plugin_timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// CHECK over `list` in order, unless the network disables it.
+    async fn check_list(
+        &self,
+        list: &NetworkConfigList,
+        att: &Attachment,
+        ifname: &str,
+        prev: &Value,
+    ) -> Result<(), Error> {
+        if !list.check_supported() {
+            return Ok(());
+        }
+        for plugin in &list.plugins {
+            let inv = Invocation {
+                command: Command::Check,
+                list,
+                plugin,
+                att,
+                ifname,
+                prev_result: Some(prev),
+            };
+            exec::run(&inv, &self.opts.bin_dirs, self.opts.plugin_timeout).await?;
+        }
+        Ok(())
+    }
+
+    async fn load_cache(
+        &self,
+        network: &str,
+        att: &Attachment,
+        ifname: &str,
+    ) -> Result<Option<CacheEntry>, Error> {
+        let cache = self.cache.clone();
+        let (network, id, ifname) = (
+            network.to_string(),
+            att.container_id.clone(),
+            ifname.to_string(),
+        );
+        blocking(move || cache.load(&network, &id, &ifname)).await
+    }
+}
+
+/// Runs blocking file work (reads, fsync) off the async workers.
+async fn blocking<T, F>(f: F) -> Result<T, Error>
+where
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
+}
