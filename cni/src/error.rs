@@ -55,7 +55,7 @@ pub enum Error {
         /// The plugin type.
         plugin: String,
         /// The CNI command (ADD, DEL, CHECK).
-        command: String,
+        command: &'static str,
         /// The CNI error code; `None` when the plugin printed no error JSON.
         code: Option<u32>,
         /// The error message (the plugin's stderr when it printed no JSON).
@@ -73,7 +73,7 @@ pub enum Error {
         /// The plugin type.
         plugin: String,
         /// The CNI command.
-        command: String,
+        command: &'static str,
         /// The timeout that expired.
         timeout: Duration,
     },
@@ -85,7 +85,7 @@ pub enum Error {
         /// The plugin type.
         plugin: String,
         /// The CNI command.
-        command: String,
+        command: &'static str,
         /// What was being done ("spawn /usr/lib/cni/bridge" …).
         context: String,
         /// The underlying error.
@@ -100,7 +100,7 @@ pub enum Error {
         /// The plugin type.
         plugin: String,
         /// The CNI command.
-        command: String,
+        command: &'static str,
         /// What is wrong with the output.
         reason: String,
     },
@@ -197,7 +197,7 @@ mod tests {
         let e = Error::Plugin {
             network: "pods".into(),
             plugin: "bridge".into(),
-            command: "ADD".into(),
+            command: "ADD",
             code: Some(11),
             msg: "failed to allocate".into(),
             details: "range full".into(),

@@ -27,7 +27,7 @@ pub(crate) enum Command {
 }
 
 impl Command {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Command::Add => "ADD",
             Command::Del => "DEL",
@@ -189,7 +189,7 @@ pub(crate) async fn run(
         move |source| Error::PluginExec {
             network: network.into(),
             plugin: plugin.into(),
-            command: inv.command.to_string(),
+            command: inv.command.as_str(),
             context,
             source,
         }
@@ -203,7 +203,7 @@ pub(crate) async fn run(
             ExecError::Timeout => Error::Timeout {
                 network: network.into(),
                 plugin: plugin.into(),
-                command: inv.command.to_string(),
+                command: inv.command.as_str(),
                 timeout,
             },
         })?;
@@ -213,7 +213,7 @@ pub(crate) async fn run(
         return Err(Error::Plugin {
             network: network.into(),
             plugin: plugin.into(),
-            command: inv.command.to_string(),
+            command: inv.command.as_str(),
             code: e.code,
             msg: e.msg,
             details: e.details,
@@ -230,7 +230,7 @@ pub(crate) async fn run(
         .map_err(|reason| Error::BadResult {
             network: network.into(),
             plugin: plugin.into(),
-            command: inv.command.to_string(),
+            command: inv.command.as_str(),
             reason,
         })
 }

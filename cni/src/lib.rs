@@ -193,20 +193,32 @@ impl Cni {
             let (id, ifname) = (att.container_id.clone(), att.ifname.clone());
             blocking(move || cache.find(&id, &ifname)).await?
         };
-        let current = if found.iter().any(|(_, e)| e.is_some()) {
-            None
-        } else {
-            self.default_network().await?
-        };
-        if let Some(list) = &current {
-            self.del_list(list, att, &att.ifname, None).await?;
+        // An entry that cannot be used is logged and dropped after DEL.
+        let found: Vec<_> = found
+            .into_iter()
+            .map(|(path, entry)| {
+                let usable = entry.and_then(|e| match e.config_list(&path) {
+                    Ok(list) => Some((list, e)),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "ignoring unusable CNI cache entry");
+                        None
+                    }
+                });
+                (path, usable)
+            })
+            .collect();
+        if found.iter().all(|(_, usable)| usable.is_none())
+            && let Some(list) = self.default_network().await?
+        {
+            self.del_list(&list, att, &att.ifname, None).await?;
         }
-        for (path, entry) in found {
-            if let Some(entry) = entry {
-                let list = entry.config_list(&path)?;
+        for (path, usable) in found {
+            if let Some((list, entry)) = usable {
+                // DEL undoes what ADD did: same args, same capability args
+                // (portmap, for one, removes nothing without its mappings).
                 let cached_att = Attachment {
-                    args: entry.args.clone(),
-                    capability_args: entry.capability_args.clone(),
+                    args: entry.args,
+                    capability_args: entry.capability_args,
                     ..att.clone()
                 };
                 self.del_list(&list, &cached_att, &att.ifname, Some(&entry.result))
