@@ -1,0 +1,514 @@
+//! The facade against fake plugins: one shell script, linked under several
+//! plugin names, that logs each call and records its stdin and environment.
+//! No root needed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crius_cni::{Attachment, Cni, CniOptions, Error};
+use serde_json::{Value, json};
+
+const FAKE: &str = r#"#!/bin/sh
+name=$(basename "$0")
+dir=$(dirname "$0")
+stdin=$(cat)
+echo "$CNI_COMMAND $name $CNI_IFNAME" >> "$dir/calls.log"
+printf '%s' "$stdin" > "$dir/$name.$CNI_COMMAND.stdin"
+env | grep '^CNI_' | sort > "$dir/$name.$CNI_COMMAND.env"
+[ "$CNI_COMMAND" = ADD ] || exit 0
+case "$name" in
+fail)
+    printf '{"cniVersion":"1.0.0","code":11,"msg":"no more addresses","details":"range full"}'
+    exit 1 ;;
+crash)
+    echo "panic: crashed" >&2
+    exit 2 ;;
+sleepy)
+    sleep 1000 &
+    echo $! > "$dir/sleepy.child.pid"
+    echo $$ > "$dir/sleepy.pid"
+    wait
+    exit 0 ;;
+garbage)
+    echo "not json" ;;
+loopback)
+    printf '{"cniVersion":"1.0.0","interfaces":[{"name":"lo","sandbox":"%s"}],"ips":[{"address":"127.0.0.1/8","interface":0}]}' "$CNI_NETNS" ;;
+first)
+    printf '{"cniVersion":"1.0.0","interfaces":[{"name":"%s","sandbox":"%s"}],"ips":[{"address":"10.9.1.2/24","interface":0}]}' "$CNI_IFNAME" "$CNI_NETNS" ;;
+*)
+    printf '{"cniVersion":"1.0.0","interfaces":[{"name":"%s","sandbox":"%s"}],"ips":[{"address":"10.9.2.2/24","gateway":"10.9.2.1","interface":0}]}' "$CNI_IFNAME" "$CNI_NETNS" ;;
+esac
+"#;
+
+const NAMES: [&str; 7] = [
+    "loopback", "first", "second", "fail", "crash", "sleepy", "garbage",
+];
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    bin: PathBuf,
+    conf: PathBuf,
+    cache: PathBuf,
+    cni: Cni,
+}
+
+impl Env {
+    fn new(timeout: Duration) -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("bin");
+        let conf = tmp.path().join("net.d");
+        let cache = tmp.path().join("cache");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&conf).unwrap();
+        let script = bin.join("fake");
+        std::fs::write(&script, FAKE).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for name in NAMES {
+            std::os::unix::fs::symlink("fake", bin.join(name)).unwrap();
+        }
+        wait_until_executable(&script);
+        std::fs::remove_file(bin.join("calls.log")).unwrap();
+        let cni = Cni::new(CniOptions {
+            conf_dir: conf.clone(),
+            // A first dir that does not exist: lookup goes on to the next.
+            bin_dirs: vec![tmp.path().join("nothing-here"), bin.clone()],
+            cache_dir: cache.clone(),
+            plugin_timeout: timeout,
+        });
+        Env {
+            _tmp: tmp,
+            bin,
+            conf,
+            cache,
+            cni,
+        }
+    }
+
+    fn write_conf(&self, file: &str, body: Value) {
+        std::fs::write(self.conf.join(file), body.to_string()).unwrap();
+    }
+
+    fn calls(&self) -> Vec<String> {
+        match std::fs::read_to_string(self.bin.join("calls.log")) {
+            Ok(s) => s.lines().map(str::to_string).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn clear_calls(&self) {
+        let _ = std::fs::remove_file(self.bin.join("calls.log"));
+    }
+
+    fn stdin(&self, plugin: &str, command: &str) -> Value {
+        let path = self.bin.join(format!("{plugin}.{command}.stdin"));
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    }
+
+    fn env(&self, plugin: &str, command: &str) -> String {
+        std::fs::read_to_string(self.bin.join(format!("{plugin}.{command}.env"))).unwrap()
+    }
+
+    fn cache_files(&self) -> Vec<String> {
+        match std::fs::read_dir(&self.cache) {
+            Ok(rd) => {
+                let mut v: Vec<_> = rd
+                    .map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect();
+                v.sort();
+                v
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// A freshly written script can fail to exec with ETXTBSY while a process
+/// forked by another test thread still holds the write descriptor; run it
+/// once successfully before the tests rely on it.
+fn wait_until_executable(script: &Path) {
+    for _ in 0..1000 {
+        match std::process::Command::new(script)
+            .env("CNI_COMMAND", "VERSION")
+            .stdin(std::process::Stdio::null())
+            .output()
+        {
+            Ok(_) => return,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("run {}: {e}", script.display()),
+        }
+    }
+    panic!("{} stays busy", script.display());
+}
+
+fn attachment(id: &str) -> Attachment {
+    Attachment {
+        container_id: id.into(),
+        netns: "/run/netns/fake-does-not-exist".into(),
+        ifname: "eth0".into(),
+        args: vec![
+            ("IgnoreUnknown".into(), "1".into()),
+            ("K8S_POD_NAME".into(), "web".into()),
+        ],
+        capability_args: json!({
+            "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}],
+            "bandwidth": {"ingressRate": 1000}
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+    }
+}
+
+fn two_plugins(name: &str, version: &str) -> Value {
+    json!({
+        "cniVersion": version,
+        "name": name,
+        "plugins": [
+            {"type": "first", "cniVersion": "0.3.0", "custom": 1},
+            {"type": "second", "capabilities": {"portMappings": true}}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn add_chains_prev_result_and_del_reverses_with_cached_result() {
+    let env = Env::new(Duration::from_secs(30));
+    env.write_conf("10-pods.conflist", two_plugins("pods", "1.0.0"));
+    let att = attachment("ctr1");
+
+    let result = env.cni.setup(&att).await.unwrap();
+    assert_eq!(result.first_ipv4(), Some("10.9.2.2".parse().unwrap()));
+    assert_eq!(
+        result.sandbox_ips("eth0").collect::<Vec<_>>(),
+        ["10.9.2.2".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        env.calls(),
+        ["ADD loopback lo", "ADD first eth0", "ADD second eth0"]
+    );
+
+    let first = env.stdin("first", "ADD");
+    assert_eq!(first["name"], "pods");
+    assert_eq!(first["cniVersion"], "1.0.0", "the list's version wins");
+    assert_eq!(first["custom"], 1);
+    assert!(first.get("prevResult").is_none());
+    assert!(
+        first.get("runtimeConfig").is_none(),
+        "first declares no capabilities"
+    );
+
+    let second = env.stdin("second", "ADD");
+    assert_eq!(second["prevResult"]["ips"][0]["address"], "10.9.1.2/24");
+    assert_eq!(
+        second["runtimeConfig"],
+        json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]})
+    );
+    let e = env.env("second", "ADD");
+    for line in [
+        "CNI_COMMAND=ADD",
+        "CNI_CONTAINERID=ctr1",
+        "CNI_IFNAME=eth0",
+        "CNI_NETNS=/run/netns/fake-does-not-exist",
+        "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAME=web",
+    ] {
+        assert!(e.lines().any(|l| l == line), "{line} missing in {e}");
+    }
+    assert!(
+        e.lines()
+            .any(|l| l.starts_with("CNI_PATH=") && l.ends_with("/bin")),
+        "{e}"
+    );
+    assert_eq!(
+        env.cache_files(),
+        ["ctr1:cni-loopback:lo.json", "ctr1:pods:eth0.json"]
+    );
+
+    // The config dir changes and the daemon forgets the capability args:
+    // DEL still undoes what ADD did, from the cache.
+    std::fs::remove_file(env.conf.join("10-pods.conflist")).unwrap();
+    env.write_conf(
+        "10-other.conflist",
+        json!({"cniVersion":"1.0.0","name":"other","plugins":[{"type":"first"}]}),
+    );
+    env.clear_calls();
+    let mut bare = att.clone();
+    bare.args.clear();
+    bare.capability_args.clear();
+    env.cni.teardown(&bare).await.unwrap();
+    assert_eq!(
+        env.calls(),
+        ["DEL second eth0", "DEL first eth0", "DEL loopback lo"]
+    );
+    let del = env.stdin("second", "DEL");
+    assert_eq!(del["name"], "pods");
+    assert_eq!(del["prevResult"], *result.raw());
+    assert_eq!(
+        del["runtimeConfig"]["portMappings"][0]["hostPort"], 8080,
+        "cached capability args"
+    );
+    assert!(
+        env.env("second", "DEL")
+            .contains("CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAME=web")
+    );
+    assert_eq!(
+        env.stdin("loopback", "DEL")["prevResult"]["ips"][0]["address"],
+        "127.0.0.1/8"
+    );
+    assert!(env.cache_files().is_empty());
+
+    // Again: nothing cached, so the current config is used, without
+    // prevResult; still fine.
+    env.clear_calls();
+    env.cni.teardown(&bare).await.unwrap();
+    assert_eq!(env.calls(), ["DEL first eth0", "DEL loopback lo"]);
+    let del = env.stdin("first", "DEL");
+    assert_eq!(del["name"], "other");
+    assert!(del.get("prevResult").is_none());
+}
+
+#[tokio::test]
+async fn failed_add_deletes_the_whole_chain() {
+    let env = Env::new(Duration::from_secs(30));
+    env.write_conf(
+        "10-pods.conflist",
+        json!({"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"first"},{"type":"fail"}]}),
+    );
+    let err = env.cni.setup(&attachment("ctr2")).await.unwrap_err();
+    match &err {
+        Error::Plugin {
+            network,
+            plugin,
+            command,
+            code,
+            msg,
+            details,
+        } => {
+            assert_eq!(
+                (network.as_str(), plugin.as_str(), *command),
+                ("pods", "fail", "ADD")
+            );
+            assert_eq!(*code, Some(11));
+            assert_eq!(msg, "no more addresses");
+            assert_eq!(details, "range full");
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    assert_eq!(
+        env.calls(),
+        [
+            "ADD loopback lo",
+            "ADD first eth0",
+            "ADD fail eth0",
+            "DEL fail eth0",
+            "DEL first eth0",
+            "DEL loopback lo",
+        ]
+    );
+    // The cleanup DEL carries what was added so far.
+    assert_eq!(
+        env.stdin("fail", "DEL")["prevResult"]["ips"][0]["address"],
+        "10.9.1.2/24"
+    );
+    assert!(env.cache_files().is_empty(), "{:?}", env.cache_files());
+}
+
+#[tokio::test]
+async fn crash_without_error_json_reports_stderr() {
+    let env = Env::new(Duration::from_secs(30));
+    env.write_conf(
+        "10-pods.conf",
+        json!({"cniVersion":"0.4.0","name":"pods","type":"crash"}),
+    );
+    let err = env.cni.setup(&attachment("ctr3")).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, Error::Plugin { code: None, ref msg, .. } if msg == "panic: crashed"),
+        "{text}"
+    );
+    assert!(text.contains("exit status: 2"), "{text}");
+}
+
+#[tokio::test]
+async fn garbage_result_is_a_bad_result_and_rolled_back() {
+    let env = Env::new(Duration::from_secs(30));
+    env.write_conf(
+        "10-pods.conf",
+        json!({"cniVersion":"1.0.0","name":"pods","type":"garbage"}),
+    );
+    let err = env.cni.setup(&attachment("ctr4")).await.unwrap_err();
+    assert!(matches!(err, Error::BadResult { .. }), "{err}");
+    assert!(env.calls().contains(&"DEL garbage eth0".to_string()));
+    assert!(env.cache_files().is_empty());
+}
+
+#[tokio::test]
+async fn timeout_kills_the_plugin_and_its_children() {
+    let env = Env::new(Duration::from_secs(3));
+    env.write_conf(
+        "10-pods.conflist",
+        json!({"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"sleepy"}]}),
+    );
+    let err = env.cni.setup(&attachment("ctr5")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { ref plugin, command: "ADD", .. } if plugin == "sleepy"),
+        "{err}"
+    );
+    assert!(env.calls().contains(&"DEL sleepy eth0".to_string()));
+    for file in ["sleepy.pid", "sleepy.child.pid"] {
+        let pid = std::fs::read_to_string(env.bin.join(file)).unwrap();
+        wait_gone(pid.trim());
+    }
+}
+
+/// Waits until a killed process is gone or a zombie (its parent may not
+/// have reaped it yet). The kill was sent before; this only waits for the
+/// kernel to finish it.
+fn wait_gone(pid: &str) {
+    for _ in 0..3000 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return,
+            Ok(stat) => {
+                let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+                if state.starts_with('Z') || state.starts_with('X') {
+                    return;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("process {pid} still alive after the timeout");
+}
+
+#[tokio::test]
+async fn check_uses_cached_result_and_honours_disable_check() {
+    let env = Env::new(Duration::from_secs(30));
+    env.write_conf("10-pods.conflist", two_plugins("pods", "1.0.0"));
+    let att = attachment("ctr6");
+    let err = env.cni.check(&att).await.unwrap_err();
+    assert!(matches!(err, Error::NotCached { .. }), "{err}");
+
+    let result = env.cni.setup(&att).await.unwrap();
+    env.clear_calls();
+    env.cni.check(&att).await.unwrap();
+    assert_eq!(
+        env.calls(),
+        ["CHECK first eth0", "CHECK second eth0", "CHECK loopback lo"]
+    );
+    assert_eq!(env.stdin("first", "CHECK")["prevResult"], *result.raw());
+    env.cni.teardown(&att).await.unwrap();
+
+    for conf in [
+        {
+            let mut c = two_plugins("pods", "1.0.0");
+            c["disableCheck"] = true.into();
+            c
+        },
+        two_plugins("pods", "0.3.1"),
+    ] {
+        env.write_conf("10-pods.conflist", conf);
+        env.cni.setup(&att).await.unwrap();
+        env.clear_calls();
+        env.cni.check(&att).await.unwrap();
+        assert_eq!(env.calls(), ["CHECK loopback lo"]);
+        env.cni.teardown(&att).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn del_before_0_4_0_gets_no_prev_result() {
+    let env = Env::new(Duration::from_secs(30));
+    env.write_conf("10-pods.conflist", two_plugins("pods", "0.3.1"));
+    let att = attachment("ctr7");
+    env.cni.setup(&att).await.unwrap();
+    env.cni.teardown(&att).await.unwrap();
+    assert!(env.stdin("second", "DEL").get("prevResult").is_none());
+    assert!(env.cache_files().is_empty());
+}
+
+#[tokio::test]
+async fn no_config_means_not_ready_and_nothing_to_tear_down() {
+    let env = Env::new(Duration::from_secs(30));
+    let status = env.cni.status();
+    assert!(!status.ready);
+    assert_eq!(status.reason, "NetworkPluginNotReady");
+    assert!(
+        status.message.contains(&env.conf.display().to_string()),
+        "{}",
+        status.message
+    );
+
+    let err = env.cni.setup(&attachment("ctr8")).await.unwrap_err();
+    assert!(matches!(err, Error::NoConfig { .. }), "{err}");
+    assert!(env.calls().is_empty(), "nothing runs without a config");
+
+    env.cni.teardown(&attachment("ctr8")).await.unwrap();
+    assert_eq!(env.calls(), ["DEL loopback lo"]);
+
+    env.write_conf("10-pods.conflist", two_plugins("pods", "1.0.0"));
+    let status = env.cni.status();
+    assert!(status.ready, "{status:?}");
+}
+
+#[tokio::test]
+async fn missing_plugin_names_it_and_the_dirs() {
+    let env = Env::new(Duration::from_secs(30));
+    env.write_conf(
+        "10-pods.conflist",
+        json!({"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"first"},{"type":"absent"}]}),
+    );
+    let err = env.cni.setup(&attachment("ctr9")).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::PluginNotFound { .. }), "{text}");
+    assert!(
+        text.contains("\"absent\"") && text.contains("nothing-here"),
+        "{text}"
+    );
+    assert!(env.cache_files().is_empty());
+}
+
+#[tokio::test]
+async fn invalid_attachments_are_refused_before_any_plugin_runs() {
+    let env = Env::new(Duration::from_secs(30));
+    env.write_conf("10-pods.conflist", two_plugins("pods", "1.0.0"));
+    for (id, ifname) in [
+        ("", "eth0"),
+        ("../x", "eth0"),
+        ("ok", ""),
+        ("ok", "a-very-long-ifname"),
+        ("ok", "eth 0"),
+        ("ok", "lo"),
+    ] {
+        let mut att = attachment(id);
+        att.ifname = ifname.into();
+        let err = env.cni.setup(&att).await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidAttachment(_)),
+            "{id}/{ifname}: {err}"
+        );
+    }
+    assert!(env.calls().is_empty());
+}
+
+#[tokio::test]
+async fn corrupt_cache_entry_falls_back_to_current_config_and_is_dropped() {
+    let env = Env::new(Duration::from_secs(30));
+    env.write_conf("10-pods.conflist", two_plugins("pods", "1.0.0"));
+    let att = attachment("ctr10");
+    env.cni.setup(&att).await.unwrap();
+    std::fs::write(env.cache.join("ctr10:pods:eth0.json"), "{").unwrap();
+
+    let err = env.cni.check(&att).await.unwrap_err();
+    assert!(err.to_string().contains("ctr10:pods:eth0.json"), "{err}");
+
+    env.clear_calls();
+    env.cni.teardown(&att).await.unwrap();
+    assert_eq!(
+        env.calls(),
+        ["DEL second eth0", "DEL first eth0", "DEL loopback lo"]
+    );
+    assert!(env.stdin("second", "DEL").get("prevResult").is_none());
+    assert!(env.cache_files().is_empty(), "{:?}", env.cache_files());
+}
