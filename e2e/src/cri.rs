@@ -11,7 +11,9 @@ use k8s_cri::v1::{
     ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStatus,
     ContainerStatusRequest, CreateContainerRequest, ImageSpec, KeyValue, LinuxPodSandboxConfig,
     ListContainersRequest, ListImagesRequest, ListPodSandboxRequest, PodSandboxConfig,
-    PodSandboxMetadata, PullImageRequest, RunPodSandboxRequest,
+    PodSandboxMetadata, PodSandboxStatus, PodSandboxStatusRequest, PullImageRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, RuntimeCondition, StartContainerRequest,
+    StatusRequest, StopPodSandboxRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -99,16 +101,76 @@ pub async fn pull_image(images: &mut ImageClient, reference: &str) -> Result<Str
     Ok(response.into_inner().image_ref)
 }
 
-/// RunPodSandbox; returns the pod id.
-pub async fn run_pod(runtime: &mut RuntimeClient, config: &PodSandboxConfig) -> Result<String> {
+/// Creates the pod's log directory and calls RunPodSandbox with runtime
+/// `handler` ("" for the default), as kubelet does; returns the pod id.
+pub async fn run_pod(
+    runtime: &mut RuntimeClient,
+    config: &PodSandboxConfig,
+    handler: &str,
+) -> Result<String> {
+    // kubelet creates the log directory before asking for the pod.
+    if !config.log_directory.is_empty() {
+        std::fs::create_dir_all(&config.log_directory)
+            .context(|| format!("create {}", config.log_directory))?;
+    }
     let response = runtime
         .run_pod_sandbox(RunPodSandboxRequest {
             config: Some(config.clone()),
-            runtime_handler: String::new(),
+            runtime_handler: handler.to_string(),
         })
         .await
         .context(|| format!("RunPodSandbox {:?}", config.metadata))?;
     Ok(response.into_inner().pod_sandbox_id)
+}
+
+/// PodSandboxStatus of `id`.
+pub async fn pod_status(runtime: &mut RuntimeClient, id: &str) -> Result<PodSandboxStatus> {
+    runtime
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_string(),
+            verbose: false,
+        })
+        .await
+        .context(|| format!("PodSandboxStatus {id}"))?
+        .into_inner()
+        .status
+        .ok_or_else(|| err(format!("PodSandboxStatus {id}: no status in the response")))
+}
+
+/// StopPodSandbox then RemovePodSandbox, as kubelet does.
+pub async fn stop_and_remove_pod(runtime: &mut RuntimeClient, id: &str) -> Result<()> {
+    runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        })
+        .await
+        .context(|| format!("StopPodSandbox {id}"))?;
+    runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        })
+        .await
+        .context(|| format!("RemovePodSandbox {id}"))?;
+    Ok(())
+}
+
+/// The runtime conditions of Status, by type (`RuntimeReady`,
+/// `NetworkReady`, …).
+pub async fn runtime_conditions(
+    runtime: &mut RuntimeClient,
+) -> Result<HashMap<String, RuntimeCondition>> {
+    let status = runtime
+        .status(StatusRequest { verbose: false })
+        .await
+        .context(|| "Status")?
+        .into_inner()
+        .status
+        .ok_or_else(|| err("Status: no runtime status in the response"))?;
+    Ok(status
+        .conditions
+        .into_iter()
+        .map(|c| (c.r#type.clone(), c))
+        .collect())
 }
 
 /// CreateContainer in pod `pod_id` (whose config was `pod`); returns the
@@ -128,6 +190,17 @@ pub async fn create_container(
         .await
         .context(|| format!("CreateContainer {:?} in pod {pod_id}", config.metadata))?;
     Ok(response.into_inner().container_id)
+}
+
+/// StartContainer `id`.
+pub async fn start_container(runtime: &mut RuntimeClient, id: &str) -> Result<()> {
+    runtime
+        .start_container(StartContainerRequest {
+            container_id: id.to_string(),
+        })
+        .await
+        .context(|| format!("StartContainer {id}"))?;
+    Ok(())
 }
 
 /// ContainerStatus of `id`.

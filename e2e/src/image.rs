@@ -254,6 +254,7 @@ impl Pusher<'_> {
         let config = serde_json::to_vec(&image_config(layers, name, arch))
             .context(|| "serialize an image config")?;
         let config_digest = sha256_digest(&config);
+        // Blobs belong to the repository; the tag of this reference is unused.
         let blob_ref = self.reference("blobs")?;
         for layer in layers {
             self.client

@@ -15,6 +15,18 @@
 //! Whatever a test does, dropping a [`Crius`] (or a [`NodeDir`]) kills its
 //! processes and removes its mounts, bridge, cgroups and files, so a failed
 //! test leaves the host as it found it.
+//!
+//! # Running
+//!
+//! ```text
+//! cargo build --workspace --bins && cargo test -p crius-e2e
+//! ```
+//!
+//! as root, with `docker-registry`, `busybox-static`, `runc`, `crun` and the
+//! CNI plugins (`/usr/lib/cni` or `/opt/cni/bin`) installed. The daemon is
+//! taken from the test binary's target dir unless `CRIUS_BIN` names one;
+//! tests that need it fail (never skip) when it is missing. Tests run in
+//! parallel: every name, port, subnet and directory is unique per test.
 
 pub mod cri;
 mod daemon;

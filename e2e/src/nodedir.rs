@@ -151,8 +151,8 @@ impl NodeDir {
         format!("/crius-e2e-{}", self.id)
     }
 
-    /// A pod log directory under [`Self::logs`] (not created: the runtime
-    /// creates it).
+    /// A pod log directory under [`Self::logs`] (created by
+    /// [`cri::run_pod`](crate::cri::run_pod), as kubelet does).
     pub fn pod_log_dir(&self, pod: &str) -> PathBuf {
         self.logs().join(pod)
     }

@@ -351,3 +351,70 @@ fn leak_checker_reports_planted_leaks_and_cleanup_removes_them() {
     }
     assert!(!path.exists(), "{} left", path.display());
 }
+
+/// The test network works with the real bridge plugin, and what a pod
+/// would leave on it (a netns pinned under the dir, a veth, an address) is
+/// reported and then cleaned up.
+#[test]
+fn the_test_cni_network_hands_out_addresses_and_is_cleaned_up() {
+    let dir = NodeDir::create(true).unwrap();
+    let path = dir.path().to_path_buf();
+    let bridge = dir.bridge();
+    let conflist = std::fs::read_dir(dir.cni_conf_dir())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let conflist: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(conflist).unwrap()).unwrap();
+    let mut plugin = conflist["plugins"][0].clone();
+    plugin["cniVersion"] = conflist["cniVersion"].clone();
+    plugin["name"] = conflist["name"].clone();
+
+    let netns = dir.state().join("netns-planted");
+    std::fs::write(&netns, "").unwrap();
+    let pinned = Command::new("unshare")
+        .arg(format!("--net={}", netns.display()))
+        .arg("true")
+        .status()
+        .unwrap();
+    assert!(pinned.success());
+    let mut add = Command::new("/usr/lib/cni/bridge")
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", format!("selftest-{}", dir.id()))
+        .env("CNI_NETNS", &netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(add.stdin.take().unwrap(), &plugin).unwrap();
+    let output = add.wait_with_output().unwrap();
+    let result = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "bridge ADD failed: {result}");
+    let result: serde_json::Value = serde_json::from_str(&result).unwrap();
+    let address = result["ips"][0]["address"].as_str().unwrap();
+    let ip = address.split('/').next().unwrap();
+    assert!(dir.subnet_contains(ip), "{address} not in {}", dir.subnet());
+
+    let report = find_leaks(&dir).join("\n");
+    for needle in [
+        format!("mount {}", netns.display()),
+        format!(
+            "IP reservation {}",
+            dir.ipam_dir().join(dir.network_name()).join(ip).display()
+        ),
+        format!("on bridge {bridge}"),
+    ] {
+        assert!(report.contains(&needle), "{needle:?} not in:\n{report}");
+    }
+
+    drop(dir);
+    assert!(!path.exists(), "{} left", path.display());
+    assert!(
+        !Path::new("/sys/class/net").join(&bridge).exists(),
+        "{bridge} left"
+    );
+}
