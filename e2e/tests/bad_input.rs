@@ -1,0 +1,200 @@
+//! Wrong requests get the right gRPC code, a message naming what was wrong,
+//! and change nothing.
+//!
+//! Needs the `crius` binary (`cargo build --workspace --bins`); fails, never
+//! skips, without it.
+
+use crius_e2e::cri::{self, assert_code};
+use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks, free_port};
+use k8s_cri::v1::{
+    CheckpointContainerRequest, ContainerStatusRequest, CreateContainerRequest, ImageSpec,
+    PodSandboxState, PodSandboxStatusRequest, PullImageRequest, RemoveContainerRequest,
+    RunPodSandboxRequest, StopPodSandboxRequest,
+};
+use tonic::Code;
+
+const NONE: [String; 0] = [];
+
+#[tokio::test]
+async fn bad_pod_requests() {
+    let mut crius = Crius::start(CriusOptions::default()).await.unwrap();
+    let mut rt = crius.runtime_client();
+
+    let mut anonymous = cri::pod_config(crius.dir(), "anonymous");
+    anonymous.metadata = None;
+    assert_code(
+        rt.run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(anonymous),
+            runtime_handler: String::new(),
+        })
+        .await,
+        Code::InvalidArgument,
+        "metadata",
+    );
+    assert_eq!(cri::pod_ids(&mut rt).await.unwrap(), NONE);
+
+    let pod = cri::pod_config(crius.dir(), "twice");
+    let pod_id = cri::run_pod(&mut rt, &pod, "").await.unwrap();
+    assert_code(
+        rt.run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod.clone()),
+            runtime_handler: String::new(),
+        })
+        .await,
+        Code::AlreadyExists,
+        "twice",
+    );
+    assert_eq!(cri::pod_ids(&mut rt).await.unwrap(), [pod_id.as_str()]);
+    let status = cri::pod_status(&mut rt, &pod_id).await.unwrap();
+    assert_eq!(status.state, PodSandboxState::SandboxReady as i32);
+
+    let unknown = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    assert_code(
+        rt.pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: unknown.into(),
+            verbose: false,
+        })
+        .await,
+        Code::NotFound,
+        unknown,
+    );
+    assert_code(
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: unknown.into(),
+        })
+        .await,
+        Code::NotFound,
+        unknown,
+    );
+    assert_code(
+        rt.container_status(ContainerStatusRequest {
+            container_id: unknown.into(),
+            verbose: false,
+        })
+        .await,
+        Code::NotFound,
+        unknown,
+    );
+    assert_eq!(cri::pod_ids(&mut rt).await.unwrap(), [pod_id.as_str()]);
+    assert_eq!(cri::container_ids(&mut rt, None).await.unwrap(), NONE);
+
+    cri::stop_and_remove_pod(&mut rt, &pod_id).await.unwrap();
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
+
+#[tokio::test]
+async fn bad_container_requests() {
+    let registry = Registry::start().unwrap();
+    let images = TestImages::push(registry.addr()).await.unwrap();
+    let mut crius = Crius::start(CriusOptions::default()).await.unwrap();
+    let mut rt = crius.runtime_client();
+    let mut img = crius.image_client();
+    cri::pull_image(&mut img, &images.oci.reference)
+        .await
+        .unwrap();
+    let pod = cri::pod_config(crius.dir(), "containers");
+    let pod_id = cri::run_pod(&mut rt, &pod, "").await.unwrap();
+
+    // Pushed but never pulled: the runtime must not fetch it on its own.
+    let unpulled = &images.docker.reference;
+    let config = cri::container_config("unpulled", unpulled, &["true"]);
+    assert_code(
+        rt.create_container(CreateContainerRequest {
+            pod_sandbox_id: pod_id.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.clone()),
+        })
+        .await,
+        Code::NotFound,
+        unpulled,
+    );
+    assert_eq!(cri::container_ids(&mut rt, None).await.unwrap(), NONE);
+    assert_eq!(
+        cri::image_ids(&mut img).await.unwrap(),
+        [images.oci.image_id.as_str()]
+    );
+
+    let config = cri::container_config("twice", &images.oci.reference, &["true"]);
+    let id = cri::create_container(&mut rt, &pod_id, &pod, &config)
+        .await
+        .unwrap();
+    assert_code(
+        rt.create_container(CreateContainerRequest {
+            pod_sandbox_id: pod_id.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.clone()),
+        })
+        .await,
+        Code::AlreadyExists,
+        "twice",
+    );
+    assert_eq!(
+        cri::container_ids(&mut rt, None).await.unwrap(),
+        [id.as_str()]
+    );
+
+    rt.remove_container(RemoveContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    cri::stop_and_remove_pod(&mut rt, &pod_id).await.unwrap();
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
+
+#[tokio::test]
+async fn pull_from_a_closed_port_and_unimplemented_calls() {
+    let mut crius = Crius::start(CriusOptions::default()).await.unwrap();
+    let mut rt = crius.runtime_client();
+    let mut img = crius.image_client();
+
+    let addr = format!("127.0.0.1:{}", free_port().unwrap());
+    assert_code(
+        img.pull_image(PullImageRequest {
+            image: Some(ImageSpec {
+                image: format!("{addr}/crius-e2e/busybox:oci"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await,
+        Code::Unavailable,
+        &addr,
+    );
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+
+    // CheckpointContainer: the CRI call crius does not implement.
+    assert_code(
+        rt.checkpoint_container(CheckpointContainerRequest {
+            container_id: "any".into(),
+            location: "/tmp/nowhere.tar".into(),
+            timeout: 0,
+        })
+        .await,
+        Code::Unimplemented,
+        "CheckpointContainer",
+    );
+
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
+
+#[tokio::test]
+async fn network_not_ready_without_a_cni_config() {
+    let mut crius = Crius::start(CriusOptions::without_cni()).await.unwrap();
+    let mut rt = crius.runtime_client();
+
+    let conditions = cri::runtime_conditions(&mut rt).await.unwrap();
+    let runtime = conditions.get("RuntimeReady");
+    assert!(runtime.is_some_and(|c| c.status), "{conditions:?}");
+    let network = conditions.get("NetworkReady");
+    assert!(
+        network.is_some_and(|c| !c.status && !c.reason.is_empty()),
+        "{conditions:?}"
+    );
+
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
