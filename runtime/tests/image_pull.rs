@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 struct Registry {
     child: Child,
     addr: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Registry {
@@ -60,11 +60,7 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("docker-registry (apt install docker-registry)");
-        let mut reg = Registry {
-            child,
-            addr,
-            _dir: dir,
-        };
+        let mut reg = Registry { child, addr, dir };
         for _ in 0..400 {
             if let Ok(mut s) = TcpStream::connect(&reg.addr) {
                 let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
@@ -478,7 +474,44 @@ async fn pull_errors_name_what_failed() {
         store.pull("Not A Ref", None).await,
         Err(Error::InvalidArgument(_))
     ));
+
+    // The registry serves a corrupted layer (same size, one byte off).
+    let bad = sha256(&layer2());
+    let hex = &bad["sha256:".len()..];
+    let data = reg
+        .dir
+        .path()
+        .join("storage/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&data, bytes).unwrap();
+    let reference = format!("{}/test/e:v1", reg.addr);
+    match store.pull(&reference, None).await {
+        Err(e @ Error::External { .. }) => {
+            let m = e.to_string();
+            assert!(
+                m.contains(&bad) && m.contains(&reference) && m.contains("mismatch"),
+                "{m}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!root.path().join("content/blobs/sha256").join(hex).exists());
+
+    // Nothing half-made anywhere.
     assert!(store.list().is_empty());
+    assert!(
+        std::fs::read_dir(root.path().join("images"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    for e in std::fs::read_dir(root.path().join("layers")).unwrap() {
+        assert!(!e.unwrap().file_name().to_string_lossy().starts_with('.'));
+    }
     assert_eq!(
         std::fs::read_dir(root.path().join("content/ingest"))
             .unwrap()

@@ -128,6 +128,7 @@ pub fn apply_tar<R: Read>(reader: R, root: &Path) -> Result<(), UnpackError> {
         root,
         real_dirs: HashSet::new(),
         dir_times: HashMap::new(),
+        buf: vec![0; 128 * 1024],
     };
     for entry in archive.entries().map_err(UnpackError::Read)? {
         let mut entry = entry.map_err(UnpackError::Read)?;
@@ -169,6 +170,8 @@ struct Unpacker<'a> {
     real_dirs: HashSet<PathBuf>,
     /// Directory entries and their mtimes (the last entry for a path wins).
     dir_times: HashMap<PathBuf, i64>,
+    /// Copy buffer for file contents.
+    buf: Vec<u8>,
 }
 
 struct Meta {
@@ -245,7 +248,7 @@ impl Unpacker<'_> {
 
         match kind {
             EntryType::Directory => {
-                if !self.real_dirs.contains(&rel) && fs::symlink_metadata(&full).is_err() {
+                if fs::symlink_metadata(&full).is_err() {
                     fs::DirBuilder::new()
                         .mode(0o700)
                         .create(&full)
@@ -263,14 +266,13 @@ impl Unpacker<'_> {
                     .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                     .open(&full)
                     .map_err(io_err("create"))?;
-                let mut buf = vec![0u8; 128 * 1024];
                 let mut written = 0u64;
                 loop {
-                    let n = entry.read(&mut buf).map_err(UnpackError::Read)?;
+                    let n = entry.read(&mut self.buf).map_err(UnpackError::Read)?;
                     if n == 0 {
                         break;
                     }
-                    file.write_all(&buf[..n]).map_err(io_err("write"))?;
+                    file.write_all(&self.buf[..n]).map_err(io_err("write"))?;
                     written += n as u64;
                 }
                 // The tar crate ends an entry's data quietly at EOF; a
@@ -315,8 +317,9 @@ impl Unpacker<'_> {
                     _ => SFlag::S_IFIFO,
                 };
                 let header = entry.header();
-                let major = header.device_major().ok().flatten().unwrap_or(0);
-                let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                let bad = |e: io::Error| invalid(format!("bad device number: {e}"));
+                let major = header.device_major().map_err(bad)?.unwrap_or(0);
+                let minor = header.device_minor().map_err(bad)?.unwrap_or(0);
                 mknod(
                     &full,
                     sflag,
