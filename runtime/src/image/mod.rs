@@ -141,7 +141,9 @@ impl ImageStore {
     /// or rejects the credentials; `External` when it serves bad content
     /// (digest or size mismatch, malformed manifest or layer, zstd).
     /// A failed pull leaves no temp files and no record; blobs and layers
-    /// it completed and verified stay for the next attempt.
+    /// it completed and verified stay for the next attempt. If the future
+    /// is dropped mid-pull, a layer unpack under way finishes (or cleans
+    /// up) on its own blocking thread.
     pub async fn pull(&self, reference: &str, credentials: Option<&Credentials>) -> Result<Image> {
         pull::pull(&self.inner, reference, credentials).await
     }

@@ -7,9 +7,11 @@
 //! unpacks. Blobs and layers already present are not fetched again.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
+use futures_util::future::ready;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
@@ -123,13 +125,7 @@ impl Puller {
             size += descriptor_size(layer).map_err(|m| self.bad_content(m))?;
         }
 
-        futures_util::stream::iter(manifest.layers.iter().enumerate())
-            .map(|(i, layer)| {
-                let parent = i.checked_sub(1).map(|p| &chains[p]);
-                self.ensure_layer(layer, &diff_ids[i], &chains[i], parent)
-            })
-            .buffer_unordered(CONCURRENT_LAYERS)
-            .try_collect::<Vec<()>>()
+        self.ensure_layers(&manifest.layers, &diff_ids, &chains)
             .await?;
 
         let image = Image {
@@ -228,13 +224,48 @@ impl Puller {
         if size > MAX_CONFIG_SIZE {
             return Err(self.bad_content(format!("image config of {size} bytes is too large")));
         }
-        let (digest, path) = self.fetch_blob(desc).await?;
+        let (digest, path) = self.fetch_blob(desc, &AtomicBool::new(false)).await?;
         let data = tokio::fs::read(&path)
             .await
             .context(|| format!("read {}", path.display()))?;
         let (config, diff_ids) =
             parse_config(&data).map_err(|m| self.bad_content(format!("config {digest}: {m}")))?;
         Ok((config, diff_ids, digest))
+    }
+
+    /// Makes sure every layer is unpacked, a few at a time.
+    ///
+    /// On the first failure, layers not started are skipped and downloads
+    /// under way stop, but unpacks under way (blocking, not cancellable)
+    /// are waited for: when this returns, nothing of the pull is still
+    /// being written.
+    async fn ensure_layers(
+        &self,
+        layers: &[OciDescriptor],
+        diff_ids: &[Digest],
+        chains: &[Digest],
+    ) -> Result<()> {
+        let failed = AtomicBool::new(false);
+        let failed = &failed;
+        let results: Vec<Result<()>> = futures_util::stream::iter(layers.iter().enumerate())
+            .map(|(i, layer)| async move {
+                let parent = i.checked_sub(1).and_then(|p| chains.get(p));
+                let (Some(diff_id), Some(chain_id)) = (diff_ids.get(i), chains.get(i)) else {
+                    return Err(Error::Internal("layer without a diff id".into()));
+                };
+                let r = self
+                    .ensure_layer(layer, diff_id, chain_id, parent, failed)
+                    .await;
+                if r.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                r
+            })
+            .buffer_unordered(CONCURRENT_LAYERS)
+            .collect()
+            .await;
+        // In completion order: the first error is the cause.
+        results.into_iter().collect()
     }
 
     /// Makes sure one layer is unpacked, fetching its blob if needed.
@@ -244,12 +275,13 @@ impl Puller {
         diff_id: &Digest,
         chain_id: &Digest,
         parent: Option<&Digest>,
+        failed: &AtomicBool,
     ) -> Result<()> {
         let _guard = self.inner.layers.lock(chain_id).await;
-        if self.inner.layers.has(chain_id) {
+        if self.inner.layers.has(chain_id) || failed.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let (blob_digest, blob) = self.fetch_blob(desc).await?;
+        let (blob_digest, blob) = self.fetch_blob(desc, failed).await?;
         let what = format!("layer {blob_digest} of {}", self.image_ref);
         let inner = self.inner.clone();
         let (media_type, diff_id, chain_id) =
@@ -271,8 +303,12 @@ impl Puller {
     }
 
     /// Makes sure a blob is in the content store; returns its digest and
-    /// path.
-    async fn fetch_blob(&self, desc: &OciDescriptor) -> Result<(Digest, std::path::PathBuf)> {
+    /// path. The download stops (and fails) once `stop` is set.
+    async fn fetch_blob(
+        &self,
+        desc: &OciDescriptor,
+        stop: &AtomicBool,
+    ) -> Result<(Digest, std::path::PathBuf)> {
         let digest = Digest::parse(&desc.digest).map_err(|m| self.bad_content(m))?;
         let size = descriptor_size(desc).map_err(|m| self.bad_content(m))?;
         let content: &ContentStore = &self.inner.content;
@@ -292,6 +328,7 @@ impl Puller {
                 "blob {digest}: registry sends {len} bytes, the manifest says {size}"
             )));
         }
+        let stream = stream.take_while(|_| ready(!stop.load(Ordering::Relaxed)));
         let path = content
             .ingest(&digest, size, stream)
             .await

@@ -316,10 +316,18 @@ impl Unpacker<'_> {
                     EntryType::Block => SFlag::S_IFBLK,
                     _ => SFlag::S_IFIFO,
                 };
-                let header = entry.header();
-                let bad = |e: io::Error| invalid(format!("bad device number: {e}"));
-                let major = header.device_major().map_err(bad)?.unwrap_or(0);
-                let minor = header.device_minor().map_err(bad)?.unwrap_or(0);
+                // A fifo has no device number (writers often leave the
+                // fields empty, which does not parse).
+                let (major, minor) = if kind == EntryType::Fifo {
+                    (0, 0)
+                } else {
+                    let header = entry.header();
+                    let bad = |e: io::Error| invalid(format!("bad device number: {e}"));
+                    (
+                        header.device_major().map_err(bad)?.unwrap_or(0),
+                        header.device_minor().map_err(bad)?.unwrap_or(0),
+                    )
+                };
                 mknod(
                     &full,
                     sflag,
