@@ -1,0 +1,211 @@
+//! Unpacked layers, shared between images, at `layers/<chain id hex>/`:
+//! `fs/` holds the tree (an overlayfs lower dir), `layer.json` says what
+//! it came from.
+//!
+//! A layer is unpacked once, into `layers/.tmp-…` beside its final place,
+//! synced and renamed into place, so a layer directory that exists is
+//! whole. `open` removes the temp directories a crash left.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tokio::sync::OwnedMutexGuard;
+
+use super::content::Digest;
+use super::locks::KeyLocks;
+use super::tmp::{TempPath, unique};
+use super::unpack::{UnpackError, unpack_layer};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+
+const TMP_PREFIX: &str = ".tmp-";
+
+/// The chain ids of a stack of layers given their diff ids, base first
+/// (OCI image spec, "ChainID"): `chain(0) = diff(0)`,
+/// `chain(n) = sha256(chain(n-1) + " " + diff(n))`.
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for diff in diff_ids {
+        let next = match out.last() {
+            None => diff.clone(),
+            Some(parent) => Digest::of(format!("{parent} {diff}").as_bytes()),
+        };
+        out.push(next);
+    }
+    out
+}
+
+/// What one layer is, recorded beside its tree.
+#[derive(Debug, Serialize)]
+struct LayerRecord<'a> {
+    chain_id: &'a str,
+    diff_id: &'a str,
+    parent: Option<&'a str>,
+    blob_digest: &'a str,
+    media_type: &'a str,
+}
+
+/// What to unpack, and where it belongs in its stack.
+#[derive(Debug)]
+pub struct LayerSource<'a> {
+    /// The compressed blob in the content store.
+    pub blob: &'a Path,
+    /// Its digest (for the record and errors).
+    pub blob_digest: &'a Digest,
+    /// Its media type (compression).
+    pub media_type: &'a str,
+    /// The uncompressed digest the image config promises.
+    pub diff_id: &'a Digest,
+    /// This layer's chain id.
+    pub chain_id: &'a Digest,
+    /// The chain id of the layer below, if any.
+    pub parent: Option<&'a Digest>,
+}
+
+/// The unpacked layers.
+#[derive(Debug)]
+pub struct LayerStore {
+    dir: PathBuf,
+    locks: KeyLocks,
+}
+
+impl LayerStore {
+    /// Opens the store under `dir`, removing half-unpacked layers.
+    pub fn open(dir: &Path) -> Result<LayerStore> {
+        fsutil::create_dir_all(dir)?;
+        for entry in fs::read_dir(dir).context(|| format!("read {}", dir.display()))? {
+            let entry = entry.context(|| format!("read {}", dir.display()))?;
+            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                tracing::info!(path = %entry.path().display(), "removing half-unpacked layer");
+                fsutil::remove_dir_all(&entry.path())?;
+            }
+        }
+        Ok(LayerStore {
+            dir: dir.to_path_buf(),
+            locks: KeyLocks::default(),
+        })
+    }
+
+    /// The tree of the layer `chain_id` (whether or not it is there).
+    pub fn fs_path(&self, chain_id: &Digest) -> PathBuf {
+        self.dir.join(chain_id.hex()).join("fs")
+    }
+
+    /// Whether the layer is unpacked.
+    pub fn has(&self, chain_id: &Digest) -> bool {
+        self.fs_path(chain_id).is_dir()
+    }
+
+    /// Serialises work on one chain id.
+    pub async fn lock(&self, chain_id: &Digest) -> OwnedMutexGuard<()> {
+        self.locks.lock(chain_id.as_str()).await
+    }
+
+    /// Unpacks a layer into place (blocking; call under [`Self::lock`]),
+    /// verifying its diff id. `what` names the layer and image in errors.
+    /// On failure nothing is left behind.
+    pub fn unpack(&self, src: &LayerSource<'_>, what: &str) -> Result<()> {
+        let final_dir = self.dir.join(src.chain_id.hex());
+        let tmp = TempPath::new(self.dir.join(format!(
+            "{TMP_PREFIX}{}-{}",
+            src.chain_id.hex(),
+            unique()
+        )));
+        let fs_dir = tmp.path().join("fs");
+        fsutil::create_dir_all(&fs_dir)?;
+
+        let got = unpack_layer(src.blob, src.media_type, &fs_dir).map_err(|e| match e {
+            UnpackError::Io { entry, op, source } => Error::Io {
+                context: format!("unpack {what}: entry {entry:?}: {op}"),
+                source,
+            },
+            other => Error::External {
+                what: format!("unpack {what}"),
+                message: other.to_string(),
+            },
+        })?;
+        if &got != src.diff_id {
+            return Err(Error::External {
+                what: format!("unpack {what}"),
+                message: format!(
+                    "uncompressed content hashes to {got}, but the image config says {}",
+                    src.diff_id
+                ),
+            });
+        }
+        let record = LayerRecord {
+            chain_id: src.chain_id.as_str(),
+            diff_id: src.diff_id.as_str(),
+            parent: src.parent.map(Digest::as_str),
+            blob_digest: src.blob_digest.as_str(),
+            media_type: src.media_type,
+        };
+        let json = serde_json::to_vec_pretty(&record)
+            .map_err(|e| Error::Internal(format!("encode layer record: {e}")))?;
+        let record_path = tmp.path().join("layer.json");
+        fs::write(&record_path, json).context(|| format!("write {}", record_path.display()))?;
+
+        // The tree must be durable before it becomes visible.
+        let dir =
+            fs::File::open(tmp.path()).context(|| format!("open {}", tmp.path().display()))?;
+        nix::unistd::syncfs(&dir).context(|| format!("syncfs {}", tmp.path().display()))?;
+        match fs::rename(tmp.path(), &final_dir) {
+            Ok(()) => tmp.keep(),
+            // Another pull got there first: keep theirs, drop ours.
+            Err(e) if final_dir.is_dir() => {
+                tracing::debug!(error = %e, layer = %src.chain_id, "layer already unpacked");
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    format!("move layer into place at {}", final_dir.display()),
+                    e,
+                ));
+            }
+        }
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .context(|| format!("fsync {}", self.dir.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Digest {
+        Digest::parse(s).unwrap()
+    }
+
+    #[test]
+    fn chain_ids_follow_the_oci_spec() {
+        // Expected values computed independently:
+        //   printf 'sha256:aaa… sha256:bbb…' | sha256sum
+        let a = d("sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        let b = d("sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+        let c = d("sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc");
+        let ids = chain_ids(&[a.clone(), b, c]);
+        assert_eq!(ids[0], a);
+        assert_eq!(ids[1].as_str(), CHAIN_AB);
+        assert_eq!(ids[2].as_str(), CHAIN_ABC);
+        assert!(chain_ids(&[]).is_empty());
+    }
+
+    const CHAIN_AB: &str =
+        "sha256:ccd722928bd92476ba1745586fed6e45a102504185ad88cd89e01ff116fd146c";
+    const CHAIN_ABC: &str =
+        "sha256:c1377126441fb2f5ec2c21ae2a60255331d639e830f0ee1b40a36e52d4c40588";
+
+    #[test]
+    fn open_removes_half_unpacked_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join(".tmp-abc-1-2/fs/x")).unwrap();
+        fs::create_dir_all(dir.path().join("abcd/fs")).unwrap();
+        let store = LayerStore::open(dir.path()).unwrap();
+        assert!(!dir.path().join(".tmp-abc-1-2").exists());
+        let id = d("sha256:abcd000000000000000000000000000000000000000000000000000000000000");
+        assert!(!store.has(&id));
+        assert!(dir.path().join("abcd/fs").exists());
+    }
+}

@@ -1,0 +1,908 @@
+//! Unpacking a layer blob (tar, gzip'd or not) into an empty directory in
+//! the form overlayfs reads as a lower layer.
+//!
+//! Entries keep their mode, numeric owner, mtime, xattrs, symlinks,
+//! hardlinks (within the layer), device nodes and fifos. OCI whiteouts
+//! become overlayfs ones: `.wh.<name>` a 0/0 character device `<name>`,
+//! `.wh..wh..opq` the xattr `trusted.overlay.opaque=y` on its directory.
+//!
+//! Nothing is written outside the directory: `..` in a name or a hardlink
+//! target is rejected, absolute names are taken relative to it, and every
+//! parent of an entry is checked (lstat) to be a real directory, so a
+//! symlink planted by an earlier entry is never followed. The tar crate's
+//! own `unpack_in` is not used because it writes device nodes as regular
+//! files, drops directory xattrs and mtimes, and skips `..` silently.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CString, OsStr};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
+use nix::sys::time::TimeSpec;
+use tar::EntryType;
+
+use super::content::{Digest, Verifier};
+use super::manifest::Compression;
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const WHITEOUT_META_PREFIX: &str = ".wh..wh.";
+const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
+const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
+
+/// Why a layer could not be unpacked. The caller adds which layer of
+/// which image.
+#[derive(Debug)]
+pub enum UnpackError {
+    /// The layer stream could not be read: corrupt compression, a
+    /// malformed or truncated tar.
+    Read(io::Error),
+    /// An entry is not acceptable (escapes the layer, unsupported type).
+    Invalid {
+        /// The entry's name in the tar.
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Writing an entry to disk failed.
+    Io {
+        /// The entry's name in the tar.
+        entry: String,
+        /// What was being done.
+        op: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+    /// The layer format is not supported.
+    Unsupported(String),
+}
+
+impl fmt::Display for UnpackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnpackError::Read(e) => write!(f, "malformed layer: {e}"),
+            UnpackError::Invalid { entry, reason } => write!(f, "entry {entry:?}: {reason}"),
+            UnpackError::Io { entry, op, source } => write!(f, "entry {entry:?}: {op}: {source}"),
+            UnpackError::Unsupported(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Unpacks the layer blob at `blob` into `dest` (an empty directory) and
+/// returns the digest of the uncompressed tar (its diff id). The
+/// compression comes from `media_type`, or from the blob's first bytes
+/// when the type does not say.
+pub fn unpack_layer(blob: &Path, media_type: &str, dest: &Path) -> Result<Digest, UnpackError> {
+    let file = File::open(blob).map_err(|source| UnpackError::Io {
+        entry: String::new(),
+        op: "open layer blob",
+        source,
+    })?;
+    let mut input = BufReader::with_capacity(256 * 1024, file);
+    let compression = match Compression::from_media_type(media_type) {
+        Ok(Some(c)) => c,
+        Ok(None) => Compression::sniff(input.fill_buf().map_err(UnpackError::Read)?),
+        Err(m) => return Err(UnpackError::Unsupported(m)),
+    };
+    let decoded: Box<dyn Read> = match compression {
+        Compression::None => Box::new(input),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Compression::Zstd => {
+            return Err(UnpackError::Unsupported(
+                "zstd-compressed layers are not supported yet".into(),
+            ));
+        }
+    };
+    let mut hashing = HashingReader {
+        inner: decoded,
+        verifier: Verifier::default(),
+    };
+    apply_tar(&mut hashing, dest)?;
+    // The diff id covers the whole stream, end-of-archive padding too.
+    io::copy(&mut hashing, &mut io::sink()).map_err(UnpackError::Read)?;
+    Ok(hashing.verifier.finish())
+}
+
+struct HashingReader<R> {
+    inner: R,
+    verifier: Verifier,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.verifier.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Applies an uncompressed layer tar to `root`.
+pub fn apply_tar<R: Read>(reader: R, root: &Path) -> Result<(), UnpackError> {
+    let mut archive = tar::Archive::new(reader);
+    let mut unpacker = Unpacker {
+        root,
+        real_dirs: HashSet::new(),
+        dir_times: HashMap::new(),
+        buf: vec![0; 128 * 1024],
+    };
+    for entry in archive.entries().map_err(UnpackError::Read)? {
+        let mut entry = entry.map_err(UnpackError::Read)?;
+        unpacker.entry(&mut entry)?;
+    }
+    // Directory mtimes last: creating entries inside changed them. Only
+    // for directories still there: a later entry may have replaced one
+    // (even by a symlink, which must not be followed).
+    for (rel, mtime) in &unpacker.dir_times {
+        if !unpacker.real_dirs.contains(rel) {
+            continue;
+        }
+        set_times(&root.join(rel), *mtime).map_err(|source| UnpackError::Io {
+            entry: rel.display().to_string(),
+            op: "set mtime",
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Turns a tar name into a path relative to the layer root: leading `/`
+/// and `.` components dropped, `..` refused. `None` is the root itself.
+fn relative_path(name: &Path) -> Result<Option<PathBuf>, String> {
+    let mut rel = PathBuf::new();
+    for c in name.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => return Err("path contains \"..\"".into()),
+            Component::Normal(p) => rel.push(p),
+        }
+    }
+    Ok((!rel.as_os_str().is_empty()).then_some(rel))
+}
+
+struct Unpacker<'a> {
+    root: &'a Path,
+    /// Paths (relative) known to be real directories, not symlinks.
+    real_dirs: HashSet<PathBuf>,
+    /// Directory entries and their mtimes (the last entry for a path wins).
+    dir_times: HashMap<PathBuf, i64>,
+    /// Copy buffer for file contents.
+    buf: Vec<u8>,
+}
+
+struct Meta {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    mtime: i64,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Unpacker<'_> {
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let invalid = |reason: String| UnpackError::Invalid {
+            entry: name.clone(),
+            reason,
+        };
+        let mut kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            return Ok(());
+        }
+        // Old (pre-POSIX) tars mark directories by a trailing slash only.
+        if kind == EntryType::Regular
+            && entry.header().as_ustar().is_none()
+            && entry.header().as_gnu().is_none()
+            && name.ends_with('/')
+        {
+            kind = EntryType::Directory;
+        }
+        let rel = relative_path(&entry.path().map_err(UnpackError::Read)?).map_err(invalid)?;
+        let Some(rel) = rel else {
+            // The layer root itself: its metadata is the snapshot's.
+            return Ok(());
+        };
+        let meta = self.meta(entry).map_err(invalid)?;
+        let (parent, base) = match (rel.parent(), rel.file_name()) {
+            (Some(p), Some(b)) => (p.to_path_buf(), b.to_os_string()),
+            _ => return Err(invalid("no file name".into())),
+        };
+        self.ensure_dir(&parent).map_err(|e| match e {
+            DirError::NotDir(p) => invalid(format!(
+                "parent {} is not a directory (a symlink or file earlier in the layer)",
+                p.display()
+            )),
+            DirError::Io(source) => UnpackError::Io {
+                entry: name.clone(),
+                op: "create parent directory",
+                source,
+            },
+        })?;
+        let io_err = |op: &'static str| {
+            let entry = name.clone();
+            move |source: io::Error| UnpackError::Io { entry, op, source }
+        };
+
+        let base_bytes = base.as_bytes();
+        if base_bytes.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            return self.whiteout(&parent, base_bytes, &meta, &name);
+        }
+
+        let full = self.root.join(&rel);
+        if let Ok(existing) = fs::symlink_metadata(&full) {
+            // Replace what is there, except that a directory over a
+            // directory merges (only its metadata is applied).
+            if !(existing.is_dir() && kind == EntryType::Directory) {
+                if existing.is_dir() {
+                    fs::remove_dir_all(&full).map_err(io_err("replace"))?;
+                    self.real_dirs.retain(|d| !d.starts_with(&rel));
+                } else {
+                    fs::remove_file(&full).map_err(io_err("replace"))?;
+                }
+            }
+        }
+
+        match kind {
+            EntryType::Directory => {
+                if fs::symlink_metadata(&full).is_err() {
+                    fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(&full)
+                        .map_err(io_err("mkdir"))?;
+                }
+                self.real_dirs.insert(rel.clone());
+                self.dir_times.insert(rel, meta.mtime);
+                apply_meta(&full, &meta, Target::Dir).map_err(io_err("set metadata"))?;
+            }
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&full)
+                    .map_err(io_err("create"))?;
+                let mut written = 0u64;
+                loop {
+                    let n = entry.read(&mut self.buf).map_err(UnpackError::Read)?;
+                    if n == 0 {
+                        break;
+                    }
+                    file.write_all(&self.buf[..n]).map_err(io_err("write"))?;
+                    written += n as u64;
+                }
+                // The tar crate ends an entry's data quietly at EOF; a
+                // short one means a truncated stream. (A sparse entry
+                // expands beyond its stored size.)
+                if kind != EntryType::GNUSparse && written != entry.size() {
+                    return Err(UnpackError::Read(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("{name:?}: got {written} of {} bytes", entry.size()),
+                    )));
+                }
+                apply_meta(&full, &meta, Target::File(&file)).map_err(io_err("set metadata"))?;
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(UnpackError::Read)?
+                    .ok_or_else(|| invalid("symlink without a target".into()))?;
+                std::os::unix::fs::symlink(&target, &full).map_err(io_err("symlink"))?;
+                apply_meta(&full, &meta, Target::Symlink).map_err(io_err("set metadata"))?;
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(UnpackError::Read)?
+                    .ok_or_else(|| invalid("hardlink without a target".into()))?;
+                let target_rel = relative_path(&target)
+                    .map_err(|r| invalid(format!("hardlink target: {r}")))?
+                    .ok_or_else(|| invalid("hardlink to the layer root".into()))?;
+                self.check_link_target(&target_rel).map_err(|r| {
+                    invalid(format!("hardlink target {}: {r}", target_rel.display()))
+                })?;
+                // linkat without AT_SYMLINK_FOLLOW: a symlink target is
+                // linked itself, never followed. The inode's metadata is
+                // the target's.
+                fs::hard_link(self.root.join(&target_rel), &full).map_err(io_err("hardlink"))?;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let sflag = match kind {
+                    EntryType::Char => SFlag::S_IFCHR,
+                    EntryType::Block => SFlag::S_IFBLK,
+                    _ => SFlag::S_IFIFO,
+                };
+                // A fifo has no device number (writers often leave the
+                // fields empty, which does not parse).
+                let (major, minor) = if kind == EntryType::Fifo {
+                    (0, 0)
+                } else {
+                    let header = entry.header();
+                    let bad = |e: io::Error| invalid(format!("bad device number: {e}"));
+                    (
+                        header.device_major().map_err(bad)?.unwrap_or(0),
+                        header.device_minor().map_err(bad)?.unwrap_or(0),
+                    )
+                };
+                mknod(
+                    &full,
+                    sflag,
+                    Mode::from_bits_truncate(meta.mode & 0o777),
+                    libc::makedev(major, minor),
+                )
+                .map_err(|e| io_err("mknod")(io::Error::from(e)))?;
+                apply_meta(&full, &meta, Target::Node).map_err(io_err("set metadata"))?;
+            }
+            other => return Err(invalid(format!("unsupported entry type {other:?}"))),
+        }
+        Ok(())
+    }
+
+    /// Reads the entry's owner, mode, mtime and xattrs (before its data).
+    fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<Meta, String> {
+        let h = entry.header();
+        let id = |v: io::Result<u64>, what: &str| -> Result<u32, String> {
+            let v = v.map_err(|e| format!("bad {what}: {e}"))?;
+            u32::try_from(v).map_err(|_| format!("{what} {v} out of range"))
+        };
+        let uid = id(h.uid(), "uid")?;
+        let gid = id(h.gid(), "gid")?;
+        let mode = h.mode().map_err(|e| format!("bad mode: {e}"))? & 0o7777;
+        let mtime = h.mtime().map_err(|e| format!("bad mtime: {e}"))?;
+        let mtime = i64::try_from(mtime).map_err(|_| format!("mtime {mtime} out of range"))?;
+        let mut xattrs = Vec::new();
+        if let Some(exts) = entry
+            .pax_extensions()
+            .map_err(|e| format!("bad pax header: {e}"))?
+        {
+            for ext in exts {
+                let ext = ext.map_err(|e| format!("bad pax header: {e}"))?;
+                if let Some(key) = ext.key_bytes().strip_prefix(PAX_XATTR_PREFIX.as_bytes()) {
+                    xattrs.push((key.to_vec(), ext.value_bytes().to_vec()));
+                }
+            }
+        }
+        Ok(Meta {
+            uid,
+            gid,
+            mode,
+            mtime,
+            xattrs,
+        })
+    }
+
+    fn whiteout(
+        &mut self,
+        parent: &Path,
+        base: &[u8],
+        meta: &Meta,
+        name: &str,
+    ) -> Result<(), UnpackError> {
+        let dir = self.root.join(parent);
+        if base == WHITEOUT_OPAQUE.as_bytes() {
+            return set_xattr(&dir, OPAQUE_XATTR.as_bytes(), b"y").map_err(|source| {
+                UnpackError::Io {
+                    entry: name.to_string(),
+                    op: "mark directory opaque",
+                    source,
+                }
+            });
+        }
+        if base.starts_with(WHITEOUT_META_PREFIX.as_bytes()) {
+            // Other AUFS metadata (.wh..wh.plnk …): not part of the tree.
+            return Ok(());
+        }
+        let hidden = &base[WHITEOUT_PREFIX.len()..];
+        if hidden.is_empty() || hidden == b"." || hidden == b".." {
+            return Err(UnpackError::Invalid {
+                entry: name.to_string(),
+                reason: "whiteout of an invalid name".into(),
+            });
+        }
+        let target = dir.join(OsStr::from_bytes(hidden));
+        if fs::symlink_metadata(&target).is_ok() {
+            // Present in this very layer: a whiteout only hides what lower
+            // layers have (OCI image spec, "Whiteouts").
+            return Ok(());
+        }
+        let io_err = |op: &'static str| {
+            move |source: io::Error| UnpackError::Io {
+                entry: name.to_string(),
+                op,
+                source,
+            }
+        };
+        mknod(&target, SFlag::S_IFCHR, Mode::empty(), libc::makedev(0, 0))
+            .map_err(|e| io_err("create whiteout device")(e.into()))?;
+        std::os::unix::fs::lchown(&target, Some(meta.uid), Some(meta.gid))
+            .map_err(io_err("chown whiteout"))
+    }
+
+    /// Makes sure `rel` (relative) is a real directory, creating missing
+    /// ones (0755, as tar does for implied parents).
+    fn ensure_dir(&mut self, rel: &Path) -> Result<(), DirError> {
+        let mut prefix = PathBuf::new();
+        for c in rel.components() {
+            prefix.push(c);
+            if self.real_dirs.contains(&prefix) {
+                continue;
+            }
+            let full = self.root.join(&prefix);
+            match fs::symlink_metadata(&full) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(DirError::NotDir(prefix)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::DirBuilder::new()
+                        .mode(0o755)
+                        .create(&full)
+                        .map_err(DirError::Io)?;
+                }
+                Err(e) => return Err(DirError::Io(e)),
+            }
+            self.real_dirs.insert(prefix.clone());
+        }
+        Ok(())
+    }
+
+    /// A hardlink target must be a non-directory reached through real
+    /// directories only.
+    fn check_link_target(&self, rel: &Path) -> Result<(), String> {
+        let mut prefix = PathBuf::new();
+        if let Some(parent) = rel.parent() {
+            for c in parent.components() {
+                prefix.push(c);
+                let is_dir = self.real_dirs.contains(&prefix)
+                    || fs::symlink_metadata(self.root.join(&prefix)).is_ok_and(|m| m.is_dir());
+                if !is_dir {
+                    return Err(format!("{} is not a directory", prefix.display()));
+                }
+            }
+        }
+        match fs::symlink_metadata(self.root.join(rel)) {
+            Ok(m) if m.is_dir() => Err("is a directory".into()),
+            Ok(_) => Ok(()),
+            Err(_) => Err("not in this layer".into()),
+        }
+    }
+}
+
+enum DirError {
+    NotDir(PathBuf),
+    Io(io::Error),
+}
+
+/// What metadata is applied to.
+enum Target<'f> {
+    /// A regular file, still open.
+    File(&'f File),
+    /// A directory: its mtime is set at the end (see [`apply_tar`]).
+    Dir,
+    /// A symlink: no mode.
+    Symlink,
+    /// A device node or fifo.
+    Node,
+}
+
+/// Owner, then xattrs, then mode (chown clears set-id bits), then mtime.
+fn apply_meta(path: &Path, meta: &Meta, target: Target<'_>) -> io::Result<()> {
+    match target {
+        Target::File(f) => std::os::unix::fs::fchown(f, Some(meta.uid), Some(meta.gid))?,
+        _ => std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid))?,
+    }
+    for (key, value) in &meta.xattrs {
+        if let Err(e) = set_xattr(path, key, value) {
+            let ignorable = e.raw_os_error() == Some(libc::ENOTSUP)
+                // user.* xattrs are not allowed on symlinks and devices.
+                || (e.raw_os_error() == Some(libc::EPERM) && key.starts_with(b"user."));
+            if !ignorable {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("set xattr {}: {e}", String::from_utf8_lossy(key)),
+                ));
+            }
+            tracing::warn!(path = %path.display(), key = %String::from_utf8_lossy(key), error = %e, "ignored xattr from layer");
+        }
+    }
+    let perms = fs::Permissions::from_mode(meta.mode);
+    match target {
+        Target::File(f) => f.set_permissions(perms)?,
+        // Never a symlink here, so following is moot.
+        Target::Dir | Target::Node => fs::set_permissions(path, perms)?,
+        Target::Symlink => {}
+    }
+    match target {
+        Target::Dir => Ok(()),
+        _ => set_times(path, meta.mtime),
+    }
+}
+
+fn set_times(path: &Path, mtime: i64) -> io::Result<()> {
+    let t = TimeSpec::new(mtime, 0);
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &t,
+        &t,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(io::Error::from)
+}
+
+/// `lsetxattr(2)`: on the path itself, never through a final symlink.
+fn set_xattr(path: &Path, key: &[u8], value: &[u8]) -> io::Result<()> {
+    let invalid = |_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "NUL byte in path or xattr name",
+        )
+    };
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(invalid)?;
+    let c_key = CString::new(key).map_err(invalid)?;
+    // SAFETY: both strings are NUL-terminated and outlive the call; the
+    // value pointer and length describe a live slice.
+    let rc = unsafe {
+        libc::lsetxattr(
+            c_path.as_ptr(),
+            c_key.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    fn is_root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    /// A tar built in memory; entries owned by the caller (so the tests
+    /// also run unprivileged).
+    struct TarBuilder {
+        b: tar::Builder<Vec<u8>>,
+        uid: u64,
+        gid: u64,
+    }
+
+    impl TarBuilder {
+        fn new() -> Self {
+            TarBuilder {
+                b: tar::Builder::new(Vec::new()),
+                uid: nix::unistd::geteuid().as_raw().into(),
+                gid: nix::unistd::getegid().as_raw().into(),
+            }
+        }
+
+        fn header(&self, kind: EntryType, mode: u32) -> tar::Header {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_uid(self.uid);
+            h.set_gid(self.gid);
+            h.set_mtime(1_600_000_000);
+            h.set_size(0);
+            h
+        }
+
+        fn dir(mut self, path: &str) -> Self {
+            let mut h = self.header(EntryType::Directory, 0o750);
+            self.b.append_data(&mut h, path, io::empty()).unwrap();
+            self
+        }
+
+        fn file(mut self, path: &str, data: &[u8]) -> Self {
+            let mut h = self.header(EntryType::Regular, 0o640);
+            h.set_size(data.len() as u64);
+            self.b.append_data(&mut h, path, data).unwrap();
+            self
+        }
+
+        fn raw_name_file(mut self, name: &str, data: &[u8]) -> Self {
+            // append_data refuses ".." and absolute names: write the name
+            // into the header.
+            let mut h = self.header(EntryType::Regular, 0o644);
+            h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            self.b.append(&h, data).unwrap();
+            self
+        }
+
+        fn link(mut self, kind: EntryType, path: &str, target: &str) -> Self {
+            let mut h = self.header(kind, 0o777);
+            self.b.append_link(&mut h, path, target).unwrap();
+            self
+        }
+
+        fn fifo(mut self, path: &str) -> Self {
+            let mut h = self.header(EntryType::Fifo, 0o600);
+            self.b.append_data(&mut h, path, io::empty()).unwrap();
+            self
+        }
+
+        fn xattr_file(mut self, path: &str, key: &str, value: &[u8]) -> Self {
+            let k = format!("{PAX_XATTR_PREFIX}{key}");
+            self.b.append_pax_extensions([(k.as_str(), value)]).unwrap();
+            self.file(path, b"x")
+        }
+
+        fn bytes(self) -> Vec<u8> {
+            self.b.into_inner().unwrap()
+        }
+    }
+
+    fn apply(tar: &[u8]) -> (tempfile::TempDir, Result<(), UnpackError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = apply_tar(tar, dir.path());
+        (dir, r)
+    }
+
+    #[test]
+    fn unpacks_files_dirs_links_with_metadata() {
+        let tar = TarBuilder::new()
+            .dir("etc/")
+            .file("etc/hello", b"hi\n")
+            .raw_name_file("/abs/file", b"absolute")
+            .file("./implied/parent/f", b"p")
+            .link(EntryType::Symlink, "etc/link", "hello")
+            .link(EntryType::Link, "etc/hard", "etc/hello")
+            .fifo("run/fifo")
+            .bytes();
+        let (dir, r) = apply(&tar);
+        r.unwrap();
+        let root = dir.path();
+        assert_eq!(fs::read(root.join("etc/hello")).unwrap(), b"hi\n");
+        assert_eq!(fs::read(root.join("abs/file")).unwrap(), b"absolute");
+        let m = fs::metadata(root.join("etc/hello")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o640);
+        assert_eq!(m.mtime(), 1_600_000_000);
+        assert_eq!(m.nlink(), 2);
+        let d = fs::metadata(root.join("etc")).unwrap();
+        assert_eq!(d.mode() & 0o7777, 0o750);
+        assert_eq!(
+            d.mtime(),
+            1_600_000_000,
+            "dir mtime restored after its children"
+        );
+        assert_eq!(
+            fs::metadata(root.join("implied/parent")).unwrap().mode() & 0o777,
+            0o755
+        );
+        assert_eq!(
+            fs::read_link(root.join("etc/link")).unwrap(),
+            Path::new("hello")
+        );
+        let l = fs::symlink_metadata(root.join("etc/link")).unwrap();
+        assert_eq!(l.mtime(), 1_600_000_000);
+        assert!(
+            fs::symlink_metadata(root.join("run/fifo"))
+                .unwrap()
+                .file_type()
+                .is_fifo()
+        );
+    }
+
+    #[test]
+    fn later_entries_replace_earlier_ones() {
+        let tar = TarBuilder::new()
+            .file("a", b"file")
+            .dir("a/")
+            .file("a/x", b"in dir")
+            .dir("b/")
+            .file("b/keep", b"k")
+            .dir("b/")
+            .bytes();
+        let (dir, r) = apply(&tar);
+        r.unwrap();
+        assert_eq!(fs::read(dir.path().join("a/x")).unwrap(), b"in dir");
+        assert_eq!(fs::read(dir.path().join("b/keep")).unwrap(), b"k");
+    }
+
+    #[test]
+    fn rejects_path_escapes() {
+        let outside = tempfile::tempdir().unwrap();
+        let out = outside.path().to_str().unwrap();
+
+        let (_d, r) = apply(&TarBuilder::new().raw_name_file("../evil", b"").bytes());
+        assert!(matches!(r, Err(UnpackError::Invalid { .. })), "{r:?}");
+
+        // A symlink to outside, then a file through it.
+        let tar = TarBuilder::new()
+            .link(EntryType::Symlink, "esc", out)
+            .file("esc/pwned", b"x")
+            .bytes();
+        let (_d, r) = apply(&tar);
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("not a directory"), "{e}");
+
+        // A relative symlink climbing out, then a file through it.
+        let tar = TarBuilder::new()
+            .dir("d/")
+            .link(EntryType::Symlink, "d/up", "../../../../../../..")
+            .file("d/up/tmp/pwned", b"x")
+            .bytes();
+        let (_d, r) = apply(&tar);
+        assert!(r.is_err());
+
+        // Hardlinks to outside or through symlinks.
+        let tar = TarBuilder::new()
+            .link(EntryType::Link, "h", "../../etc/passwd")
+            .bytes();
+        assert!(apply(&tar).1.is_err());
+        let tar = TarBuilder::new()
+            .link(EntryType::Symlink, "esc", out)
+            .link(EntryType::Link, "h", "esc/x")
+            .bytes();
+        fs::write(outside.path().join("x"), b"secret").unwrap();
+        let (d, r) = apply(&tar);
+        assert!(r.is_err());
+        assert!(!d.path().join("h").exists());
+
+        // A directory replaced by a symlink: its recorded mtime is not
+        // applied through the symlink.
+        fs::create_dir(outside.path().join("b")).unwrap();
+        let old = TimeSpec::new(1000, 0);
+        let b_out = outside.path().join("b");
+        utimensat(
+            nix::fcntl::AT_FDCWD,
+            &b_out,
+            &old,
+            &old,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+        let tar = TarBuilder::new()
+            .dir("a/")
+            .dir("a/b/")
+            .link(EntryType::Symlink, "a", out)
+            .bytes();
+        apply(&tar).1.unwrap();
+        assert_eq!(fs::metadata(&b_out).unwrap().mtime(), 1000);
+        fs::remove_dir(&b_out).unwrap();
+
+        // A symlink planted where a file then goes: the symlink is
+        // replaced, the outside untouched.
+        let tar = TarBuilder::new()
+            .link(EntryType::Symlink, "f", &format!("{out}/target"))
+            .file("f", b"inside")
+            .bytes();
+        let (d, r) = apply(&tar);
+        r.unwrap();
+        assert_eq!(fs::read(d.path().join("f")).unwrap(), b"inside");
+        assert!(!outside.path().join("target").exists());
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn whiteouts_become_overlay_whiteouts() {
+        let tar = TarBuilder::new()
+            .dir("etc/")
+            .file("etc/.wh.hello", b"")
+            .dir("cache/")
+            .file("cache/.wh..wh..opq", b"")
+            .file("cache/new", b"n")
+            .file("keep", b"k")
+            .file(".wh.keep", b"")
+            .file(".wh..wh.plnk", b"")
+            .bytes();
+        let (dir, r) = apply(&tar);
+        if !is_root() {
+            // mknod of a character device needs CAP_MKNOD.
+            assert!(r.is_err());
+            return;
+        }
+        r.unwrap();
+        let root = dir.path();
+        let wh = fs::symlink_metadata(root.join("etc/hello")).unwrap();
+        assert!(wh.file_type().is_char_device());
+        assert_eq!(wh.rdev(), 0);
+        assert!(!root.join("etc/.wh.hello").exists());
+        let mut v = [0u8; 4];
+        let c_path = CString::new(root.join("cache").as_os_str().as_bytes()).unwrap();
+        let c_key = CString::new(OPAQUE_XATTR).unwrap();
+        // SAFETY: valid NUL-terminated strings and a live buffer.
+        let n = unsafe {
+            libc::lgetxattr(
+                c_path.as_ptr(),
+                c_key.as_ptr(),
+                v.as_mut_ptr().cast(),
+                v.len(),
+            )
+        };
+        assert_eq!(n, 1);
+        assert_eq!(v[0], b'y');
+        assert!(!root.join("cache/.wh..wh..opq").exists());
+        assert_eq!(fs::read(root.join("cache/new")).unwrap(), b"n");
+        // A whiteout does not hide what its own layer has.
+        assert_eq!(fs::read(root.join("keep")).unwrap(), b"k");
+        assert!(fs::symlink_metadata(root.join(".wh..wh.plnk")).is_err());
+    }
+
+    #[test]
+    fn xattrs_are_applied() {
+        let key = if is_root() {
+            "trusted.crius"
+        } else {
+            "user.crius"
+        };
+        let tar = TarBuilder::new().xattr_file("f", key, b"v1").bytes();
+        let (dir, r) = apply(&tar);
+        if let Err(UnpackError::Io { source, .. }) = &r
+            && source.raw_os_error() == Some(libc::ENOTSUP)
+        {
+            return; // filesystem without xattrs
+        }
+        r.unwrap();
+        let c_path = CString::new(dir.path().join("f").as_os_str().as_bytes()).unwrap();
+        let c_key = CString::new(key).unwrap();
+        let mut v = [0u8; 8];
+        // SAFETY: valid NUL-terminated strings and a live buffer.
+        let n = unsafe {
+            libc::lgetxattr(
+                c_path.as_ptr(),
+                c_key.as_ptr(),
+                v.as_mut_ptr().cast(),
+                v.len(),
+            )
+        };
+        assert_eq!(&v[..n as usize], b"v1");
+    }
+
+    #[test]
+    fn gzip_and_plain_layers_and_diff_id() {
+        let tar = TarBuilder::new().file("a", b"hello").bytes();
+        let diff_id = Digest::of(&tar);
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        fs::write(&plain, &tar).unwrap();
+        let gz = dir.path().join("gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&tar).unwrap();
+        fs::write(&gz, enc.finish().unwrap()).unwrap();
+        for (blob, media_type) in [
+            (&plain, "application/vnd.oci.image.layer.v1.tar"),
+            (&gz, "application/vnd.oci.image.layer.v1.tar+gzip"),
+            (&gz, "application/octet-stream"),
+            (&plain, ""),
+        ] {
+            let out = tempfile::tempdir().unwrap();
+            let got = unpack_layer(blob, media_type, out.path()).unwrap();
+            assert_eq!(got, diff_id, "{media_type}");
+            assert_eq!(fs::read(out.path().join("a")).unwrap(), b"hello");
+        }
+        let out = tempfile::tempdir().unwrap();
+        let e = unpack_layer(
+            &gz,
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            out.path(),
+        );
+        assert!(matches!(e, Err(UnpackError::Unsupported(ref m)) if m.contains("zstd")));
+        // Declared gzip, but plain: a read error, not a panic.
+        let e = unpack_layer(
+            &plain,
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            out.path(),
+        );
+        assert!(matches!(e, Err(UnpackError::Read(_))), "{e:?}");
+    }
+
+    #[test]
+    fn truncated_tar_is_a_read_error() {
+        let tar = TarBuilder::new().file("a", &[7u8; 4000]).bytes();
+        let (_d, r) = apply(&tar[..1500]);
+        assert!(matches!(r, Err(UnpackError::Read(_))), "{r:?}");
+    }
+}
