@@ -5,7 +5,8 @@
 //!    it, so the real monitor is re-parented and survives the daemon),
 //!    `setsid`, close inherited fds, send our own stderr to `monitor.log`.
 //! 3. Become a child subreaper, block SIGCHLD (read through a signalfd) and
-//!    the signals a daemon's process group or terminal may get.
+//!    the signals a daemon's process group or terminal may get (SIGPIPE is
+//!    already ignored by the Rust runtime).
 //! 4. Run the runtime's create with fresh stdout/stderr pipes (stdin is
 //!    /dev/null); the runtime hands them to the container's init. Whatever
 //!    the runtime prints before it exits is its own output, kept for the
@@ -47,6 +48,8 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(240);
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// One read from a pipe.
 const READ_BUF: usize = 32 * 1024;
+/// Reads from one pipe before going back to `poll`.
+const READS_PER_WAKE: usize = 16;
 /// The most of the runtime's own output kept for an error report.
 const MAX_CAPTURED: usize = 64 * 1024;
 
@@ -94,7 +97,8 @@ fn run() -> i32 {
         monitor_pid: getpid().as_raw(),
     });
     // The spawner reads our stdout to its end: close it.
-    if let Err(e) = File::open("/dev/null").and_then(|null| Ok(nix::unistd::dup2_stdout(null)?)) {
+    let null = OpenOptions::new().write(true).open("/dev/null");
+    if let Err(e) = null.and_then(|null| Ok(nix::unistd::dup2_stdout(null)?)) {
         eprintln!("crius-monitor: replace stdout: {e}");
     }
     monitor.run(&config)
@@ -440,9 +444,10 @@ impl Monitor {
         }
     }
 
-    /// Reads what is available on output `i` and appends it to the log.
+    /// Reads what is available on output `i` (a bounded amount, so a chatty
+    /// container cannot keep us from reaping) and appends it to the log.
     fn copy_to_log(&mut self, i: usize) {
-        loop {
+        for _ in 0..READS_PER_WAKE {
             match self.outputs[i].read(&mut self.buf) {
                 Read::Data(n) => {
                     if self.log.is_some() {

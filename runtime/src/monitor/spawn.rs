@@ -31,6 +31,9 @@ pub struct Spawned {
 /// `monitor.pid` are written there (and the monitor's own diagnostics go to
 /// `monitor.log`). A stale exit file is removed first.
 ///
+/// The daemon must not be a child subreaper itself, or the detached monitor
+/// would be re-parented to it and never reaped.
+///
 /// On failure the error carries what the runtime said and no monitor is
 /// left; the runtime may still hold state for the id (a create killed at
 /// its timeout), so callers should `delete --force` it.
@@ -122,7 +125,7 @@ pub fn find_monitor_bin(configured: &Path) -> Result<PathBuf> {
     let beside = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join(MONITOR_BIN)));
-    if let Some(path) = beside.as_deref().and_then(|p| find_executable(p)) {
+    if let Some(path) = beside.as_deref().and_then(find_executable) {
         return Ok(path);
     }
     find_executable(Path::new(MONITOR_BIN)).ok_or_else(|| {
