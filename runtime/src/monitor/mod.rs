@@ -1,1 +1,55 @@
-//! placeholder
+//! The per-container monitor — both its process and the daemon's side.
+//!
+//! Each container runs under a small `crius-monitor` process (the job of
+//! conmon or containerd-shim). The monitor detaches from the daemon so it
+//! outlives daemon restarts, becomes the child subreaper that runs the OCI
+//! runtime's `create` (and so the parent of the container's init), owns the
+//! container's stdout and stderr and writes them to the CRI log file, and
+//! records how the container ended in an exit file before it exits.
+//!
+//! Daemon side: [`spawn`] starts a monitor and returns once the container is
+//! created; [`wait_exit`] waits for a monitor to go and reads its exit file.
+//! Monitor side: [`main`], the whole of the `crius-monitor` binary — plain
+//! std and nix, one blocking `poll` loop, no async runtime.
+
+pub mod cri_log;
+mod exit_status;
+mod process;
+mod spawn;
+mod sync;
+mod wait;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use exit_status::{ExitStatus, read_exit_file};
+pub use process::main;
+pub use spawn::{Spawned, find_monitor_bin, spawn};
+pub use wait::wait_exit;
+
+/// The monitor's configuration file in the per-container directory.
+pub const CONFIG_FILE: &str = "monitor.json";
+/// The file holding the monitor's pid, in the per-container directory.
+pub const PID_FILE: &str = "monitor.pid";
+/// The monitor's own diagnostics, in the per-container directory.
+pub const LOG_FILE: &str = "monitor.log";
+
+/// Everything a monitor needs, written by the daemon as `monitor.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorConfig {
+    /// The container this monitor watches.
+    pub container_id: String,
+    /// The runtime's create argv, from
+    /// [`OciRuntime::create_command`](crate::oci::OciRuntime::create_command).
+    pub create_command: Vec<String>,
+    /// The bundle; the working directory of the create command.
+    pub bundle: PathBuf,
+    /// Where the runtime writes the container's init pid.
+    pub pid_file: PathBuf,
+    /// The CRI log file (parent directories are created); `None` discards
+    /// the container's output.
+    pub log_path: Option<PathBuf>,
+    /// Where the monitor records the container's [`ExitStatus`].
+    pub exit_file: PathBuf,
+}

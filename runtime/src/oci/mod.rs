@@ -1,1 +1,318 @@
-//! placeholder
+//! The OCI runtime binary (runc, crun, …) as the daemon uses it.
+//!
+//! `create` is not run here: the per-container monitor runs it (see
+//! [`OciRuntime::create_command`]) so that it becomes the parent of the
+//! container's init. Every other verb is a short call run with
+//! `tokio::process`, killed when it outlives the configured timeout.
+
+mod lookup;
+mod message;
+
+pub(crate) use lookup::find_executable;
+pub(crate) use message::runtime_message;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+
+/// One OCI runtime binary with its state directory.
+#[derive(Debug, Clone)]
+pub struct OciRuntime {
+    name: String,
+    path: PathBuf,
+    root: PathBuf,
+    timeout: Duration,
+}
+
+/// What `<runtime> state` says about a container.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OciState {
+    /// `creating`, `created`, `running`, `paused` or `stopped`.
+    pub status: String,
+    /// The container's init as seen from the host; 0 once stopped.
+    #[serde(default)]
+    pub pid: i32,
+}
+
+impl OciRuntime {
+    /// A runtime called `name` (the RuntimeClass handler) whose binary is
+    /// `path` — a path, or a bare name looked up on `$PATH` — keeping its
+    /// state under `root` (created if missing). Each call is killed after
+    /// `timeout`.
+    pub fn new(name: &str, path: &Path, root: &Path, timeout: Duration) -> Result<OciRuntime> {
+        let resolved = find_executable(path).ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "OCI runtime {name:?}: executable {:?} not found{}",
+                path.display().to_string(),
+                if path.components().count() > 1 {
+                    ""
+                } else {
+                    " on $PATH"
+                }
+            ))
+        })?;
+        fsutil::create_dir_all(root)?;
+        Ok(OciRuntime {
+            name: name.to_string(),
+            path: resolved,
+            root: root.to_path_buf(),
+            timeout,
+        })
+    }
+
+    /// The handler name this runtime was configured under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The resolved binary.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The runtime's `--root` state directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The full argv of `<bin> --root R create --bundle B --pid-file P <id>`,
+    /// for the monitor to run. Paths that are not UTF-8 are converted
+    /// lossily; crius only builds UTF-8 paths.
+    pub fn create_command(&self, id: &str, bundle: &Path, pid_file: &Path) -> Vec<String> {
+        let s = |p: &Path| p.to_string_lossy().into_owned();
+        vec![
+            s(&self.path),
+            "--root".into(),
+            s(&self.root),
+            "create".into(),
+            "--bundle".into(),
+            s(bundle),
+            "--pid-file".into(),
+            s(pid_file),
+            id.into(),
+        ]
+    }
+
+    /// Starts the user process of a created container.
+    pub async fn start(&self, id: &str) -> Result<()> {
+        check_id(id)?;
+        self.run("start", id, &["start", id]).await.map(drop)
+    }
+
+    /// Sends `signal` to the container's init, or with `all` to every
+    /// process of the container.
+    pub async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        check_id(id)?;
+        let signal = signal.to_string();
+        let mut args = vec!["kill"];
+        if all {
+            args.push("--all");
+        }
+        args.extend([id, signal.as_str()]);
+        self.run("kill", id, &args).await.map(drop)
+    }
+
+    /// Deletes the container's runtime state (and with `force` kills it
+    /// first). Deleting a container the runtime does not know succeeds.
+    pub async fn delete(&self, id: &str, force: bool) -> Result<()> {
+        check_id(id)?;
+        let mut args = vec!["delete"];
+        if force {
+            args.push("--force");
+        }
+        args.push(id);
+        match self.run("delete", id, &args).await {
+            Err(_) if !self.knows(id) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    /// The container's state, or `None` when the runtime does not know it.
+    pub async fn state(&self, id: &str) -> Result<Option<OciState>> {
+        check_id(id)?;
+        let out = match self.run("state", id, &["state", id]).await {
+            Err(_) if !self.knows(id) => return Ok(None),
+            Err(Error::External { message, .. }) if message.contains("does not exist") => {
+                return Ok(None);
+            }
+            r => r?,
+        };
+        serde_json::from_slice(&out.stdout)
+            .map(Some)
+            .map_err(|e| Error::External {
+                what: format!("{} state {id}", self.name),
+                message: format!("unreadable state: {e}"),
+            })
+    }
+
+    /// Whether the runtime keeps state for `id`; runc and crun both keep a
+    /// directory `<root>/<id>`.
+    fn knows(&self, id: &str) -> bool {
+        self.root.join(id).exists()
+    }
+
+    /// Runs `<bin> --root R <args…>`, killing it after the timeout.
+    async fn run(&self, verb: &str, id: &str, args: &[&str]) -> Result<Output> {
+        let what = format!("{} {verb} {id}", self.name);
+        let child = tokio::process::Command::new(&self.path)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args.iter().map(OsStr::new))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context(|| format!("run {what} ({})", self.path.display()))?;
+        let out = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
+            // Dropping the future drops the child, which kills it.
+            Err(_) => {
+                return Err(Error::External {
+                    what,
+                    message: format!(
+                        "timed out after {}",
+                        humantime::format_duration(self.timeout)
+                    ),
+                });
+            }
+            Ok(r) => r.context(|| format!("wait for {what}"))?,
+        };
+        if out.status.success() {
+            return Ok(out);
+        }
+        Err(Error::External {
+            what,
+            message: runtime_message(&out.stderr, &out.stdout)
+                .unwrap_or_else(|| format!("{} without a message", out.status)),
+        })
+    }
+}
+
+/// Container ids become path components and argv words: keep to runc's
+/// own rule (`[\w+.-]+`, not `.` or `..`).
+fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "invalid container id {id:?} for the OCI runtime"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_names_the_missing_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = OciRuntime::new(
+            "fancy",
+            Path::new("no-such-runtime-xyz"),
+            dir.path(),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("fancy") && msg.contains("no-such-runtime-xyz"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn create_command_is_the_full_argv() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let rt =
+            OciRuntime::new("sh", Path::new("/bin/sh"), &root, Duration::from_secs(1)).unwrap();
+        assert!(root.is_dir());
+        let argv = rt.create_command("abc", Path::new("/b"), Path::new("/b/pid"));
+        let root = root.to_string_lossy();
+        assert_eq!(
+            argv,
+            [
+                "/bin/sh",
+                "--root",
+                &root,
+                "create",
+                "--bundle",
+                "/b",
+                "--pid-file",
+                "/b/pid",
+                "abc"
+            ]
+        );
+    }
+
+    #[test]
+    fn ids_that_could_escape_the_root_are_refused() {
+        for bad in ["", ".", "..", "a/b", "../x", "a b"] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+        for good in ["abc", "0123abcdef", "a_b-c.d+e"] {
+            assert!(check_id(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn failures_carry_the_runtime_message_and_unknown_state_is_none() {
+        // A fake runtime: `state` of an unknown container fails like runc.
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("fake-runc");
+        std::fs::write(
+            &bin,
+            "#!/bin/sh\necho 'time=\"t\" level=error msg=\"container does not exist\"' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let rt = OciRuntime::new(
+            "runc",
+            &bin,
+            &dir.path().join("root"),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(rt.state("c1").await.unwrap(), None);
+        rt.delete("c1", false).await.unwrap();
+        match rt.start("c1").await.unwrap_err() {
+            Error::External { what, message } => {
+                assert_eq!(what, "runc start c1");
+                assert_eq!(message, "container does not exist");
+            }
+            e => panic!("unexpected {e:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hung_call_is_killed_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("slow-runc");
+        std::fs::write(&bin, "#!/bin/sh\nexec sleep 1000\n").unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let rt = OciRuntime::new(
+            "runc",
+            &bin,
+            &dir.path().join("root"),
+            Duration::from_millis(100),
+        )
+        .unwrap();
+        let err = rt.kill("c1", 9, true).await.unwrap_err();
+        assert!(err.to_string().contains("timed out"), "{err}");
+    }
+}
