@@ -67,9 +67,9 @@ pub enum Error {
     Network {
         /// What was being done, naming the pod.
         context: String,
-        /// The CNI error.
+        /// The CNI error (boxed: it is large, and rare).
         #[source]
-        source: crius_cni::Error,
+        source: Box<crius_cni::Error>,
     },
     /// Anything else that is our fault.
     #[error("{0}")]

@@ -55,6 +55,34 @@ pub fn remove_file(path: &Path) -> Result<()> {
     }
 }
 
+/// Reads a file of a container's root filesystem, resolving `path` (and
+/// every symlink on the way) as if `root` were `/`, so an image cannot point
+/// the runtime at a host file. `None` if it does not exist.
+pub fn read_in_root(root: &Path, path: &str) -> Result<Option<Vec<u8>>> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    use std::io::Read;
+
+    let dir = fs::File::open(root).context(|| format!("open {}", root.display()))?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = match openat2(&dir, path, how) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => return Ok(None),
+        Err(e) => {
+            return Err(crate::Error::io(
+                format!("open {path} in {}", root.display()),
+                e.into(),
+            ));
+        }
+    };
+    let mut data = Vec::new();
+    fs::File::from(fd)
+        .read_to_end(&mut data)
+        .context(|| format!("read {path} in {}", root.display()))?;
+    Ok(Some(data))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +96,27 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two two");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn read_in_root_keeps_symlinks_inside_the_root() {
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), b"host").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("etc")).unwrap();
+        fs::write(root.path().join("secret"), b"image").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret"),
+            root.path().join("etc/passwd"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("../../../../secret", root.path().join("etc/group")).unwrap();
+        // The absolute link resolves inside the root, where it names nothing.
+        assert_eq!(read_in_root(root.path(), "/etc/passwd").unwrap(), None);
+        assert_eq!(
+            read_in_root(root.path(), "/etc/group").unwrap().as_deref(),
+            Some(&b"image"[..])
+        );
+        assert_eq!(read_in_root(root.path(), "/nope/x").unwrap(), None);
     }
 }

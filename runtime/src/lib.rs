@@ -1,6 +1,9 @@
 //! The node's state machine and everything that touches the kernel: the
 //! image store, pod sandboxes, containers, the OCI runtime and the
 //! per-container monitor. Knows nothing of protobuf or gRPC.
+//!
+//! [`Runtime`] is the facade the CRI layer calls; its methods live beside
+//! the code they drive (`sandbox/lifecycle.rs`, `container/lifecycle.rs`).
 
 pub mod config;
 pub mod container;
@@ -10,7 +13,227 @@ pub mod image;
 pub mod monitor;
 pub mod oci;
 pub mod sandbox;
+mod state;
 pub mod store;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crius_cni::{Cni, CniOptions, NetworkStatus};
 
 pub use config::Config;
 pub use error::{Error, Result};
+
+use container::Container;
+use image::ImageStore;
+use oci::OciRuntime;
+use sandbox::Sandbox;
+use state::Objects;
+use store::Table;
+
+/// The name crius reports in Version.
+pub const RUNTIME_NAME: &str = "crius";
+/// crius's version.
+pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Readiness of the runtime and of pod networking, as Status reports it.
+#[derive(Debug, Clone)]
+pub struct RuntimeStatus {
+    /// The runtime can run containers.
+    pub runtime_ready: bool,
+    /// Pod networking is configured.
+    pub network: NetworkStatus,
+    /// The OCI runtime handlers available, default first.
+    pub handlers: Vec<String>,
+}
+
+/// The runtime: images, pod sandboxes and containers of this node.
+pub struct Runtime {
+    config: Config,
+    images: ImageStore,
+    cni: Cni,
+    oci: BTreeMap<String, OciRuntime>,
+    monitor_bin: PathBuf,
+    sandboxes: Objects<Sandbox>,
+    containers: Objects<Container>,
+    sandbox_table: Table<Sandbox>,
+    container_table: Table<Container>,
+    /// The daemon's own oom_score_adj; containers cannot go below it.
+    min_oom_score_adj: i32,
+    /// The host runs the unified cgroup v2 hierarchy only.
+    cgroup_v2: bool,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("root", &self.config.root)
+            .field("state", &self.config.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Opens the runtime over its root and state directories, loading what
+    /// an earlier run left.
+    pub async fn open(config: Config) -> Result<Arc<Runtime>> {
+        for dir in [&config.root, &config.state] {
+            fsutil::create_dir_all(dir)?;
+        }
+        let images = ImageStore::open(&config.root, config.registry.clone())?;
+        let cni = Cni::new(CniOptions {
+            conf_dir: config.cni.conf_dir.clone(),
+            bin_dirs: config.cni.bin_dirs.clone(),
+            cache_dir: config.root.join("cni").join("cache"),
+            plugin_timeout: Duration::from_secs(config.cni.plugin_timeout_secs),
+        });
+        let timeout = Duration::from_secs(config.runtime.oci_timeout_secs);
+        let mut oci = BTreeMap::new();
+        for (name, handler) in &config.runtime.handlers {
+            let root = if handler.root.as_os_str().is_empty() {
+                config.state.join("runtime").join(name)
+            } else {
+                handler.root.clone()
+            };
+            match OciRuntime::new(name, &handler.path, &root, timeout) {
+                Ok(r) => {
+                    oci.insert(name.clone(), r);
+                }
+                Err(e) if *name != config.runtime.default_runtime => {
+                    tracing::warn!(handler = %name, error = %e, "runtime handler unavailable");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !oci.contains_key(&config.runtime.default_runtime) {
+            return Err(Error::InvalidArgument(format!(
+                "default runtime {:?} is not among the configured handlers",
+                config.runtime.default_runtime
+            )));
+        }
+        let monitor_bin = monitor::find_monitor_bin(&config.runtime.monitor_path)?;
+        let meta = config.root.join("meta");
+        let rt = Arc::new(Runtime {
+            images,
+            cni,
+            oci,
+            monitor_bin,
+            sandboxes: Objects::new("pod sandbox"),
+            containers: Objects::new("container"),
+            sandbox_table: Table::open(meta.join("pods"))?,
+            container_table: Table::open(meta.join("containers"))?,
+            min_oom_score_adj: own_oom_score_adj(),
+            cgroup_v2: is_cgroup_v2(),
+            config,
+        });
+        rt.load()?;
+        Ok(rt)
+    }
+
+    /// Loads the stored pods and containers, and resumes watching the
+    /// containers that were alive.
+    fn load(self: &Arc<Self>) -> Result<()> {
+        let store::Loaded {
+            records: pods,
+            unreadable: bad,
+        } = self.sandbox_table.load_all()?;
+        for e in bad {
+            tracing::error!(error = %e, "skipping unreadable pod sandbox record");
+        }
+        for (id, sb) in pods {
+            self.sandboxes
+                .reserve_name(&sb.config.unique_name(), &sb.id)?;
+            self.sandboxes.insert(state::Entry::new(&id, sb));
+        }
+        let store::Loaded {
+            records: containers,
+            unreadable: bad,
+        } = self.container_table.load_all()?;
+        for e in bad {
+            tracing::error!(error = %e, "skipping unreadable container record");
+        }
+        for (id, c) in containers {
+            self.containers
+                .reserve_name(&container_name_key(&c.sandbox_id, &c.config), &c.id)?;
+            let entry = state::Entry::new(&id, c);
+            self.containers.insert(entry.clone());
+            self.watch_exit(entry);
+        }
+        Ok(())
+    }
+
+    /// Version of the runtime: (name, version).
+    pub fn version(&self) -> (&'static str, &'static str) {
+        (RUNTIME_NAME, RUNTIME_VERSION)
+    }
+
+    /// Readiness of the runtime and the network.
+    pub fn status(&self) -> RuntimeStatus {
+        let default = &self.config.runtime.default_runtime;
+        let mut handlers = vec![default.clone()];
+        handlers.extend(self.oci.keys().filter(|k| *k != default).cloned());
+        RuntimeStatus {
+            runtime_ready: true,
+            network: self.cni.status(),
+            handlers,
+        }
+    }
+
+    /// The image store.
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
+    /// The OCI runtime for a handler name ("" means the default).
+    fn oci_runtime(&self, handler: &str) -> Result<&OciRuntime> {
+        let name = if handler.is_empty() {
+            &self.config.runtime.default_runtime
+        } else {
+            handler
+        };
+        self.oci.get(name).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "runtime handler {name:?} is not configured (have: {})",
+                self.oci.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    fn pod_state_dir(&self, id: &str) -> PathBuf {
+        self.config.state.join("pods").join(id)
+    }
+
+    fn pod_root_dir(&self, id: &str) -> PathBuf {
+        self.config.root.join("pods").join(id)
+    }
+
+    fn container_state_dir(&self, id: &str) -> PathBuf {
+        self.config.state.join("containers").join(id)
+    }
+
+    fn container_root_dir(&self, id: &str) -> PathBuf {
+        self.config.root.join("containers").join(id)
+    }
+}
+
+/// The key under which a container's name is reserved: unique per pod.
+fn container_name_key(sandbox_id: &str, config: &container::ContainerConfig) -> String {
+    format!("{sandbox_id}/{}", config.unique_name())
+}
+
+/// The daemon's own oom_score_adj (0 if unreadable).
+fn own_oom_score_adj() -> i32 {
+    std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether /sys/fs/cgroup is the cgroup v2 unified hierarchy.
+fn is_cgroup_v2() -> bool {
+    nix::sys::statfs::statfs(Path::new("/sys/fs/cgroup"))
+        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false)
+}

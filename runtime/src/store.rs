@@ -79,8 +79,9 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
     }
 
     /// Reads every record. A record that cannot be decoded is reported in
-    /// the second list (with its path) rather than failing the whole load.
-    pub fn load_all(&self) -> Result<(Vec<(String, T)>, Vec<Error>)> {
+    /// [`Loaded::unreadable`] (with its path) rather than failing the whole
+    /// load.
+    pub fn load_all(&self) -> Result<Loaded<T>> {
         let mut records = Vec::new();
         let mut bad = Vec::new();
         for entry in fs::read_dir(&self.dir).context(|| format!("read {}", self.dir.display()))? {
@@ -99,13 +100,25 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
             }
         }
         records.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok((records, bad))
+        Ok(Loaded {
+            records,
+            unreadable: bad,
+        })
     }
 
     /// The directory holding the records.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// What [`Table::load_all`] found.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    /// The records by key, in key order.
+    pub records: Vec<(String, T)>,
+    /// Records that could not be read, each error naming its file.
+    pub unreadable: Vec<Error>,
 }
 
 fn decode<T: DeserializeOwned>(path: &Path, data: &[u8]) -> Result<T> {
@@ -135,9 +148,9 @@ mod tests {
         t.put("a", &Rec { n: 3 }).unwrap();
         assert_eq!(t.get("a").unwrap(), Some(Rec { n: 3 }));
         fs::write(t.dir().join("broken.json"), b"{").unwrap();
-        let (all, bad) = t.load_all().unwrap();
-        assert_eq!(all.len(), 2);
-        assert_eq!(bad.len(), 1);
+        let loaded = t.load_all().unwrap();
+        assert_eq!(loaded.records.len(), 2);
+        assert_eq!(loaded.unreadable.len(), 1);
         t.delete("a").unwrap();
         t.delete("a").unwrap();
         assert_eq!(t.get("a").unwrap(), None);

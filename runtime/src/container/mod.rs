@@ -1,1 +1,183 @@
-//! placeholder
+//! Containers: the OCI spec built from the CRI config and the image, the
+//! rootfs on overlayfs, and the lifecycle through the monitor and the OCI
+//! runtime.
+
+mod lifecycle;
+mod rootfs;
+pub mod spec;
+mod user;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use lifecycle::ContainerFilter;
+
+/// What CreateContainer asks for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    /// Container name, unique in its pod per attempt.
+    pub name: String,
+    /// Attempt number.
+    pub attempt: u32,
+    /// The image as the user named it (reference or id).
+    pub image: String,
+    /// Overrides the image's Entrypoint.
+    pub command: Vec<String>,
+    /// Overrides the image's Cmd.
+    pub args: Vec<String>,
+    /// Overrides the image's WorkingDir.
+    pub working_dir: String,
+    /// Environment added to (and overriding) the image's.
+    pub envs: Vec<(String, String)>,
+    /// Bind mounts.
+    pub mounts: Vec<Mount>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Log file, relative to the pod's log directory; empty means none.
+    pub log_path: String,
+    /// Keep stdin open.
+    pub stdin: bool,
+    /// Close stdin after the first attach ends.
+    pub stdin_once: bool,
+    /// Allocate a terminal.
+    pub tty: bool,
+    /// Resource limits.
+    pub resources: Resources,
+    /// Identity and privileges.
+    pub security: SecurityContext,
+}
+
+impl ContainerConfig {
+    /// The name that must be unique within a pod.
+    pub fn unique_name(&self) -> String {
+        format!("{}_{}", self.name, self.attempt)
+    }
+}
+
+/// A bind mount into the container.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Mount {
+    /// Path in the container.
+    pub container_path: String,
+    /// Path on the host.
+    pub host_path: String,
+    /// Read-only.
+    pub readonly: bool,
+    /// Propagation.
+    pub propagation: Propagation,
+}
+
+/// Mount propagation between host and container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Propagation {
+    /// No propagation (rprivate).
+    #[default]
+    Private,
+    /// Host mounts appear in the container (rslave).
+    HostToContainer,
+    /// Both ways (rshared).
+    Bidirectional,
+}
+
+/// Linux resources of a container; zero means unset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    /// CFS period, µs.
+    pub cpu_period: i64,
+    /// CFS quota, µs.
+    pub cpu_quota: i64,
+    /// CPU shares (relative weight).
+    pub cpu_shares: i64,
+    /// Memory limit, bytes.
+    pub memory_limit: i64,
+    /// Memory + swap limit, bytes.
+    pub memory_swap_limit: i64,
+    /// OOM score adjustment.
+    pub oom_score_adj: i64,
+    /// CPUs allowed ("0-3").
+    pub cpuset_cpus: String,
+    /// Memory nodes allowed.
+    pub cpuset_mems: String,
+}
+
+/// Identity and privileges of a container's process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SecurityContext {
+    /// UID to run as; overrides the image's user.
+    pub run_as_user: Option<i64>,
+    /// GID to run as.
+    pub run_as_group: Option<i64>,
+    /// User name to run as (looked up in the image's /etc/passwd).
+    pub run_as_username: String,
+    /// Extra groups.
+    pub supplemental_groups: Vec<i64>,
+    /// Root filesystem read-only.
+    pub readonly_rootfs: bool,
+    /// Set no_new_privs.
+    pub no_new_privs: bool,
+    /// Capabilities to add ("NET_ADMIN" or "CAP_NET_ADMIN"; "ALL").
+    pub add_capabilities: Vec<String>,
+    /// Capabilities to drop.
+    pub drop_capabilities: Vec<String>,
+}
+
+/// Lifecycle state of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    /// Created, not started.
+    Created,
+    /// Its process runs.
+    Running,
+    /// Its process has exited.
+    Exited,
+    /// Lost track of it.
+    Unknown,
+}
+
+/// A container as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    /// 64-hex id.
+    pub id: String,
+    /// Its pod.
+    pub sandbox_id: String,
+    /// What it was created from.
+    pub config: ContainerConfig,
+    /// The image's id ("sha256:…").
+    pub image_id: String,
+    /// The image reference it resolved to (a repo digest when known).
+    pub image_ref: String,
+    /// State.
+    pub state: ContainerState,
+    /// Times, Unix nanoseconds; 0 means not yet.
+    pub created_at: i64,
+    /// When it started.
+    pub started_at: i64,
+    /// When it exited.
+    pub finished_at: i64,
+    /// Exit code (128 + signal when killed).
+    pub exit_code: i32,
+    /// Brief CamelCase reason for the state ("Completed", "Error").
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// PID of the container's init (host PID namespace).
+    pub pid: i32,
+    /// PID of its monitor.
+    pub monitor_pid: i32,
+    /// Absolute log file path, if any.
+    pub log_path: Option<PathBuf>,
+    /// The OCI runtime handler running it.
+    pub runtime_handler: String,
+    /// The signal that asks it to stop (the image's StopSignal, else
+    /// SIGTERM).
+    pub stop_signal: String,
+    /// Set when RemoveContainer has taken it away, so that a late exit
+    /// notice does not bring its record back.
+    #[serde(skip)]
+    pub removed: bool,
+}

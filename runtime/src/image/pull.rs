@@ -247,23 +247,26 @@ impl Puller {
     ) -> Result<()> {
         let failed = AtomicBool::new(false);
         let failed = &failed;
-        let results: Vec<Result<()>> = futures_util::stream::iter(layers.iter().enumerate())
-            .map(|(i, layer)| async move {
-                let parent = i.checked_sub(1).and_then(|p| chains.get(p));
-                let (Some(diff_id), Some(chain_id)) = (diff_ids.get(i), chains.get(i)) else {
-                    return Err(Error::Internal("layer without a diff id".into()));
-                };
-                let r = self
-                    .ensure_layer(layer, diff_id, chain_id, parent, failed)
-                    .await;
-                if r.is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                }
-                r
-            })
-            .buffer_unordered(CONCURRENT_LAYERS)
-            .collect()
-            .await;
+        // Owned descriptors: a closure taking a borrowed one makes the future
+        // not provably Send (rust-lang/rust#102211).
+        let results: Vec<Result<()>> =
+            futures_util::stream::iter(layers.iter().cloned().enumerate())
+                .map(|(i, layer)| async move {
+                    let parent = i.checked_sub(1).and_then(|p| chains.get(p));
+                    let (Some(diff_id), Some(chain_id)) = (diff_ids.get(i), chains.get(i)) else {
+                        return Err(Error::Internal("layer without a diff id".into()));
+                    };
+                    let r = self
+                        .ensure_layer(&layer, diff_id, chain_id, parent, failed)
+                        .await;
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    r
+                })
+                .buffer_unordered(CONCURRENT_LAYERS)
+                .collect()
+                .await;
         // In completion order: the first error is the cause.
         results.into_iter().collect()
     }

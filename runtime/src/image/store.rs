@@ -62,7 +62,10 @@ impl ImageRecords {
     /// skipped (the image is then pulled again when asked for).
     pub fn open(dir: &Path) -> Result<ImageRecords> {
         let table: Table<Image> = Table::open(dir)?;
-        let (records, bad) = table.load_all()?;
+        let crate::store::Loaded {
+            records,
+            unreadable: bad,
+        } = table.load_all()?;
         for e in bad {
             tracing::warn!(error = %e, "skipping unreadable image record");
         }

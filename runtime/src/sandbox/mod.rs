@@ -1,1 +1,152 @@
-//! placeholder
+//! Pod sandboxes: the namespaces, network and files that a pod's
+//! containers share. There is no infra (pause) process: the network, IPC
+//! and UTS namespaces are pinned by bind mounts for the pod's life.
+
+mod files;
+mod lifecycle;
+mod namespaces;
+mod network;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use lifecycle::SandboxFilter;
+
+/// What RunPodSandbox asks for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodConfig {
+    /// Pod name.
+    pub name: String,
+    /// Pod UID.
+    pub uid: String,
+    /// Pod namespace.
+    pub namespace: String,
+    /// Attempt number (kubelet bumps it when it recreates the sandbox).
+    pub attempt: u32,
+    /// Hostname of the pod (its UTS namespace); empty means the pod name.
+    pub hostname: String,
+    /// Directory of container log files; container log paths are relative
+    /// to it.
+    pub log_directory: PathBuf,
+    /// DNS settings for resolv.conf; `None` copies the node's.
+    pub dns: Option<DnsConfig>,
+    /// Host ports to forward into the pod.
+    pub port_mappings: Vec<PortMapping>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Parent cgroup of the pod's containers (cgroupfs path); empty means
+    /// the configured default.
+    pub cgroup_parent: String,
+    /// Which namespaces the pod gets of its own.
+    pub namespaces: NamespaceModes,
+    /// RuntimeClass handler; empty means the default.
+    pub runtime_handler: String,
+}
+
+impl PodConfig {
+    /// The name kubelet gives the sandbox; unique per pod and attempt.
+    pub fn unique_name(&self) -> String {
+        format!(
+            "{}_{}_{}_{}",
+            self.name, self.namespace, self.uid, self.attempt
+        )
+    }
+}
+
+/// DNS settings of a pod.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DnsConfig {
+    /// Name servers.
+    pub servers: Vec<String>,
+    /// Search domains.
+    pub searches: Vec<String>,
+    /// resolv.conf options.
+    pub options: Vec<String>,
+}
+
+/// A host port forwarded into the pod.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// "tcp", "udp" or "sctp".
+    pub protocol: String,
+    /// Port in the pod.
+    pub container_port: i32,
+    /// Port on the host.
+    pub host_port: i32,
+    /// Host address to bind; empty means all.
+    pub host_ip: String,
+}
+
+/// How a namespace is provided.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NamespaceMode {
+    /// One namespace for the pod, shared by its containers.
+    #[default]
+    Pod,
+    /// One namespace per container.
+    Container,
+    /// The node's own namespace.
+    Node,
+    /// Another container's namespace.
+    Target,
+}
+
+/// Namespace modes of a pod.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NamespaceModes {
+    /// Network namespace.
+    pub network: NamespaceMode,
+    /// PID namespace.
+    pub pid: NamespaceMode,
+    /// IPC namespace.
+    pub ipc: NamespaceMode,
+}
+
+/// Whether a sandbox can host containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxState {
+    /// Namespaces and network are set up.
+    Ready,
+    /// Stopped: network torn down; only removal is left.
+    NotReady,
+}
+
+/// A pod sandbox as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sandbox {
+    /// 64-hex id.
+    pub id: String,
+    /// What it was created from.
+    pub config: PodConfig,
+    /// Ready or not.
+    pub state: SandboxState,
+    /// Creation time, Unix nanoseconds.
+    pub created_at: i64,
+    /// Pod IPs (the first is the primary).
+    pub ips: Vec<String>,
+    /// The RuntimeClass handler in use (resolved default included).
+    pub runtime_handler: String,
+    /// Pinned namespaces, by kind ("net", "ipc", "uts"); absent when the
+    /// node's is used.
+    pub namespaces: BTreeMap<String, PathBuf>,
+    /// The pod's /dev/shm (a tmpfs), when it has its own IPC namespace.
+    pub shm: Option<PathBuf>,
+    /// The pod's hostname, hosts and resolv.conf files.
+    pub files_dir: PathBuf,
+    /// The cgroup parent its containers go under.
+    pub cgroup_parent: String,
+    /// The hostname its UTS namespace carries (the node's when the pod
+    /// asked for none).
+    pub hostname: String,
+}
+
+impl Sandbox {
+    /// The pinned namespace of `kind`, if the pod has its own.
+    pub fn namespace(&self, kind: &str) -> Option<&PathBuf> {
+        self.namespaces.get(kind)
+    }
+}

@@ -1,0 +1,438 @@
+//! CreateContainer, StartContainer, StopContainer, RemoveContainer and the
+//! queries over containers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::{Container, ContainerConfig, ContainerState, rootfs, spec, user};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::image::Image;
+use crate::monitor::{self, MonitorConfig};
+use crate::oci::OciRuntime;
+use crate::sandbox::{Sandbox, SandboxState};
+use crate::state::{Entry, new_id, now_nanos};
+use crate::{Runtime, container_name_key};
+
+/// How long a container may take to die after SIGKILL before the stop is
+/// reported as failed.
+const KILL_GRACE: Duration = Duration::from_secs(30);
+
+/// Which containers ListContainers returns; empty fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerFilter {
+    /// Id or unique id prefix.
+    pub id: Option<String>,
+    /// Only containers in this state.
+    pub state: Option<ContainerState>,
+    /// Only containers of this pod (id or prefix).
+    pub sandbox_id: Option<String>,
+    /// Only containers carrying all of these labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ContainerFilter {
+    fn matches(&self, c: &Container) -> bool {
+        self.id
+            .as_ref()
+            .is_none_or(|id| c.id.starts_with(id.as_str()))
+            && self.state.is_none_or(|s| s == c.state)
+            && self
+                .sandbox_id
+                .as_ref()
+                .is_none_or(|p| c.sandbox_id.starts_with(p.as_str()))
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| c.config.labels.get(k) == Some(v))
+    }
+}
+
+fn is_done(c: &Container) -> bool {
+    matches!(c.state, ContainerState::Exited | ContainerState::Unknown)
+}
+
+impl Runtime {
+    /// The containers of a pod.
+    pub(crate) fn pod_containers(&self, sandbox_id: &str) -> Vec<Arc<Entry<Container>>> {
+        self.containers
+            .all()
+            .into_iter()
+            .filter(|e| e.lock().sandbox_id == sandbox_id)
+            .collect()
+    }
+
+    /// Saves a container's record unless it has been removed. Called with
+    /// the record locked, so a late update cannot bring back a removed
+    /// container's file.
+    fn save_container(&self, c: &Container) -> Result<()> {
+        if c.removed {
+            return Ok(());
+        }
+        self.container_table.put(&c.id, c)
+    }
+
+    /// Creates a container in a ready pod: its rootfs, its OCI bundle and
+    /// its monitor, which runs the OCI runtime's `create`. Returns its id.
+    /// On failure nothing of it is left.
+    pub async fn create_container(
+        self: &Arc<Self>,
+        sandbox_id: &str,
+        config: ContainerConfig,
+    ) -> Result<String> {
+        if config.name.is_empty() {
+            return Err(Error::InvalidArgument(
+                "container metadata.name is empty".into(),
+            ));
+        }
+        let pod = self.sandboxes.find(sandbox_id)?;
+        // Holding the pod's lock keeps it from being stopped or removed
+        // while one of its containers is being made.
+        let _pod_op = pod.op().await;
+        let sb = pod.get();
+        if sb.state != SandboxState::Ready || self.sandboxes.find(&sb.id).is_err() {
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {} is not ready",
+                sb.id
+            )));
+        }
+        let image = self
+            .images
+            .get(&config.image)?
+            .ok_or_else(|| Error::not_found("image", config.image.clone()))?;
+        let oci = self.oci_runtime(&sb.runtime_handler)?;
+        let id = new_id()?;
+        let key = container_name_key(&sb.id, &config);
+        self.containers.reserve_name(&key, &id)?;
+        let log_path = match (
+            sb.config.log_directory.as_os_str().is_empty(),
+            config.log_path.is_empty(),
+        ) {
+            (false, false) => Some(sb.config.log_directory.join(&config.log_path)),
+            _ => None,
+        };
+        let mut c = Container {
+            id: id.clone(),
+            sandbox_id: sb.id.clone(),
+            image_id: image.id.clone(),
+            image_ref: image
+                .repo_digests
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.clone()),
+            state: ContainerState::Created,
+            created_at: now_nanos(),
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            pid: 0,
+            monitor_pid: 0,
+            log_path,
+            runtime_handler: oci.name().to_string(),
+            stop_signal: if image.config.stop_signal.is_empty() {
+                "SIGTERM".into()
+            } else {
+                image.config.stop_signal.clone()
+            },
+            removed: false,
+            config,
+        };
+        let made = self.set_up_container(&sb, &image, &mut c, oci).await;
+        let made = made.and_then(|()| self.container_table.put(&id, &c));
+        if let Err(e) = made {
+            self.release_container(&c, oci).await;
+            self.containers.release_name(&key, &id);
+            return Err(e);
+        }
+        tracing::info!(container = %id, pod = %sb.id, name = %c.config.name, "container created");
+        let entry = Entry::new(&id, c);
+        self.containers.insert(entry.clone());
+        self.watch_exit(entry);
+        Ok(id)
+    }
+
+    /// The steps of CreateContainer; each records what it made in `c`.
+    async fn set_up_container(
+        &self,
+        sb: &Sandbox,
+        image: &Image,
+        c: &mut Container,
+        oci: &OciRuntime,
+    ) -> Result<()> {
+        let bundle = self.container_state_dir(&c.id);
+        let rootfs_dir = bundle.join("rootfs");
+        fsutil::create_dir_all(&bundle)?;
+        let layers = self.images.layer_paths(image)?;
+        rootfs::mount_rootfs(&layers, &self.container_root_dir(&c.id), &rootfs_dir)?;
+        // kubelet expects missing host paths of mounts to be made as
+        // directories.
+        for m in &c.config.mounts {
+            if !m.host_path.is_empty() && !Path::new(&m.host_path).exists() {
+                fsutil::create_dir_all(Path::new(&m.host_path))?;
+            }
+        }
+        let identity = user::resolve(&rootfs_dir, &image.config.user, &c.config.security)?;
+        let spec = spec::build(&spec::SpecInput {
+            config: &c.config,
+            image: &image.config,
+            sandbox: sb,
+            identity: &identity,
+            cgroups_path: format!("{}/{}", sb.cgroup_parent.trim_end_matches('/'), c.id),
+            min_oom_score_adj: self.min_oom_score_adj,
+            cgroup_namespace: self.cgroup_v2,
+        })?;
+        let spec_json = serde_json::to_vec(&spec)
+            .map_err(|e| Error::Internal(format!("encode OCI spec of container {}: {e}", c.id)))?;
+        fsutil::atomic_write(&bundle.join("config.json"), &spec_json)?;
+        if let Some(dir) = c.log_path.as_ref().and_then(|p| p.parent()) {
+            fsutil::create_dir_all(dir)?;
+        }
+        let pid_file = bundle.join("pid");
+        let spawned = monitor::spawn(
+            &self.monitor_bin,
+            &MonitorConfig {
+                container_id: c.id.clone(),
+                create_command: oci.create_command(&c.id, &bundle, &pid_file),
+                bundle: bundle.clone(),
+                pid_file,
+                log_path: c.log_path.clone(),
+                exit_file: exit_file(&bundle),
+            },
+            &bundle,
+        )
+        .await?;
+        c.pid = spawned.container_pid;
+        c.monitor_pid = spawned.monitor_pid;
+        Ok(())
+    }
+
+    /// Removes everything a container had on the node, logging failures:
+    /// its OCI runtime state, rootfs mount and directories.
+    async fn release_container(&self, c: &Container, oci: &OciRuntime) {
+        if let Err(e) = oci.delete(&c.id, true).await {
+            tracing::warn!(container = %c.id, error = %e, "deleting container from the OCI runtime");
+        }
+        let bundle = self.container_state_dir(&c.id);
+        let steps = [
+            rootfs::unmount_rootfs(&bundle.join("rootfs")),
+            fsutil::remove_dir_all(&bundle),
+            fsutil::remove_dir_all(&self.container_root_dir(&c.id)),
+        ];
+        for e in steps.into_iter().filter_map(Result::err) {
+            tracing::warn!(container = %c.id, error = %e, "releasing container files");
+        }
+    }
+
+    /// Follows a container until its monitor reports its exit, then
+    /// records it.
+    pub(crate) fn watch_exit(self: &Arc<Self>, entry: Arc<Entry<Container>>) {
+        let c = entry.get();
+        if is_done(&c) {
+            return;
+        }
+        let rt = Arc::clone(self);
+        tokio::spawn(async move {
+            let exit = exit_file(&rt.container_state_dir(&c.id));
+            let status = monitor::wait_exit(c.monitor_pid, &exit).await;
+            let saved = entry.update(|r| {
+                match &status {
+                    Ok(st) => {
+                        r.state = ContainerState::Exited;
+                        r.exit_code = st.exit_code;
+                        r.finished_at = st.finished_at;
+                        r.reason = if st.exit_code == 0 {
+                            "Completed"
+                        } else {
+                            "Error"
+                        }
+                        .into();
+                    }
+                    Err(e) => {
+                        r.state = ContainerState::Unknown;
+                        r.finished_at = now_nanos();
+                        r.reason = "Unknown".into();
+                        r.message = format!("lost track of the container: {e}");
+                    }
+                }
+                rt.save_container(r)
+            });
+            match (status, saved) {
+                (Ok(st), Ok(())) => {
+                    tracing::info!(container = %c.id, exit_code = st.exit_code, "container exited")
+                }
+                (Err(e), _) => {
+                    tracing::error!(container = %c.id, error = %e, "waiting for container exit")
+                }
+                (_, Err(e)) => {
+                    tracing::error!(container = %c.id, error = %e, "saving container exit")
+                }
+            }
+        });
+    }
+
+    /// Starts a created container.
+    pub async fn start_container(&self, id: &str) -> Result<()> {
+        let entry = self.containers.find(id)?;
+        let _op = entry.op().await;
+        let c = entry.get();
+        match c.state {
+            ContainerState::Created => {}
+            ContainerState::Running => {
+                return Err(Error::FailedPrecondition(format!(
+                    "container {} is already running",
+                    c.id
+                )));
+            }
+            ContainerState::Exited | ContainerState::Unknown => {
+                return Err(Error::FailedPrecondition(format!(
+                    "container {} has exited and cannot be started again",
+                    c.id
+                )));
+            }
+        }
+        let oci = self.oci_runtime(&c.runtime_handler)?;
+        let started_at = now_nanos();
+        if let Err(e) = oci.start(&c.id).await {
+            entry.update(|r| {
+                r.reason = "StartError".into();
+                r.message = e.to_string();
+                let _ = self.save_container(r);
+            });
+            return Err(e);
+        }
+        entry.update(|r| {
+            // The exit watcher may already have seen it finish.
+            if r.state == ContainerState::Created {
+                r.state = ContainerState::Running;
+            }
+            r.started_at = started_at;
+            self.save_container(r)
+        })?;
+        tracing::info!(container = %c.id, "container started");
+        Ok(())
+    }
+
+    /// Stops a container: its stop signal, then SIGKILL once `timeout` has
+    /// passed. Stopping a stopped container is fine.
+    pub async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()> {
+        let entry = self.containers.find(id)?;
+        let _op = entry.op().await;
+        self.stop_entry(&entry, timeout).await
+    }
+
+    async fn stop_entry(&self, entry: &Entry<Container>, timeout: Duration) -> Result<()> {
+        let c = entry.get();
+        if is_done(&c) {
+            return Ok(());
+        }
+        let oci = self.oci_runtime(&c.runtime_handler)?;
+        if !timeout.is_zero() {
+            let signal = parse_signal(&c.stop_signal).unwrap_or(Signal::SIGTERM);
+            if let Err(e) = oci.kill(&c.id, signal as i32, false).await {
+                tracing::debug!(container = %c.id, error = %e, "stop signal not delivered");
+            }
+            let _ = tokio::time::timeout(timeout, entry.wait_for(is_done)).await;
+        }
+        if !is_done(&entry.get()) {
+            if let Err(e) = oci.kill(&c.id, Signal::SIGKILL as i32, false).await {
+                tracing::debug!(container = %c.id, error = %e, "SIGKILL not delivered");
+            }
+            if tokio::time::timeout(KILL_GRACE, entry.wait_for(is_done))
+                .await
+                .is_err()
+            {
+                return Err(Error::Internal(format!(
+                    "container {} did not exit within {}s of SIGKILL",
+                    c.id,
+                    KILL_GRACE.as_secs()
+                )));
+            }
+        }
+        tracing::info!(container = %c.id, "container stopped");
+        Ok(())
+    }
+
+    /// Removes a container, killing it first if it still runs. Removing a
+    /// container that is gone is fine.
+    pub async fn remove_container(&self, id: &str) -> Result<()> {
+        let entry = match self.containers.find(id) {
+            Err(Error::NotFound { .. }) => return Ok(()),
+            r => r?,
+        };
+        let _op = entry.op().await;
+        if entry.lock().removed {
+            return Ok(());
+        }
+        self.stop_entry(&entry, Duration::ZERO).await?;
+        let c = entry.get();
+        let oci = self.oci_runtime(&c.runtime_handler)?;
+        oci.delete(&c.id, true).await?;
+        let bundle = self.container_state_dir(&c.id);
+        rootfs::unmount_rootfs(&bundle.join("rootfs"))?;
+        fsutil::remove_dir_all(&bundle)?;
+        fsutil::remove_dir_all(&self.container_root_dir(&c.id))?;
+        entry.update(|r| r.removed = true);
+        self.container_table.delete(&c.id)?;
+        self.containers.remove(&c.id);
+        self.containers
+            .release_name(&container_name_key(&c.sandbox_id, &c.config), &c.id);
+        tracing::info!(container = %c.id, "container removed");
+        Ok(())
+    }
+
+    /// A container by id or unique id prefix.
+    pub fn container(&self, id: &str) -> Result<Container> {
+        Ok(self.containers.find(id)?.get())
+    }
+
+    /// The containers matching `filter`, oldest first.
+    pub fn list_containers(&self, filter: &ContainerFilter) -> Vec<Container> {
+        let mut out: Vec<Container> = self
+            .containers
+            .all()
+            .iter()
+            .map(|e| e.get())
+            .filter(|c| filter.matches(c))
+            .collect();
+        out.sort_by_key(|c| c.created_at);
+        out
+    }
+}
+
+fn exit_file(bundle: &Path) -> PathBuf {
+    bundle.join("exit")
+}
+
+/// Parses "SIGTERM", "TERM" or "15".
+fn parse_signal(s: &str) -> Option<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).ok();
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(parse_signal("SIGTERM"), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("quit"), Some(Signal::SIGQUIT));
+        assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("SIGNOPE"), None);
+    }
+}
