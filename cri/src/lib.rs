@@ -1,1 +1,41 @@
-//! placeholder
+//! The CRI v1 gRPC services of crius: validate each request, translate
+//! protobuf to runtime types and back, and map runtime errors to gRPC
+//! codes. No Linux calls here.
+
+pub mod convert;
+pub mod error;
+mod image;
+mod image_service;
+mod runtime;
+mod runtime_service;
+
+use std::sync::Arc;
+
+use crius_runtime::Runtime;
+use k8s_cri::v1::image_service_server::ImageServiceServer;
+use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+
+pub use runtime::version::CRI_API_VERSION;
+
+/// The implementation of both CRI services over one [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct CriService {
+    runtime: Arc<Runtime>,
+}
+
+impl CriService {
+    /// The services over `runtime`.
+    pub fn new(runtime: Arc<Runtime>) -> Self {
+        CriService { runtime }
+    }
+
+    /// The tonic RuntimeService server.
+    pub fn runtime_server(&self) -> RuntimeServiceServer<CriService> {
+        RuntimeServiceServer::new(self.clone())
+    }
+
+    /// The tonic ImageService server.
+    pub fn image_server(&self) -> ImageServiceServer<CriService> {
+        ImageServiceServer::new(self.clone())
+    }
+}

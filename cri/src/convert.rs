@@ -1,0 +1,471 @@
+//! Protobuf ⇄ runtime types. Pure functions; validation of what the
+//! runtime cannot represent happens here.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crius_runtime::container::{
+    Container, ContainerConfig, ContainerState, Mount, Propagation, Resources, SecurityContext,
+};
+use crius_runtime::image::Image;
+use crius_runtime::sandbox::{
+    DnsConfig, NamespaceMode, NamespaceModes, PodConfig, PortMapping, Sandbox, SandboxState,
+};
+use k8s_cri::v1 as cri;
+use tonic::Status;
+
+use crate::error::missing;
+
+fn btree(m: &HashMap<String, String>) -> BTreeMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn hash(m: &BTreeMap<String, String>) -> HashMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn namespace_mode(v: i32) -> Result<NamespaceMode, Status> {
+    match cri::NamespaceMode::try_from(v) {
+        Ok(cri::NamespaceMode::Pod) => Ok(NamespaceMode::Pod),
+        Ok(cri::NamespaceMode::Container) => Ok(NamespaceMode::Container),
+        Ok(cri::NamespaceMode::Node) => Ok(NamespaceMode::Node),
+        Ok(cri::NamespaceMode::Target) => Ok(NamespaceMode::Target),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown namespace mode {v}"
+        ))),
+    }
+}
+
+fn namespace_mode_to_cri(m: NamespaceMode) -> i32 {
+    match m {
+        NamespaceMode::Pod => cri::NamespaceMode::Pod as i32,
+        NamespaceMode::Container => cri::NamespaceMode::Container as i32,
+        NamespaceMode::Node => cri::NamespaceMode::Node as i32,
+        NamespaceMode::Target => cri::NamespaceMode::Target as i32,
+    }
+}
+
+/// A RunPodSandbox request's config as the runtime takes it.
+pub fn pod_config(
+    config: Option<cri::PodSandboxConfig>,
+    handler: String,
+) -> Result<PodConfig, Status> {
+    let config = config.ok_or_else(|| missing("pod sandbox config"))?;
+    let meta = config
+        .metadata
+        .ok_or_else(|| missing("pod sandbox config.metadata"))?;
+    let linux = config.linux.unwrap_or_default();
+    let ns = linux
+        .security_context
+        .and_then(|sc| sc.namespace_options)
+        .unwrap_or_default();
+    let port_mappings = config
+        .port_mappings
+        .iter()
+        .map(|p| {
+            let protocol = match cri::Protocol::try_from(p.protocol) {
+                Ok(cri::Protocol::Tcp) => "tcp",
+                Ok(cri::Protocol::Udp) => "udp",
+                Ok(cri::Protocol::Sctp) => "sctp",
+                Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "port mapping {}: unknown protocol {}",
+                        p.container_port, p.protocol
+                    )));
+                }
+            };
+            Ok(PortMapping {
+                protocol: protocol.into(),
+                container_port: p.container_port,
+                host_port: p.host_port,
+                host_ip: p.host_ip.clone(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(PodConfig {
+        name: meta.name,
+        uid: meta.uid,
+        namespace: meta.namespace,
+        attempt: meta.attempt,
+        hostname: config.hostname,
+        log_directory: config.log_directory.into(),
+        dns: config.dns_config.map(|d| DnsConfig {
+            servers: d.servers,
+            searches: d.searches,
+            options: d.options,
+        }),
+        port_mappings,
+        labels: btree(&config.labels),
+        annotations: btree(&config.annotations),
+        cgroup_parent: linux.cgroup_parent,
+        namespaces: NamespaceModes {
+            network: namespace_mode(ns.network)?,
+            pid: namespace_mode(ns.pid)?,
+            ipc: namespace_mode(ns.ipc)?,
+        },
+        runtime_handler: handler,
+    })
+}
+
+fn pod_metadata(c: &PodConfig) -> cri::PodSandboxMetadata {
+    cri::PodSandboxMetadata {
+        name: c.name.clone(),
+        uid: c.uid.clone(),
+        namespace: c.namespace.clone(),
+        attempt: c.attempt,
+    }
+}
+
+/// The CRI state of a pod.
+pub fn sandbox_state(s: SandboxState) -> i32 {
+    match s {
+        SandboxState::Ready => cri::PodSandboxState::SandboxReady as i32,
+        SandboxState::NotReady => cri::PodSandboxState::SandboxNotready as i32,
+    }
+}
+
+/// The runtime state a CRI pod state filter names.
+pub fn sandbox_state_from_cri(v: i32) -> Result<SandboxState, Status> {
+    match cri::PodSandboxState::try_from(v) {
+        Ok(cri::PodSandboxState::SandboxReady) => Ok(SandboxState::Ready),
+        Ok(cri::PodSandboxState::SandboxNotready) => Ok(SandboxState::NotReady),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown pod sandbox state {v}"
+        ))),
+    }
+}
+
+/// A pod as PodSandboxStatus reports it.
+pub fn sandbox_status(sb: &Sandbox) -> cri::PodSandboxStatus {
+    let mut ips = sb.ips.iter();
+    cri::PodSandboxStatus {
+        id: sb.id.clone(),
+        metadata: Some(pod_metadata(&sb.config)),
+        state: sandbox_state(sb.state),
+        created_at: sb.created_at,
+        network: Some(cri::PodSandboxNetworkStatus {
+            ip: ips.next().cloned().unwrap_or_default(),
+            additional_ips: ips.map(|ip| cri::PodIp { ip: ip.clone() }).collect(),
+        }),
+        linux: Some(cri::LinuxPodSandboxStatus {
+            namespaces: Some(cri::Namespace {
+                options: Some(cri::NamespaceOption {
+                    network: namespace_mode_to_cri(sb.config.namespaces.network),
+                    pid: namespace_mode_to_cri(sb.config.namespaces.pid),
+                    ipc: namespace_mode_to_cri(sb.config.namespaces.ipc),
+                    ..Default::default()
+                }),
+            }),
+        }),
+        labels: hash(&sb.config.labels),
+        annotations: hash(&sb.config.annotations),
+        runtime_handler: sb.runtime_handler.clone(),
+    }
+}
+
+/// A pod as ListPodSandbox reports it.
+pub fn sandbox_item(sb: &Sandbox) -> cri::PodSandbox {
+    cri::PodSandbox {
+        id: sb.id.clone(),
+        metadata: Some(pod_metadata(&sb.config)),
+        state: sandbox_state(sb.state),
+        created_at: sb.created_at,
+        labels: hash(&sb.config.labels),
+        annotations: hash(&sb.config.annotations),
+        runtime_handler: sb.runtime_handler.clone(),
+    }
+}
+
+fn propagation(v: i32) -> Result<Propagation, Status> {
+    match cri::MountPropagation::try_from(v) {
+        Ok(cri::MountPropagation::PropagationPrivate) => Ok(Propagation::Private),
+        Ok(cri::MountPropagation::PropagationHostToContainer) => Ok(Propagation::HostToContainer),
+        Ok(cri::MountPropagation::PropagationBidirectional) => Ok(Propagation::Bidirectional),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown mount propagation {v}"
+        ))),
+    }
+}
+
+fn propagation_to_cri(p: Propagation) -> i32 {
+    match p {
+        Propagation::Private => cri::MountPropagation::PropagationPrivate as i32,
+        Propagation::HostToContainer => cri::MountPropagation::PropagationHostToContainer as i32,
+        Propagation::Bidirectional => cri::MountPropagation::PropagationBidirectional as i32,
+    }
+}
+
+/// A CreateContainer request's config as the runtime takes it.
+pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<ContainerConfig, Status> {
+    let config = config.ok_or_else(|| missing("container config"))?;
+    let meta = config
+        .metadata
+        .ok_or_else(|| missing("container config.metadata"))?;
+    let image = config
+        .image
+        .map(|i| i.image)
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| missing("container config.image"))?;
+    let mounts = config
+        .mounts
+        .into_iter()
+        .map(|m| {
+            if m.container_path.is_empty() || !m.container_path.starts_with('/') {
+                return Err(Status::invalid_argument(format!(
+                    "mount container_path {:?} must be an absolute path",
+                    m.container_path
+                )));
+            }
+            Ok(Mount {
+                container_path: m.container_path,
+                host_path: m.host_path,
+                readonly: m.readonly,
+                propagation: propagation(m.propagation)?,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let linux = config.linux.unwrap_or_default();
+    let r = linux.resources.unwrap_or_default();
+    let sc = linux.security_context.unwrap_or_default();
+    let caps = sc.capabilities.unwrap_or_default();
+    Ok(ContainerConfig {
+        name: meta.name,
+        attempt: meta.attempt,
+        image,
+        command: config.command,
+        args: config.args,
+        working_dir: config.working_dir,
+        envs: config
+            .envs
+            .into_iter()
+            .map(|kv| (kv.key, kv.value))
+            .collect(),
+        mounts,
+        labels: btree(&config.labels),
+        annotations: btree(&config.annotations),
+        log_path: config.log_path,
+        stdin: config.stdin,
+        stdin_once: config.stdin_once,
+        tty: config.tty,
+        resources: Resources {
+            cpu_period: r.cpu_period,
+            cpu_quota: r.cpu_quota,
+            cpu_shares: r.cpu_shares,
+            memory_limit: r.memory_limit_in_bytes,
+            memory_swap_limit: r.memory_swap_limit_in_bytes,
+            oom_score_adj: r.oom_score_adj,
+            cpuset_cpus: r.cpuset_cpus,
+            cpuset_mems: r.cpuset_mems,
+        },
+        security: SecurityContext {
+            run_as_user: sc.run_as_user.map(|v| v.value),
+            run_as_group: sc.run_as_group.map(|v| v.value),
+            run_as_username: sc.run_as_username,
+            supplemental_groups: sc.supplemental_groups,
+            readonly_rootfs: sc.readonly_rootfs,
+            no_new_privs: sc.no_new_privs,
+            add_capabilities: caps.add_capabilities,
+            drop_capabilities: caps.drop_capabilities,
+        },
+    })
+}
+
+/// The CRI state of a container.
+pub fn container_state(s: ContainerState) -> i32 {
+    match s {
+        ContainerState::Created => cri::ContainerState::ContainerCreated as i32,
+        ContainerState::Running => cri::ContainerState::ContainerRunning as i32,
+        ContainerState::Exited => cri::ContainerState::ContainerExited as i32,
+        ContainerState::Unknown => cri::ContainerState::ContainerUnknown as i32,
+    }
+}
+
+/// The runtime state a CRI container state filter names.
+pub fn container_state_from_cri(v: i32) -> Result<ContainerState, Status> {
+    match cri::ContainerState::try_from(v) {
+        Ok(cri::ContainerState::ContainerCreated) => Ok(ContainerState::Created),
+        Ok(cri::ContainerState::ContainerRunning) => Ok(ContainerState::Running),
+        Ok(cri::ContainerState::ContainerExited) => Ok(ContainerState::Exited),
+        Ok(cri::ContainerState::ContainerUnknown) => Ok(ContainerState::Unknown),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown container state {v}"
+        ))),
+    }
+}
+
+fn container_metadata(c: &ContainerConfig) -> cri::ContainerMetadata {
+    cri::ContainerMetadata {
+        name: c.name.clone(),
+        attempt: c.attempt,
+    }
+}
+
+fn image_spec(image: &str) -> cri::ImageSpec {
+    cri::ImageSpec {
+        image: image.to_string(),
+        ..Default::default()
+    }
+}
+
+/// A container as ContainerStatus reports it.
+pub fn container_status(c: &Container) -> cri::ContainerStatus {
+    cri::ContainerStatus {
+        id: c.id.clone(),
+        metadata: Some(container_metadata(&c.config)),
+        state: container_state(c.state),
+        created_at: c.created_at,
+        started_at: c.started_at,
+        finished_at: c.finished_at,
+        exit_code: c.exit_code,
+        image: Some(image_spec(&c.config.image)),
+        image_ref: c.image_ref.clone(),
+        image_id: c.image_id.clone(),
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+        labels: hash(&c.config.labels),
+        annotations: hash(&c.config.annotations),
+        mounts: c
+            .config
+            .mounts
+            .iter()
+            .map(|m| cri::Mount {
+                container_path: m.container_path.clone(),
+                host_path: m.host_path.clone(),
+                readonly: m.readonly,
+                propagation: propagation_to_cri(m.propagation),
+                ..Default::default()
+            })
+            .collect(),
+        log_path: c
+            .log_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        resources: None,
+        user: None,
+    }
+}
+
+/// A container as ListContainers reports it.
+pub fn container_item(c: &Container) -> cri::Container {
+    cri::Container {
+        id: c.id.clone(),
+        pod_sandbox_id: c.sandbox_id.clone(),
+        metadata: Some(container_metadata(&c.config)),
+        image: Some(image_spec(&c.config.image)),
+        image_ref: c.image_ref.clone(),
+        image_id: c.image_id.clone(),
+        state: container_state(c.state),
+        created_at: c.created_at,
+        labels: hash(&c.config.labels),
+        annotations: hash(&c.config.annotations),
+    }
+}
+
+/// An image as ListImages and ImageStatus report it. The image's user
+/// becomes `uid` when numeric and `username` otherwise, which kubelet uses
+/// for runAsNonRoot.
+pub fn image(img: &Image) -> cri::Image {
+    let user = img.config.user.split(':').next().unwrap_or_default();
+    let (uid, username) = match user.parse::<i64>() {
+        Ok(uid) => (Some(cri::Int64Value { value: uid }), String::new()),
+        Err(_) => (None, user.to_string()),
+    };
+    cri::Image {
+        id: img.id.clone(),
+        repo_tags: img.repo_tags.clone(),
+        repo_digests: img.repo_digests.clone(),
+        size: img.size,
+        uid,
+        username,
+        spec: Some(image_spec(&img.id)),
+        pinned: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod_req() -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: "web".into(),
+                uid: "u1".into(),
+                namespace: "default".into(),
+                attempt: 2,
+            }),
+            hostname: "web-0".into(),
+            port_mappings: vec![cri::PortMapping {
+                protocol: cri::Protocol::Udp as i32,
+                container_port: 53,
+                host_port: 5353,
+                host_ip: String::new(),
+            }],
+            linux: Some(cri::LinuxPodSandboxConfig {
+                cgroup_parent: "/kubepods/pod1".into(),
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        network: cri::NamespaceMode::Node as i32,
+                        pid: cri::NamespaceMode::Container as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pod_config_round_trip() {
+        let c = pod_config(Some(pod_req()), "crun".into()).unwrap();
+        assert_eq!((c.name.as_str(), c.attempt), ("web", 2));
+        assert_eq!(c.namespaces.network, NamespaceMode::Node);
+        assert_eq!(c.namespaces.pid, NamespaceMode::Container);
+        assert_eq!(c.namespaces.ipc, NamespaceMode::Pod);
+        assert_eq!(c.port_mappings[0].protocol, "udp");
+        assert_eq!(c.cgroup_parent, "/kubepods/pod1");
+        assert_eq!(c.runtime_handler, "crun");
+    }
+
+    #[test]
+    fn missing_parts_are_invalid_arguments() {
+        assert_eq!(
+            pod_config(None, String::new()).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        let mut req = pod_req();
+        req.metadata = None;
+        let e = pod_config(Some(req), String::new()).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("metadata"), "{}", e.message());
+        let mut req = pod_req();
+        req.port_mappings[0].protocol = 9;
+        assert!(pod_config(Some(req), String::new()).is_err());
+
+        let e = container_config(Some(cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata::default()),
+            ..Default::default()
+        }))
+        .unwrap_err();
+        assert!(e.message().contains("image"), "{}", e.message());
+    }
+
+    #[test]
+    fn image_user_becomes_uid_or_username() {
+        let mut img = Image {
+            id: "sha256:ab".into(),
+            repo_tags: vec![],
+            repo_digests: vec![],
+            size: 1,
+            config: Default::default(),
+            layers: vec![],
+        };
+        img.config.user = "1000:1000".into();
+        assert_eq!(image(&img).uid, Some(cri::Int64Value { value: 1000 }));
+        img.config.user = "nginx".into();
+        let i = image(&img);
+        assert_eq!((i.uid, i.username.as_str()), (None, "nginx"));
+    }
+}

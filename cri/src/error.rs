@@ -1,0 +1,60 @@
+//! The one place runtime errors become gRPC statuses.
+
+use crius_runtime::Error;
+use tonic::{Code, Status};
+
+/// Maps a runtime error to the gRPC status kubelet and crictl expect; the
+/// message is the error's own, which names the object concerned.
+pub fn to_status(err: Error) -> Status {
+    let code = match &err {
+        Error::InvalidArgument(_) => Code::InvalidArgument,
+        Error::NotFound { .. } => Code::NotFound,
+        Error::AlreadyExists { .. } => Code::AlreadyExists,
+        Error::FailedPrecondition(_) => Code::FailedPrecondition,
+        Error::Unavailable(_) => Code::Unavailable,
+        Error::External { .. }
+        | Error::Io { .. }
+        | Error::Store { .. }
+        | Error::Network { .. }
+        | Error::Internal(_) => Code::Internal,
+    };
+    if code == Code::Internal {
+        tracing::warn!(error = %err, "request failed");
+    }
+    Status::new(code, err.to_string())
+}
+
+/// A required field of the request is missing.
+pub fn missing(what: &str) -> Status {
+    Status::invalid_argument(format!("{what} is required"))
+}
+
+/// The RPC is not implemented (yet).
+pub fn unimplemented(method: &str) -> Status {
+    Status::unimplemented(format!("{method} is not implemented by crius"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_messages() {
+        let s = to_status(Error::not_found("container", "abc"));
+        assert_eq!(s.code(), Code::NotFound);
+        assert_eq!(s.message(), "container \"abc\" not found");
+        let s = to_status(Error::AlreadyExists {
+            kind: "pod sandbox",
+            name: "a_b_c_0".into(),
+            id: "123".into(),
+        });
+        assert_eq!(s.code(), Code::AlreadyExists);
+        assert!(s.message().contains("a_b_c_0"));
+        assert_eq!(
+            to_status(Error::Unavailable("registry x down".into())).code(),
+            Code::Unavailable
+        );
+        assert_eq!(unimplemented("Exec").code(), Code::Unimplemented);
+        assert!(unimplemented("Exec").message().contains("Exec"));
+    }
+}

@@ -1,0 +1,5 @@
+//! The ImageService RPCs, one file each.
+
+pub mod image_status;
+pub mod list_images;
+pub mod pull_image;

@@ -1,0 +1,17 @@
+//! The RuntimeService RPCs, one file each.
+
+pub mod container_status;
+pub mod create_container;
+pub mod list_containers;
+pub mod list_pod_sandbox;
+pub mod pod_sandbox_status;
+pub mod remove_container;
+pub mod remove_pod_sandbox;
+pub mod run_pod_sandbox;
+pub mod runtime_config;
+pub mod start_container;
+pub mod status;
+pub mod stop_container;
+pub mod stop_pod_sandbox;
+pub mod update_runtime_config;
+pub mod version;

@@ -1,0 +1,45 @@
+//! Status: whether the runtime and pod networking are ready.
+
+use crius_runtime::Runtime;
+use k8s_cri::v1::{
+    RuntimeCondition, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest,
+    StatusResponse,
+};
+use tonic::Status;
+
+/// Condition type: the runtime can run containers.
+const RUNTIME_READY: &str = "RuntimeReady";
+/// Condition type: pod networking is configured.
+const NETWORK_READY: &str = "NetworkReady";
+
+/// Handles Status.
+pub fn handle(rt: &Runtime, _req: StatusRequest) -> Result<StatusResponse, Status> {
+    let s = rt.status();
+    let conditions = vec![
+        RuntimeCondition {
+            r#type: RUNTIME_READY.into(),
+            status: s.runtime_ready,
+            reason: String::new(),
+            message: String::new(),
+        },
+        RuntimeCondition {
+            r#type: NETWORK_READY.into(),
+            status: s.network.ready,
+            reason: s.network.reason,
+            message: s.network.message,
+        },
+    ];
+    Ok(StatusResponse {
+        status: Some(RuntimeStatus { conditions }),
+        info: Default::default(),
+        runtime_handlers: s
+            .handlers
+            .into_iter()
+            .map(|name| RuntimeHandler {
+                name,
+                features: Some(RuntimeHandlerFeatures::default()),
+            })
+            .collect(),
+        features: None,
+    })
+}

@@ -1,0 +1,251 @@
+//! The CRI RuntimeService: each RPC dispatches to its own file under
+//! `runtime/`; RPCs not yet implemented answer UNIMPLEMENTED naming the
+//! method.
+
+use std::pin::Pin;
+
+use k8s_cri::v1::runtime_service_server::RuntimeService;
+use k8s_cri::v1::{
+    AttachRequest, AttachResponse, CheckpointContainerRequest, CheckpointContainerResponse,
+    ContainerEventResponse, ContainerStatsRequest, ContainerStatsResponse, ContainerStatusRequest,
+    ContainerStatusResponse, CreateContainerRequest, CreateContainerResponse, ExecRequest,
+    ExecResponse, ExecSyncRequest, ExecSyncResponse, GetEventsRequest, ListContainerStatsRequest,
+    ListContainerStatsResponse, ListContainersRequest, ListContainersResponse,
+    ListMetricDescriptorsRequest, ListMetricDescriptorsResponse, ListPodSandboxMetricsRequest,
+    ListPodSandboxMetricsResponse, ListPodSandboxRequest, ListPodSandboxResponse,
+    ListPodSandboxStatsRequest, ListPodSandboxStatsResponse, PodSandboxStatsRequest,
+    PodSandboxStatsResponse, PodSandboxStatusRequest, PodSandboxStatusResponse, PortForwardRequest,
+    PortForwardResponse, RemoveContainerRequest, RemoveContainerResponse, RemovePodSandboxRequest,
+    RemovePodSandboxResponse, ReopenContainerLogRequest, ReopenContainerLogResponse,
+    RunPodSandboxRequest, RunPodSandboxResponse, RuntimeConfigRequest, RuntimeConfigResponse,
+    StartContainerRequest, StartContainerResponse, StatusRequest, StatusResponse,
+    StopContainerRequest, StopContainerResponse, StopPodSandboxRequest, StopPodSandboxResponse,
+    UpdateContainerResourcesRequest, UpdateContainerResourcesResponse, UpdateRuntimeConfigRequest,
+    UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
+};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::CriService;
+use crate::error::unimplemented;
+use crate::runtime;
+
+#[tonic::async_trait]
+impl RuntimeService for CriService {
+    type GetContainerEventsStream =
+        Pin<Box<dyn Stream<Item = Result<ContainerEventResponse, Status>> + Send + 'static>>;
+
+    async fn version(
+        &self,
+        req: Request<VersionRequest>,
+    ) -> Result<Response<VersionResponse>, Status> {
+        runtime::version::handle(&self.runtime, req.into_inner()).map(Response::new)
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        req: Request<RunPodSandboxRequest>,
+    ) -> Result<Response<RunPodSandboxResponse>, Status> {
+        runtime::run_pod_sandbox::handle(&self.runtime, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        req: Request<StopPodSandboxRequest>,
+    ) -> Result<Response<StopPodSandboxResponse>, Status> {
+        runtime::stop_pod_sandbox::handle(&self.runtime, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        req: Request<RemovePodSandboxRequest>,
+    ) -> Result<Response<RemovePodSandboxResponse>, Status> {
+        runtime::remove_pod_sandbox::handle(&self.runtime, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        req: Request<PodSandboxStatusRequest>,
+    ) -> Result<Response<PodSandboxStatusResponse>, Status> {
+        runtime::pod_sandbox_status::handle(&self.runtime, req.into_inner()).map(Response::new)
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        req: Request<ListPodSandboxRequest>,
+    ) -> Result<Response<ListPodSandboxResponse>, Status> {
+        runtime::list_pod_sandbox::handle(&self.runtime, req.into_inner()).map(Response::new)
+    }
+
+    async fn create_container(
+        &self,
+        req: Request<CreateContainerRequest>,
+    ) -> Result<Response<CreateContainerResponse>, Status> {
+        runtime::create_container::handle(&self.runtime, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn start_container(
+        &self,
+        req: Request<StartContainerRequest>,
+    ) -> Result<Response<StartContainerResponse>, Status> {
+        runtime::start_container::handle(&self.runtime, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn stop_container(
+        &self,
+        req: Request<StopContainerRequest>,
+    ) -> Result<Response<StopContainerResponse>, Status> {
+        runtime::stop_container::handle(&self.runtime, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn remove_container(
+        &self,
+        req: Request<RemoveContainerRequest>,
+    ) -> Result<Response<RemoveContainerResponse>, Status> {
+        runtime::remove_container::handle(&self.runtime, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_containers(
+        &self,
+        req: Request<ListContainersRequest>,
+    ) -> Result<Response<ListContainersResponse>, Status> {
+        runtime::list_containers::handle(&self.runtime, req.into_inner()).map(Response::new)
+    }
+
+    async fn container_status(
+        &self,
+        req: Request<ContainerStatusRequest>,
+    ) -> Result<Response<ContainerStatusResponse>, Status> {
+        runtime::container_status::handle(&self.runtime, req.into_inner()).map(Response::new)
+    }
+
+    async fn update_container_resources(
+        &self,
+        _req: Request<UpdateContainerResourcesRequest>,
+    ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
+        Err(unimplemented("UpdateContainerResources"))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        _req: Request<ReopenContainerLogRequest>,
+    ) -> Result<Response<ReopenContainerLogResponse>, Status> {
+        Err(unimplemented("ReopenContainerLog"))
+    }
+
+    async fn exec_sync(
+        &self,
+        _req: Request<ExecSyncRequest>,
+    ) -> Result<Response<ExecSyncResponse>, Status> {
+        Err(unimplemented("ExecSync"))
+    }
+
+    async fn exec(&self, _req: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        Err(unimplemented("Exec"))
+    }
+
+    async fn attach(
+        &self,
+        _req: Request<AttachRequest>,
+    ) -> Result<Response<AttachResponse>, Status> {
+        Err(unimplemented("Attach"))
+    }
+
+    async fn port_forward(
+        &self,
+        _req: Request<PortForwardRequest>,
+    ) -> Result<Response<PortForwardResponse>, Status> {
+        Err(unimplemented("PortForward"))
+    }
+
+    async fn container_stats(
+        &self,
+        _req: Request<ContainerStatsRequest>,
+    ) -> Result<Response<ContainerStatsResponse>, Status> {
+        Err(unimplemented("ContainerStats"))
+    }
+
+    async fn list_container_stats(
+        &self,
+        _req: Request<ListContainerStatsRequest>,
+    ) -> Result<Response<ListContainerStatsResponse>, Status> {
+        Err(unimplemented("ListContainerStats"))
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        _req: Request<PodSandboxStatsRequest>,
+    ) -> Result<Response<PodSandboxStatsResponse>, Status> {
+        Err(unimplemented("PodSandboxStats"))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        _req: Request<ListPodSandboxStatsRequest>,
+    ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
+        Err(unimplemented("ListPodSandboxStats"))
+    }
+
+    async fn update_runtime_config(
+        &self,
+        req: Request<UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<UpdateRuntimeConfigResponse>, Status> {
+        runtime::update_runtime_config::handle(req.into_inner()).map(Response::new)
+    }
+
+    async fn status(
+        &self,
+        req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        runtime::status::handle(&self.runtime, req.into_inner()).map(Response::new)
+    }
+
+    async fn checkpoint_container(
+        &self,
+        _req: Request<CheckpointContainerRequest>,
+    ) -> Result<Response<CheckpointContainerResponse>, Status> {
+        Err(unimplemented("CheckpointContainer"))
+    }
+
+    async fn get_container_events(
+        &self,
+        _req: Request<GetEventsRequest>,
+    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+        Err(unimplemented("GetContainerEvents"))
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _req: Request<ListMetricDescriptorsRequest>,
+    ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
+        Err(unimplemented("ListMetricDescriptors"))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _req: Request<ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
+        Err(unimplemented("ListPodSandboxMetrics"))
+    }
+
+    async fn runtime_config(
+        &self,
+        req: Request<RuntimeConfigRequest>,
+    ) -> Result<Response<RuntimeConfigResponse>, Status> {
+        runtime::runtime_config::handle(req.into_inner()).map(Response::new)
+    }
+}
