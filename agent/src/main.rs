@@ -1,1 +1,92 @@
-fn main() {}
+//! `crius`: the daemon. Reads its config, sets up logging, opens the
+//! runtime, and serves CRI on a unix socket and metrics over HTTP.
+
+mod config;
+mod metrics;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use crius_runtime::Runtime;
+use tracing_subscriber::EnvFilter;
+
+use config::{Cli, Config, LogFormat};
+
+fn init_logging(config: &Config) -> Result<(), String> {
+    let filter = EnvFilter::try_new(&config.log_level)
+        .map_err(|e| format!("log_level {:?}: {e}", config.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let metrics = metrics::Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+    let runtime = Runtime::open(config.runtime_config())
+        .await
+        .map_err(|e| format!("open runtime: {e}"))?;
+    let metrics_task = match config.metrics_addr().map_err(|e| e.to_string())? {
+        Some(addr) => {
+            let listener = metrics::bind(addr)
+                .await
+                .map_err(|e| format!("metrics listen {addr}: {e}"))?;
+            Some(tokio::spawn(metrics::serve(listener, metrics.clone())))
+        }
+        None => None,
+    };
+    let result = server::serve(&config.socket(), runtime, metrics)
+        .await
+        .map_err(|e| e.to_string());
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
+    result
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("crius: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = init_logging(&config) {
+        eprintln!("crius: {e}");
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("crius")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("crius: start async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        version = crius_runtime::RUNTIME_VERSION,
+        root = %config.root.display(),
+        state = %config.state.display(),
+        "crius starting"
+    );
+    match rt.block_on(run(config)) {
+        Ok(()) => {
+            tracing::info!("crius stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "crius failed");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! crius.toml and the command line. Every option has a built-in default,
+//! so crius runs with no file at all; flags override the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use crius_runtime::config::{CniSettings, RegistrySettings, RuntimeSettings};
+use serde::Deserialize;
+
+/// Where crius looks for its config when `--config` is not given; a
+/// missing file there is not an error.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/crius/crius.toml";
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole configuration (crius.toml).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Persistent root directory.
+    pub root: PathBuf,
+    /// Volatile state directory.
+    pub state: PathBuf,
+    /// The CRI socket; empty means `<state>/crius.sock`.
+    pub listen: PathBuf,
+    /// `host:port` of the Prometheus endpoint, or "none".
+    pub metrics_listen: String,
+    /// Log level or tracing filter ("info", "crius=debug,info" …).
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// OCI runtimes and containers.
+    pub runtime: RuntimeSettings,
+    /// Pod networking.
+    pub cni: CniSettings,
+    /// Registries.
+    pub registry: RegistrySettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: "/var/lib/crius".into(),
+            state: "/run/crius".into(),
+            listen: PathBuf::new(),
+            metrics_listen: "127.0.0.1:9191".into(),
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            runtime: RuntimeSettings::default(),
+            cni: CniSettings::default(),
+            registry: RegistrySettings::default(),
+        }
+    }
+}
+
+/// crius: a Kubernetes Container Runtime Interface (CRI v1) daemon.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Config file (TOML). Default: /etc/crius/crius.toml if it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Persistent root directory [default: /var/lib/crius].
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Volatile state directory [default: /run/crius].
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// CRI socket path [default: <state>/crius.sock].
+    #[arg(long, value_name = "SOCKET")]
+    pub listen: Option<PathBuf>,
+    /// Prometheus endpoint host:port, or "none" [default: 127.0.0.1:9191].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// CNI network config directory [default: /etc/cni/net.d].
+    #[arg(long, value_name = "DIR")]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// CNI plugin directory; repeat for several, searched in order
+    /// [default: /opt/cni/bin, /usr/lib/cni].
+    #[arg(long, value_name = "DIR")]
+    pub cni_bin_dir: Vec<PathBuf>,
+    /// Log level or filter [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// A config that cannot be used, with the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid crius TOML.
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with its place.
+        message: String,
+    },
+    /// A value is not usable.
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Parses crius.toml text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The config a command line asks for: the file (named, or the default
+    /// one if present, or none), then the flags over it.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let (path, required) = match &cli.config {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        let mut config = match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse(&text, &path)?,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        config.apply(cli);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply(&mut self, cli: &Cli) {
+        if let Some(v) = &cli.root {
+            self.root = v.clone();
+        }
+        if let Some(v) = &cli.state {
+            self.state = v.clone();
+        }
+        if let Some(v) = &cli.listen {
+            self.listen = v.clone();
+        }
+        if let Some(v) = &cli.metrics_listen {
+            self.metrics_listen = v.clone();
+        }
+        if let Some(v) = &cli.cni_conf_dir {
+            self.cni.conf_dir = v.clone();
+        }
+        if !cli.cni_bin_dir.is_empty() {
+            self.cni.bin_dirs = cli.cni_bin_dir.clone();
+        }
+        if let Some(v) = &cli.log_level {
+            self.log_level = v.clone();
+        }
+        if let Some(v) = cli.log_format {
+            self.log_format = v;
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (name, p) in [("root", &self.root), ("state", &self.state)] {
+            if !p.is_absolute() {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} {} must be an absolute path",
+                    p.display()
+                )));
+            }
+        }
+        self.metrics_addr()?;
+        Ok(())
+    }
+
+    /// The CRI socket path.
+    pub fn socket(&self) -> PathBuf {
+        if self.listen.as_os_str().is_empty() {
+            self.state.join("crius.sock")
+        } else {
+            self.listen.clone()
+        }
+    }
+
+    /// The metrics address; `None` when disabled.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        match self.metrics_listen.as_str() {
+            "" | "none" => Ok(None),
+            s => s.parse().map(Some).map_err(|_| {
+                ConfigError::Invalid(format!("metrics_listen {s:?} is not host:port or \"none\""))
+            }),
+        }
+    }
+
+    /// The runtime's part.
+    pub fn runtime_config(&self) -> crius_runtime::Config {
+        crius_runtime::Config {
+            root: self.root.clone(),
+            state: self.state.clone(),
+            runtime: self.runtime.clone(),
+            cni: self.cni.clone(),
+            registry: self.registry.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::parse_from(std::iter::once("crius").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_without_any_file() {
+        let c = Config::load(&cli(&[])).unwrap();
+        assert_eq!(c.socket(), Path::new("/run/crius/crius.sock"));
+        assert_eq!(c.root, Path::new("/var/lib/crius"));
+        assert_eq!(
+            c.metrics_addr().unwrap(),
+            Some("127.0.0.1:9191".parse().unwrap())
+        );
+        assert_eq!(c.runtime.default_runtime, "runc");
+        assert_eq!(c.cni.conf_dir, Path::new("/etc/cni/net.d"));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("crius.toml");
+        std::fs::write(
+            &file,
+            "root = \"/srv/crius\"\nlog_level = \"debug\"\n[cni]\nbin_dirs = [\"/a\"]\n[registry]\ninsecure = [\"reg:5000\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(&cli(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--state",
+            "/tmp/st",
+            "--cni-bin-dir",
+            "/b",
+            "--cni-bin-dir",
+            "/c",
+            "--metrics-listen",
+            "none",
+            "--log-format",
+            "json",
+        ]))
+        .unwrap();
+        assert_eq!(c.root, Path::new("/srv/crius"));
+        assert_eq!(c.socket(), Path::new("/tmp/st/crius.sock"));
+        assert_eq!(c.cni.bin_dirs, [PathBuf::from("/b"), PathBuf::from("/c")]);
+        assert_eq!(c.metrics_addr().unwrap(), None);
+        assert_eq!(c.log_level, "debug");
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.registry.insecure, ["reg:5000"]);
+    }
+
+    #[test]
+    fn bad_files_are_reported_with_their_place() {
+        let p = Path::new("/etc/crius/crius.toml");
+        let e = Config::parse("roots = \"/x\"\n", p).unwrap_err();
+        assert!(e.to_string().contains("roots"), "{e}");
+        assert!(e.to_string().contains("/etc/crius/crius.toml"), "{e}");
+        let e = Config::parse("[runtime]\ndefault_runtime = 3\n", p).unwrap_err();
+        assert!(e.to_string().contains("default_runtime"), "{e}");
+        let e = Config::load(&cli(&["--config", "/nonexistent/crius.toml"])).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }));
+        let e = Config::load(&cli(&["--metrics-listen", "localhost"])).unwrap_err();
+        assert!(e.to_string().contains("metrics_listen"), "{e}");
+        let e = Config::load(&cli(&["--root", "relative"])).unwrap_err();
+        assert!(e.to_string().contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_config_file_is_the_default() {
+        let text = include_str!("../../deploy/crius.toml");
+        let c = Config::parse(text, Path::new("deploy/crius.toml")).unwrap();
+        let d = Config::default();
+        assert_eq!(c.root, d.root);
+        assert_eq!(c.state, d.state);
+        assert_eq!(c.socket(), d.socket());
+        assert_eq!(c.metrics_listen, d.metrics_listen);
+        assert_eq!(c.log_level, d.log_level);
+        assert_eq!(c.runtime.default_runtime, d.runtime.default_runtime);
+        assert_eq!(
+            c.runtime.handlers.keys().collect::<Vec<_>>(),
+            d.runtime.handlers.keys().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            c.runtime.default_cgroup_parent,
+            d.runtime.default_cgroup_parent
+        );
+        assert_eq!(c.runtime.oci_timeout_secs, d.runtime.oci_timeout_secs);
+        assert_eq!(c.cni.conf_dir, d.cni.conf_dir);
+        assert_eq!(c.cni.bin_dirs, d.cni.bin_dirs);
+        assert_eq!(c.cni.plugin_timeout_secs, d.cni.plugin_timeout_secs);
+        assert_eq!(c.registry.insecure, d.registry.insecure);
+    }
+}
