@@ -43,7 +43,8 @@ impl Default for CriusOptions {
         CriusOptions {
             cni: true,
             metrics: true,
-            log_level: "debug".into(),
+            // crius at debug; the HTTP/2 stack below it at info.
+            log_level: "debug,h2=info,hyper=info,tower=info,rustls=info".into(),
             config: None,
             binary: None,
         }

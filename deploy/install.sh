@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs crius on a Debian/Ubuntu machine (as root) and runs it with its
+# defaults and a default CNI network, so that
+#   crictl --runtime-endpoint unix:///run/crius/crius.sock runp pod.json
+# works right after. Re-running it upgrades and restarts crius.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "install.sh: run me as root" >&2
+    exit 1
+fi
+if ! command -v cargo >/dev/null; then
+    echo "install.sh: cargo not found; install Rust (https://rustup.rs) first" >&2
+    exit 1
+fi
+
+# What crius runs on, from the distribution: the OCI runtimes, the CNI
+# plugins, iptables for portmap/masquerade; protoc to build the CRI API.
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q runc crun containernetworking-plugins iptables protobuf-compiler
+
+bash deploy/prepare-node.sh
+cargo build --release --bins
+install -m 0755 target/release/crius target/release/crius-monitor /usr/local/bin/
+install -d /etc/crius /etc/cni/net.d
+[ -e /etc/crius/crius.toml ] || install -m 0644 deploy/crius.toml /etc/crius/crius.toml
+[ -e /etc/crictl.yaml ] || install -m 0644 deploy/crictl.yaml /etc/crictl.yaml
+# A pod network, unless the node already has one.
+if ! ls /etc/cni/net.d/*.conf /etc/cni/net.d/*.conflist /etc/cni/net.d/*.json >/dev/null 2>&1; then
+    install -m 0644 deploy/10-crius-bridge.conflist /etc/cni/net.d/
+fi
+
+if [ -d /run/systemd/system ]; then
+    install -m 0644 deploy/crius.service /etc/systemd/system/crius.service
+    systemctl daemon-reload
+    systemctl enable crius
+    systemctl restart crius
+else
+    # No systemd (a container, a minimal VM): run it in the background.
+    pkill -x crius 2>/dev/null && sleep 1 || true
+    nohup /usr/local/bin/crius --config /etc/crius/crius.toml >>/var/log/crius.log 2>&1 &
+fi
+for _ in $(seq 50); do
+    [ -S /run/crius/crius.sock ] && break
+    sleep 0.1
+done
+[ -S /run/crius/crius.sock ] || { echo "install.sh: crius did not start; see its log" >&2; exit 1; }
+echo "crius is running on unix:///run/crius/crius.sock"
