@@ -1,6 +1,5 @@
 //! Running the `crius` daemon for one test and talking CRI to it.
 
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -63,7 +62,8 @@ impl CriusOptions {
 
 /// The `crius` binary the tests run: `$CRIUS_BIN`, else `crius` in the cargo
 /// target dir the test binary was built in (`target/<profile>/deps/<test>`
-/// → `target/<profile>/crius`), checked to exist with `crius-monitor`.
+/// or `target/<profile>/<tool>` → `target/<profile>/crius`), checked to
+/// exist with `crius-monitor`.
 pub fn crius_binary() -> Result<PathBuf> {
     const HINT: &str = "run `cargo build --workspace --bins` first, or set CRIUS_BIN";
     if let Some(bin) = std::env::var_os("CRIUS_BIN") {
@@ -75,7 +75,16 @@ pub fn crius_binary() -> Result<PathBuf> {
         };
     }
     let exe = std::env::current_exe().context(|| "locate the test binary")?;
-    let Some(profile_dir) = exe.parent().and_then(Path::parent) else {
+    // Tests run from target/<profile>/deps/, tools (crius-bench) from
+    // target/<profile>/.
+    let dir = exe.parent();
+    let in_deps = dir.is_some_and(|d| d.file_name().is_some_and(|n| n == "deps"));
+    let profile_dir = if in_deps {
+        dir.and_then(Path::parent)
+    } else {
+        dir
+    };
+    let Some(profile_dir) = profile_dir else {
         return Err(err(format!(
             "no target dir above {}; {HINT}",
             exe.display()
@@ -97,6 +106,8 @@ pub struct Crius {
     child: Option<Child>,
     channel: Channel,
     metrics_addr: Option<SocketAddr>,
+    bin: PathBuf,
+    options: CriusOptions,
     // Last: dropped (cleaned up) after the daemon is dead.
     dir: NodeDir,
 }
@@ -115,7 +126,48 @@ impl Crius {
             true => Some(SocketAddr::from(([127, 0, 0, 1], free_port()?))),
             false => None,
         };
-        let mut command = Command::new(&bin);
+        if let Some(config) = &options.config {
+            let path = dir.path().join("crius.toml");
+            std::fs::write(&path, config).context(|| format!("write {}", path.display()))?;
+        }
+        let mut crius = Crius {
+            child: None,
+            channel: lazy_channel(dir.socket()),
+            metrics_addr,
+            bin,
+            options,
+            dir,
+        };
+        crius.spawn()?;
+        crius.wait_ready().await?;
+        Ok(crius)
+    }
+
+    /// Starts the daemon again, in the same directories with the same
+    /// flags, after [`Crius::stop`] (or after it was killed): what a node
+    /// does when it restarts or upgrades its runtime.
+    pub async fn restart(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            return Err(err("crius is still running; stop it first"));
+        }
+        self.spawn()?;
+        self.wait_ready().await
+    }
+
+    /// SIGKILLs the daemon, as a crash would, and reaps it.
+    pub fn kill(&mut self) -> Result<()> {
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| err("crius is not running"))?;
+        child.kill().context(|| "SIGKILL crius")?;
+        child.wait().context(|| "reap crius")?;
+        Ok(())
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let dir = &self.dir;
+        let mut command = Command::new(&self.bin);
         command
             .arg("--root")
             .arg(dir.root())
@@ -124,24 +176,25 @@ impl Crius {
             .arg("--listen")
             .arg(dir.socket())
             .arg("--metrics-listen")
-            .arg(metrics_addr.map_or("none".to_string(), |a| a.to_string()))
+            .arg(
+                self.metrics_addr
+                    .map_or("none".to_string(), |a| a.to_string()),
+            )
             .arg("--cni-conf-dir")
             .arg(dir.cni_conf_dir());
         for bin_dir in CNI_BIN_DIRS.iter().filter(|d| Path::new(d).is_dir()) {
             command.arg("--cni-bin-dir").arg(bin_dir);
         }
-        command
-            .arg("--log-level")
-            .arg(&options.log_level)
-            .arg("--log-format")
-            .arg("text");
-        if let Some(config) = &options.config {
-            let path = dir.path().join("crius.toml");
-            std::fs::write(&path, config).context(|| format!("write {}", path.display()))?;
-            command.arg("--config").arg(path);
+        command.arg("--log-level").arg(&self.options.log_level);
+        if self.options.config.is_some() {
+            command.arg("--config").arg(dir.path().join("crius.toml"));
         }
-        let log = File::create(dir.daemon_log())
-            .context(|| format!("create {}", dir.daemon_log().display()))?;
+        // Appended to, so that a restart keeps the earlier run's lines.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.daemon_log())
+            .context(|| format!("open {}", dir.daemon_log().display()))?;
         let log_err = log.try_clone().context(|| "dup the daemon log")?;
         let child = command
             .env("PATH", search_path())
@@ -149,15 +202,9 @@ impl Crius {
             .stdout(log)
             .stderr(log_err)
             .spawn()
-            .context(|| format!("spawn {}", bin.display()))?;
-        let mut crius = Crius {
-            child: Some(child),
-            channel: lazy_channel(dir.socket()),
-            metrics_addr,
-            dir,
-        };
-        crius.wait_ready().await?;
-        Ok(crius)
+            .context(|| format!("spawn {}", self.bin.display()))?;
+        self.child = Some(child);
+        Ok(())
     }
 
     async fn wait_ready(&mut self) -> Result<()> {

@@ -71,7 +71,7 @@ impl std::error::Error for Error {}
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Makes a harness error from a message.
-pub(crate) fn err(message: impl Into<String>) -> Error {
+pub fn err(message: impl Into<String>) -> Error {
     Error(message.into())
 }
 

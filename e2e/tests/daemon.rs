@@ -1,0 +1,209 @@
+//! The daemon itself: a stop signal lets in-flight calls finish and leaves
+//! containers running; a restarted daemon finds them again, with exits that
+//! happened while it was down; metrics and JSON logs.
+//!
+//! Needs the `crius` binary (`cargo build --workspace --bins`); fails, never
+//! skips, without it.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use crius_e2e::cri;
+use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks};
+use k8s_cri::v1::{
+    ContainerState, ContainerStatusRequest, RemoveContainerRequest, StopContainerRequest,
+    VersionRequest,
+};
+use tonic::Code;
+
+/// What `runc state` says of a container: its status.
+fn runc_status(crius: &Crius, id: &str) -> String {
+    let root = crius.dir().state().join("runtime").join("runc");
+    let out = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(&root)
+        .args(["state", id])
+        .output()
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    state["status"].as_str().unwrap_or("unknown").to_string()
+}
+
+#[tokio::test]
+async fn containers_outlive_a_daemon_restart() {
+    let registry = Registry::start().unwrap();
+    let images = TestImages::push(registry.addr()).await.unwrap();
+    let mut crius = Crius::start(CriusOptions::default()).await.unwrap();
+    let mut rt = crius.runtime_client();
+    let mut img = crius.image_client();
+    let image = &images.oci.reference;
+    cri::pull_image(&mut img, image).await.unwrap();
+    let pod = cri::pod_config(crius.dir(), "restart");
+    let pod_id = cri::run_pod(&mut rt, &pod, "").await.unwrap();
+
+    // One that keeps writing, one that exits while the daemon is down, one
+    // that ignores SIGTERM and is being stopped when the daemon is told to
+    // stop.
+    let ticker = [
+        "sh",
+        "-c",
+        "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+    ];
+    let late = ["sh", "-c", "sleep 2; exit 7"];
+    let stubborn = ["sleep", "1000"];
+    let mut ids = Vec::new();
+    for (name, args) in [
+        ("ticker", &ticker[..]),
+        ("late", &late[..]),
+        ("stubborn", &stubborn[..]),
+    ] {
+        let config = cri::container_config(name, image, args);
+        let id = cri::create_container(&mut rt, &pod_id, &pod, &config)
+            .await
+            .unwrap();
+        cri::start_container(&mut rt, &id).await.unwrap();
+        cri::wait_container_state(&mut rt, &id, ContainerState::ContainerRunning)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let (ticker_id, late_id, stubborn_id) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+
+    // SIGTERM while a StopContainer call is under way: the call finishes
+    // (SIGTERM ignored, SIGKILL after 2 s), then the daemon exits 0.
+    let mut rt2 = crius.runtime_client();
+    let stop_call = tokio::spawn(async move {
+        rt2.stop_container(StopContainerRequest {
+            container_id: stubborn_id,
+            timeout: 2,
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    crius.stop().await.unwrap();
+    let stopped = stop_call.await.unwrap();
+    assert!(stopped.is_ok(), "in-flight StopContainer: {stopped:?}");
+
+    // The daemon is gone; its containers are not.
+    assert_eq!(runc_status(&crius, &ticker_id), "running");
+    let log = crius.dir().pod_log_dir("restart").join("ticker.log");
+    let before = cri::read_cri_log(&log).unwrap().len();
+    tokio::time::sleep(Duration::from_millis(2500)).await; // `late` exits meanwhile
+    let during = cri::read_cri_log(&log).unwrap().len();
+    assert!(
+        during > before,
+        "the log stopped flowing: {before} → {during}"
+    );
+
+    crius.restart().await.unwrap();
+    let mut rt = crius.runtime_client();
+    let status = cri::container_status(&mut rt, &ticker_id).await.unwrap();
+    assert_eq!(
+        status.state,
+        ContainerState::ContainerRunning as i32,
+        "{status:?}"
+    );
+    let status = cri::wait_container_state(&mut rt, &late_id, ContainerState::ContainerExited)
+        .await
+        .unwrap();
+    assert_eq!(status.exit_code, 7, "{status:?}");
+    assert!(status.started_at < status.finished_at, "{status:?}");
+    let status = cri::container_status(&mut rt, &ids[2]).await.unwrap();
+    assert_eq!(status.exit_code, 137, "{status:?}");
+    assert_eq!(cri::pod_status(&mut rt, &pod_id).await.unwrap().state, 0);
+
+    // And it can still stop what it found.
+    rt.stop_container(StopContainerRequest {
+        container_id: ticker_id.clone(),
+        timeout: 1,
+    })
+    .await
+    .unwrap();
+    let status = cri::container_status(&mut rt, &ticker_id).await.unwrap();
+    assert_eq!(status.state, ContainerState::ContainerExited as i32);
+    for id in &ids {
+        rt.remove_container(RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    }
+    cri::stop_and_remove_pod(&mut rt, &pod_id).await.unwrap();
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
+
+/// GET `path` from `addr` with a bare HTTP/1.0 request.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The value of the sample line starting with `series` (name and labels).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_calls_and_logs_are_json_when_asked() {
+    let mut crius = Crius::start(CriusOptions {
+        config: Some("log_format = \"json\"\n".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut rt = crius.runtime_client();
+    let addr = crius.metrics_addr().unwrap();
+    let series_ok = "crius_grpc_requests_total{code=\"OK\",method=\"Version\"}";
+    let series_nf = "crius_grpc_requests_total{code=\"NotFound\",method=\"ContainerStatus\"}";
+    let first = http_get(addr, "/metrics");
+    let ok_before = sample(&first, series_ok).unwrap_or(0.0);
+
+    for _ in 0..3 {
+        rt.version(VersionRequest::default()).await.unwrap();
+    }
+    let missing = rt
+        .container_status(ContainerStatusRequest {
+            container_id: "0000000000000000".into(),
+            verbose: false,
+        })
+        .await;
+    assert_eq!(missing.unwrap_err().code(), Code::NotFound);
+
+    let response = http_get(addr, "/metrics");
+    assert!(
+        response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
+        "{response}"
+    );
+    assert!(response.contains("text/plain; version=0.0.4"), "{response}");
+    assert_eq!(
+        sample(&response, series_ok),
+        Some(ok_before + 3.0),
+        "{response}"
+    );
+    assert_eq!(sample(&response, series_nf), Some(1.0), "{response}");
+    let histogram = "crius_grpc_request_duration_seconds_count{method=\"Version\"}";
+    assert!(
+        sample(&response, histogram).is_some_and(|n| n >= 3.0),
+        "{response}"
+    );
+    assert!(http_get(addr, "/nothing").contains(" 404 "));
+
+    crius.stop().await.unwrap();
+    let log = std::fs::read_to_string(crius.dir().daemon_log()).unwrap();
+    assert!(!log.is_empty());
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("timestamp").is_some(),
+            "{line}"
+        );
+    }
+    assert_no_leaks(&crius);
+}
