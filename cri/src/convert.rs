@@ -209,11 +209,15 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
         .mounts
         .into_iter()
         .map(|m| {
-            if m.container_path.is_empty() || !m.container_path.starts_with('/') {
-                return Err(Status::invalid_argument(format!(
-                    "mount container_path {:?} must be an absolute path",
-                    m.container_path
-                )));
+            for (field, path) in [
+                ("container_path", &m.container_path),
+                ("host_path", &m.host_path),
+            ] {
+                if !path.starts_with('/') {
+                    return Err(Status::invalid_argument(format!(
+                        "mount {field} {path:?} must be an absolute path"
+                    )));
+                }
             }
             Ok(Mount {
                 container_path: m.container_path,
@@ -450,6 +454,27 @@ mod tests {
         }))
         .unwrap_err();
         assert!(e.message().contains("image"), "{}", e.message());
+
+        let with_mount = |host: &str, ctr: &str| {
+            container_config(Some(cri::ContainerConfig {
+                metadata: Some(cri::ContainerMetadata::default()),
+                image: Some(cri::ImageSpec {
+                    image: "busybox".into(),
+                    ..Default::default()
+                }),
+                mounts: vec![cri::Mount {
+                    host_path: host.into(),
+                    container_path: ctr.into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }))
+        };
+        assert!(with_mount("/srv", "/data").is_ok());
+        let e = with_mount("", "/data").unwrap_err();
+        assert!(e.message().contains("host_path"), "{}", e.message());
+        let e = with_mount("/srv", "data").unwrap_err();
+        assert!(e.message().contains("container_path"), "{}", e.message());
     }
 
     #[test]

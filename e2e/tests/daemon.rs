@@ -6,13 +6,14 @@
 //! skips, without it.
 
 use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use crius_e2e::cri;
 use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks};
 use k8s_cri::v1::{
-    ContainerState, ContainerStatusRequest, RemoveContainerRequest, StopContainerRequest,
-    VersionRequest,
+    CgroupDriver, ContainerState, ContainerStatusRequest, RemoveContainerRequest,
+    RuntimeConfigRequest, StopContainerRequest, VersionRequest,
 };
 use tonic::Code;
 
@@ -159,6 +160,22 @@ async fn metrics_count_calls_and_logs_are_json_when_asked() {
     .unwrap();
     let mut rt = crius.runtime_client();
     let addr = crius.metrics_addr().unwrap();
+
+    // The socket kubelet connects to: owner and group only.
+    let mode = std::fs::metadata(crius.dir().socket())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660, "socket mode {mode:o}");
+    let config = rt
+        .runtime_config(RuntimeConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        config.linux.unwrap().cgroup_driver,
+        CgroupDriver::Cgroupfs as i32
+    );
     let series_ok = "crius_grpc_requests_total{code=\"OK\",method=\"Version\"}";
     let series_nf = "crius_grpc_requests_total{code=\"NotFound\",method=\"ContainerStatus\"}";
     let first = http_get(addr, "/metrics");

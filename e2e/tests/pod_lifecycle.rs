@@ -13,14 +13,16 @@ use crius_e2e::image::{DATA_LISTING, ENTRYPOINT_MARKER, LAYER2_CONTENT, OPAQUE_L
 use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks};
 use k8s_cri::v1::{
     ContainerFilter, ContainerState, ContainerStateValue, ImageSpec, ImageStatusRequest,
-    ListImagesRequest, PodSandboxState, RemoveContainerRequest, StopContainerRequest,
-    VersionRequest,
+    LinuxContainerConfig, LinuxContainerResources, ListImagesRequest, PodSandboxState,
+    RemoveContainerRequest, StopContainerRequest, VersionRequest,
 };
 
 /// What the first container runs (after the image's entrypoint).
 const SCRIPT: &str = "echo hello-from-crius; echo to-stderr >&2; hostname; cat /data/layer2; \
     ls /data; test ! -e /data/gone && echo gone-ok; ls /data/opaque; \
-    echo entrypoint-$E2E_ENTRYPOINT; echo $E2E_IMAGE_ENV $E2E_CONFIG_ENV; pwd";
+    echo entrypoint-$E2E_ENTRYPOINT; echo $E2E_IMAGE_ENV $E2E_CONFIG_ENV; pwd; \
+    echo net $(ls /sys/class/net); ip -4 -o addr show eth0 | tr -s ' ' | cut -d' ' -f4 | cut -d/ -f1; \
+    echo oom $(cat /proc/self/oom_score_adj); echo from-c1 > /dev/shm/c1-was-here";
 
 #[tokio::test]
 async fn pod_lifecycle_with_the_default_runtime() {
@@ -125,6 +127,15 @@ async fn pod_lifecycle(handler: &str, runtime: &str) {
     // A container that runs to completion.
     let mut c1 = cri::container_config("c1", &images.oci.reference, &["sh", "-c", SCRIPT]);
     c1.envs = cri::envs(&[("E2E_CONFIG_ENV", "2")]);
+    // What kubelet asks for a Guaranteed pod; root here cannot go below its
+    // own score, so the runtime must clamp it rather than fail.
+    c1.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            oom_score_adj: -997,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
     let c1_id = cri::create_container(&mut rt, &pod_id, &pod, &c1)
         .await
         .unwrap();
@@ -166,9 +177,38 @@ async fn pod_lifecycle(handler: &str, runtime: &str) {
     expected.push("gone-ok");
     expected.extend(OPAQUE_LISTING);
     let marker = format!("entrypoint-{}", ENTRYPOINT_MARKER.1);
-    expected.extend([marker.as_str(), "1 2", "/data"]);
+    // The pod's network namespace (its interfaces and IP), and the
+    // daemon's own oom_score_adj (the test's: 0).
+    let own_oom = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap();
+    let oom = format!("oom {}", own_oom.trim().parse::<i32>().unwrap().max(-997));
+    expected.extend([marker.as_str(), "1 2", "/data", "net eth0 lo", &ip, &oom]);
     assert_eq!(stream("stdout"), expected);
     assert_eq!(stream("stderr"), ["to-stderr"]);
+
+    // Another container of the pod sees the first one's /dev/shm.
+    let c3 = cri::container_config(
+        "c3",
+        &images.oci.reference,
+        &["cat", "/dev/shm/c1-was-here"],
+    );
+    let c3_id = cri::create_container(&mut rt, &pod_id, &pod, &c3)
+        .await
+        .unwrap();
+    cri::start_container(&mut rt, &c3_id).await.unwrap();
+    let status = cri::wait_container_state(&mut rt, &c3_id, ContainerState::ContainerExited)
+        .await
+        .unwrap();
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    let log = cri::read_cri_log(&crius.dir().pod_log_dir("e2e-pod").join("c3.log")).unwrap();
+    assert_eq!(
+        log.iter().map(|l| l.content.as_str()).collect::<Vec<_>>(),
+        ["from-c1"]
+    );
+    rt.remove_container(RemoveContainerRequest {
+        container_id: c3_id,
+    })
+    .await
+    .unwrap();
 
     // Listing, by pod and by state.
     let by_pod = |id: &str| ContainerFilter {
