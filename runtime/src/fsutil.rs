@@ -55,6 +55,19 @@ pub fn remove_file(path: &Path) -> Result<()> {
     }
 }
 
+/// Unmounts `path` (lazily, so a busy mount goes as soon as it can); a path
+/// that is not mounted, or not there, is fine. `what` names it in errors.
+pub fn unmount(path: &Path, what: &str) -> Result<()> {
+    use nix::errno::Errno;
+    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(crate::Error::io(
+            format!("unmount {what} {}", path.display()),
+            e.into(),
+        )),
+    }
+}
+
 /// Reads a file of a container's root filesystem, resolving `path` (and
 /// every symlink on the way) as if `root` were `/`, so an image cannot point
 /// the runtime at a host file. `None` if it does not exist.

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MsFlags, mount};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -58,13 +58,7 @@ pub fn mount_rootfs(layers: &[PathBuf], rw_dir: &Path, target: &Path) -> Result<
 
 /// Unmounts a rootfs; one that is not mounted is fine.
 pub fn unmount_rootfs(target: &Path) -> Result<()> {
-    match umount2(target, MntFlags::MNT_DETACH) {
-        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
-        Err(e) => Err(Error::io(
-            format!("unmount rootfs {}", target.display()),
-            e.into(),
-        )),
-    }
+    fsutil::unmount(target, "rootfs")
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MsFlags, mount};
 
 use super::{NamespaceMode, PodConfig, Sandbox, SandboxState, files, namespaces, network};
 use crate::Runtime;
@@ -279,11 +279,5 @@ fn mount_shm(path: &Path) -> Result<()> {
 }
 
 fn unmount_shm(path: &Path) -> Result<()> {
-    match umount2(path, MntFlags::MNT_DETACH) {
-        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
-        Err(e) => Err(Error::io(
-            format!("unmount pod shm {}", path.display()),
-            e.into(),
-        )),
-    }
+    fsutil::unmount(path, "pod shm")
 }

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 
 use crate::error::{Error, IoContext, Result};
@@ -76,14 +76,6 @@ fn pin_namespace(kind: &str, pin: &Path) -> Result<()> {
 
 /// Unmounts and removes a pinned namespace; a missing pin is fine.
 pub fn unpin(pin: &Path) -> Result<()> {
-    match umount2(pin, MntFlags::MNT_DETACH) {
-        Ok(()) | Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::EINVAL) => {}
-        Err(e) => {
-            return Err(Error::io(
-                format!("unmount namespace pin {}", pin.display()),
-                e.into(),
-            ));
-        }
-    }
+    crate::fsutil::unmount(pin, "namespace pin")?;
     crate::fsutil::remove_file(pin)
 }
