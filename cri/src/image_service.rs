@@ -48,8 +48,10 @@ impl ImageService for CriService {
 
     async fn image_fs_info(
         &self,
-        _req: Request<ImageFsInfoRequest>,
+        req: Request<ImageFsInfoRequest>,
     ) -> Result<Response<ImageFsInfoResponse>, Status> {
-        Err(unimplemented("ImageFsInfo"))
+        image::image_fs_info::handle(&self.runtime, req.into_inner())
+            .await
+            .map(Response::new)
     }
 }

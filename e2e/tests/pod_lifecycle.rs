@@ -12,9 +12,9 @@ use crius_e2e::cri::{self, LogLine};
 use crius_e2e::image::{DATA_LISTING, ENTRYPOINT_MARKER, LAYER2_CONTENT, OPAQUE_LISTING};
 use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks};
 use k8s_cri::v1::{
-    ContainerFilter, ContainerState, ContainerStateValue, ImageSpec, ImageStatusRequest,
-    LinuxContainerConfig, LinuxContainerResources, ListImagesRequest, PodSandboxState,
-    RemoveContainerRequest, StopContainerRequest, VersionRequest,
+    ContainerFilter, ContainerState, ContainerStateValue, ImageFsInfoRequest, ImageSpec,
+    ImageStatusRequest, LinuxContainerConfig, LinuxContainerResources, ListImagesRequest,
+    PodSandboxState, RemoveContainerRequest, StopContainerRequest, VersionRequest,
 };
 
 /// What the first container runs (after the image's entrypoint).
@@ -105,6 +105,24 @@ async fn pod_lifecycle(handler: &str, runtime: &str) {
         .find(|i| i.id == images.oci.image_id)
         .unwrap()
         .clone();
+
+    // ImageFsInfo: what kubelet's image GC reads (and crictl checks).
+    let fs = img
+        .image_fs_info(ImageFsInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let image_fs = &fs.image_filesystems[0];
+    assert_eq!(
+        image_fs.fs_id.as_ref().unwrap().mountpoint,
+        crius.dir().root().to_string_lossy()
+    );
+    // Blobs and unpacked layers: at least the compressed images, at most
+    // what the whole root holds.
+    let used = image_fs.used_bytes.as_ref().unwrap().value;
+    let pulled: u64 = listed.iter().map(|i| i.size).sum();
+    assert!(used >= pulled, "used {used} < pulled {pulled}");
+    assert!(image_fs.inodes_used.as_ref().unwrap().value > 10);
 
     // The pod.
     let pod = cri::pod_config(crius.dir(), "e2e-pod");

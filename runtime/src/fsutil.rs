@@ -68,6 +68,57 @@ pub fn unmount(path: &Path, what: &str) -> Result<()> {
     }
 }
 
+/// Disk space and inodes a directory tree takes, as `du` counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Bytes of allocated blocks.
+    pub bytes: u64,
+    /// Inodes (each hard-linked file once).
+    pub inodes: u64,
+}
+
+/// Walks `root` without following symlinks or crossing into other
+/// filesystems (mounted rootfs, for one) and sums what it occupies. A
+/// missing `root` takes nothing; entries that vanish during the walk are
+/// skipped.
+pub fn disk_usage(root: &Path) -> Result<DiskUsage> {
+    use std::collections::HashSet;
+    use std::os::unix::fs::MetadataExt;
+
+    let mut usage = DiskUsage::default();
+    let top = match fs::symlink_metadata(root) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(usage),
+        Err(e) => return Err(crate::Error::io(format!("stat {}", root.display()), e)),
+    };
+    let dev = top.dev();
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    let mut stack = vec![(root.to_path_buf(), top)];
+    while let Some((path, meta)) = stack.pop() {
+        if !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        usage.bytes += meta.blocks() * 512;
+        usage.inodes += 1;
+        if !meta.is_dir() {
+            continue;
+        }
+        let entries = match fs::read_dir(&path) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(crate::Error::io(format!("read {}", path.display()), e)),
+        };
+        for entry in entries.flatten() {
+            if let Ok(m) = entry.metadata()
+                && m.dev() == dev
+            {
+                stack.push((entry.path(), m));
+            }
+        }
+    }
+    Ok(usage)
+}
+
 /// Reads a file of a container's root filesystem, resolving `path` (and
 /// every symlink on the way) as if `root` were `/`, so an image cannot point
 /// the runtime at a host file. `None` if it does not exist.
@@ -109,6 +160,26 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two two");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn disk_usage_counts_blocks_and_inodes_once() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            disk_usage(&dir.path().join("missing")).unwrap(),
+            DiskUsage::default()
+        );
+        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::write(dir.path().join("d/big"), vec![1u8; 64 * 1024]).unwrap();
+        fs::hard_link(dir.path().join("d/big"), dir.path().join("d/link")).unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("d/sym")).unwrap();
+        let u = disk_usage(dir.path()).unwrap();
+        // The root, d, big (once, however many links), the symlink.
+        assert_eq!(u.inodes, 4);
+        assert!(
+            u.bytes >= 64 * 1024 && u.bytes < 64 * 1024 + 64 * 1024,
+            "{u:?}"
+        );
     }
 
     #[test]

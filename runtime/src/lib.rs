@@ -49,6 +49,18 @@ pub struct RuntimeStatus {
     pub handlers: Vec<String>,
 }
 
+/// What the node's image and container filesystems hold, for kubelet's
+/// image garbage collection and eviction (ImageFsInfo).
+#[derive(Debug, Clone)]
+pub struct FilesystemUsage {
+    /// A directory on the filesystem that holds them (crius's root).
+    pub mountpoint: PathBuf,
+    /// Image blobs and unpacked layers.
+    pub images: fsutil::DiskUsage,
+    /// Containers' writable layers.
+    pub containers: fsutil::DiskUsage,
+}
+
 /// The runtime: images, pod sandboxes and containers of this node.
 pub struct Runtime {
     config: Config,
@@ -179,6 +191,28 @@ impl Runtime {
             network: self.cni.status(),
             handlers,
         }
+    }
+
+    /// Space and inodes taken by images and by containers' writable
+    /// layers. Walks the trees (as CRI-O does), off the async threads.
+    pub async fn filesystem_usage(&self) -> Result<FilesystemUsage> {
+        let root = self.config.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut images = fsutil::DiskUsage::default();
+            for dir in ["content", "layers"] {
+                let u = fsutil::disk_usage(&root.join(dir))?;
+                images.bytes += u.bytes;
+                images.inodes += u.inodes;
+            }
+            let containers = fsutil::disk_usage(&root.join("containers"))?;
+            Ok(FilesystemUsage {
+                mountpoint: root,
+                images,
+                containers,
+            })
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("filesystem usage task: {e}")))?
     }
 
     /// The image store.

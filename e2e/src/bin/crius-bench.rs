@@ -5,6 +5,7 @@
 //! ```text
 //! crius-bench idle [--seconds S] [--endpoint SOCKET --pid PID]
 //! crius-bench pods [--count N] [--handler H] [--endpoint SOCKET --pid PID]
+//! crius-bench push --registry HOST:PORT   # the test images, for trying things by hand
 //! ```
 //!
 //! Build it and crius in release mode first (`cargo build --release
@@ -96,6 +97,7 @@ struct Args {
     handler: String,
     endpoint: Option<PathBuf>,
     pid: Option<u32>,
+    registry: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -107,6 +109,7 @@ fn parse_args() -> Result<Args> {
         handler: String::new(),
         endpoint: None,
         pid: None,
+        registry: None,
     };
     while let Some(flag) = argv.next() {
         let value = argv
@@ -119,6 +122,7 @@ fn parse_args() -> Result<Args> {
             "--handler" => args.handler = value,
             "--endpoint" => args.endpoint = Some(value.trim_start_matches("unix://").into()),
             "--pid" => args.pid = Some(value.parse().map_err(bad)?),
+            "--registry" => args.registry = Some(value),
             _ => return Err(err(format!("unknown flag {flag}"))),
         }
     }
@@ -313,14 +317,28 @@ async fn pods(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// Pushes the test images to a registry that is already running.
+async fn push(args: &Args) -> Result<()> {
+    let registry = args
+        .registry
+        .as_deref()
+        .ok_or_else(|| err("push needs --registry HOST:PORT"))?;
+    let images = TestImages::push(registry).await?;
+    for image in images.all() {
+        println!("{}  (image id {})", image.reference, image.image_id);
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let result = match parse_args() {
         Ok(args) if args.command == "idle" => idle(&args).await,
         Ok(args) if args.command == "pods" => pods(&args).await,
+        Ok(args) if args.command == "push" => push(&args).await,
         Ok(_) => Err(err(
-            "usage: crius-bench idle|pods [--seconds S] [--count N] [--handler H] \
-             [--endpoint SOCKET --pid PID]",
+            "usage: crius-bench idle|pods|push [--seconds S] [--count N] [--handler H] \
+             [--endpoint SOCKET --pid PID] [--registry HOST:PORT]",
         )),
         Err(e) => Err(e),
     };
