@@ -15,16 +15,17 @@ use sha2::Digest;
 
 const PLUGIN_DIR: &str = "/usr/lib/cni";
 
-fn runnable() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping: needs root");
-        return false;
-    }
-    if !Path::new(PLUGIN_DIR).join("bridge").exists() {
-        eprintln!("skipping: no CNI plugins in {PLUGIN_DIR}");
-        return false;
-    }
-    true
+/// These tests need root and the plugins; without them they fail, never
+/// skip (`e2e/run-tests.sh` installs the plugins and runs as root).
+fn require_prerequisites() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root: it creates network namespaces"
+    );
+    assert!(
+        Path::new(PLUGIN_DIR).join("bridge").exists(),
+        "no CNI plugins in {PLUGIN_DIR}: install containernetworking-plugins"
+    );
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {
@@ -215,9 +216,7 @@ impl Drop for Testbed {
 
 #[tokio::test]
 async fn bridge_and_portmap_attach_and_detach_without_leftovers() {
-    if !runnable() {
-        return;
-    }
+    require_prerequisites();
     let t = Testbed::new(true);
     let result = t.cni.setup(&t.att).await.unwrap();
 
@@ -271,9 +270,7 @@ async fn bridge_and_portmap_attach_and_detach_without_leftovers() {
 
 #[tokio::test]
 async fn teardown_after_the_namespace_is_gone_still_releases_everything() {
-    if !runnable() {
-        return;
-    }
+    require_prerequisites();
     let t = Testbed::new(true);
     let result = t.cni.setup(&t.att).await.unwrap();
     let ip = result.first_ipv4().unwrap();
@@ -309,9 +306,7 @@ async fn teardown_after_the_namespace_is_gone_still_releases_everything() {
 // attachments (containernetworking/plugins#819).
 #[tokio::test]
 async fn check_passes_while_attached_and_fails_once_eth0_is_gone() {
-    if !runnable() {
-        return;
-    }
+    require_prerequisites();
     let t = Testbed::new(false);
     t.cni.setup(&t.att).await.unwrap();
     t.cni.check(&t.att).await.unwrap();
@@ -328,9 +323,7 @@ async fn check_passes_while_attached_and_fails_once_eth0_is_gone() {
 
 #[test]
 fn pinned_namespace_is_separate_and_removable() {
-    if !runnable() {
-        return;
-    }
+    require_prerequisites();
     let tmp = tempfile::tempdir().unwrap();
     let pin = tmp.path().join("ns");
     netns::create(&pin).unwrap();
