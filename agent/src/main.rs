@@ -28,7 +28,7 @@ fn init_logging(config: &Config) -> Result<(), String> {
 
 async fn run(config: Config) -> Result<(), String> {
     let metrics = metrics::Metrics::new().map_err(|e| format!("metrics: {e}"))?;
-    let runtime = Runtime::open(config.runtime_config())
+    let runtime = Runtime::open(config.runtime_config(), metrics.registry())
         .await
         .map_err(|e| format!("open runtime: {e}"))?;
     let metrics_task = match config.metrics_addr().map_err(|e| e.to_string())? {

@@ -105,6 +105,11 @@ impl Metrics {
         self.latency.with_label_values(&[method]).observe(seconds);
     }
 
+    /// The registry, for the runtime's own metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();

@@ -157,3 +157,25 @@ pub(crate) fn signal(pid: u32, sig: nix::sys::signal::Signal) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
     }
 }
+
+/// GETs `path` from `addr` with a bare HTTP/1.0 request; the whole
+/// response, status line and headers included.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).context(|| format!("connect {addr}"))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")
+        .context(|| format!("GET {path} from {addr}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .context(|| format!("read GET {path} from {addr}"))?;
+    Ok(response)
+}
+
+/// The value of the Prometheus sample whose name and labels are exactly
+/// `series` (`name{label="v",…}`) in a text exposition.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}

@@ -5,12 +5,11 @@
 //! Needs the `crius` binary (`cargo build --workspace --bins`); fails, never
 //! skips, without it.
 
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use crius_e2e::cri;
-use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks};
+use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks, http_get, sample};
 use k8s_cri::v1::{
     CgroupDriver, ContainerState, ContainerStatusRequest, RemoveContainerRequest,
     RuntimeConfigRequest, StopContainerRequest, VersionRequest,
@@ -134,22 +133,6 @@ async fn containers_outlive_a_daemon_restart() {
     assert_no_leaks(&crius);
 }
 
-/// GET `path` from `addr` with a bare HTTP/1.0 request.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
-/// The value of the sample line starting with `series` (name and labels).
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
-
 #[tokio::test]
 async fn metrics_count_calls_and_logs_are_json_when_asked() {
     let mut crius = Crius::start(CriusOptions {
@@ -178,7 +161,7 @@ async fn metrics_count_calls_and_logs_are_json_when_asked() {
     );
     let series_ok = "crius_grpc_requests_total{code=\"OK\",method=\"Version\"}";
     let series_nf = "crius_grpc_requests_total{code=\"NotFound\",method=\"ContainerStatus\"}";
-    let first = http_get(addr, "/metrics");
+    let first = http_get(addr, "/metrics").unwrap();
     let ok_before = sample(&first, series_ok).unwrap_or(0.0);
 
     for _ in 0..3 {
@@ -192,7 +175,7 @@ async fn metrics_count_calls_and_logs_are_json_when_asked() {
         .await;
     assert_eq!(missing.unwrap_err().code(), Code::NotFound);
 
-    let response = http_get(addr, "/metrics");
+    let response = http_get(addr, "/metrics").unwrap();
     assert!(
         response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
         "{response}"
@@ -209,7 +192,7 @@ async fn metrics_count_calls_and_logs_are_json_when_asked() {
         sample(&response, histogram).is_some_and(|n| n >= 3.0),
         "{response}"
     );
-    assert!(http_get(addr, "/nothing").contains(" 404 "));
+    assert!(http_get(addr, "/nothing").unwrap().contains(" 404 "));
 
     crius.stop().await.unwrap();
     let log = std::fs::read_to_string(crius.dir().daemon_log()).unwrap();

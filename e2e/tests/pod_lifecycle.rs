@@ -292,6 +292,13 @@ async fn pod_lifecycle(handler: &str, runtime: &str) {
         [] as [String; 0]
     );
 
+    // What was made shows in the metrics.
+    let metrics = crius_e2e::http_get(crius.metrics_addr().unwrap(), "/metrics").unwrap();
+    for (kind, n) in [("pod_sandbox", 1.0), ("container", 3.0)] {
+        let series = format!("crius_created_total{{kind=\"{kind}\"}}");
+        assert_eq!(crius_e2e::sample(&metrics, &series), Some(n), "{metrics}");
+    }
+
     // The pod goes.
     rt.stop_pod_sandbox(k8s_cri::v1::StopPodSandboxRequest {
         pod_sandbox_id: pod_id.clone(),

@@ -10,6 +10,7 @@ pub mod container;
 pub mod error;
 pub mod fsutil;
 pub mod image;
+pub mod metrics;
 pub mod monitor;
 pub mod oci;
 pub mod sandbox;
@@ -76,6 +77,7 @@ pub struct Runtime {
     min_oom_score_adj: i32,
     /// The host runs the unified cgroup v2 hierarchy only.
     cgroup_v2: bool,
+    metrics: metrics::RuntimeMetrics,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -89,8 +91,10 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     /// Opens the runtime over its root and state directories, loading what
-    /// an earlier run left.
-    pub async fn open(config: Config) -> Result<Arc<Runtime>> {
+    /// an earlier run left. Its metrics go into `registry`.
+    pub async fn open(config: Config, registry: &prometheus::Registry) -> Result<Arc<Runtime>> {
+        let metrics = metrics::RuntimeMetrics::register(registry)
+            .map_err(|e| Error::Internal(format!("register runtime metrics: {e}")))?;
         for dir in [&config.root, &config.state] {
             fsutil::create_dir_all(dir)?;
         }
@@ -138,6 +142,7 @@ impl Runtime {
             container_table: Table::open(meta.join("containers"))?,
             min_oom_score_adj: own_oom_score_adj(),
             cgroup_v2: is_cgroup_v2(),
+            metrics,
             config,
         });
         rt.load()?;

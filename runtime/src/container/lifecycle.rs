@@ -152,6 +152,7 @@ impl Runtime {
             return Err(e);
         }
         tracing::info!(container = %id, pod = %sb.id, name = %c.config.name, "container created");
+        self.metrics.created.with_label_values(&["container"]).inc();
         let entry = Entry::new(&id, c);
         self.containers.insert(entry.clone());
         self.watch_exit(entry);

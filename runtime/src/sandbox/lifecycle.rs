@@ -87,6 +87,10 @@ impl Runtime {
                     return Err(e);
                 }
                 tracing::info!(pod = %id, name = %name, ips = ?sb.ips, "pod sandbox ready");
+                self.metrics
+                    .created
+                    .with_label_values(&["pod_sandbox"])
+                    .inc();
                 self.sandboxes.insert(crate::state::Entry::new(&id, sb));
                 Ok(id)
             }
