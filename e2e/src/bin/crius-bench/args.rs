@@ -1,0 +1,45 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use crius_e2e::{Result, err};
+
+pub struct Args {
+    pub command: String,
+    pub seconds: u64,
+    pub count: usize,
+    pub handler: String,
+    pub endpoint: Option<PathBuf>,
+    pub pid: Option<u32>,
+    pub registry: Option<String>,
+}
+
+/// Parses `crius-bench COMMAND [--flag value]…`.
+pub fn parse() -> Result<Args> {
+    let mut argv = std::env::args().skip(1);
+    let mut args = Args {
+        command: argv.next().unwrap_or_default(),
+        seconds: 10,
+        count: 20,
+        handler: String::new(),
+        endpoint: None,
+        pid: None,
+        registry: None,
+    };
+    while let Some(flag) = argv.next() {
+        let value = argv
+            .next()
+            .ok_or_else(|| err(format!("{flag} needs a value")))?;
+        let bad = |_| err(format!("{flag}: bad value {value:?}"));
+        match flag.as_str() {
+            "--seconds" => args.seconds = value.parse().map_err(bad)?,
+            "--count" => args.count = value.parse().map_err(bad)?,
+            "--handler" => args.handler = value,
+            "--endpoint" => args.endpoint = Some(value.trim_start_matches("unix://").into()),
+            "--pid" => args.pid = Some(value.parse().map_err(bad)?),
+            "--registry" => args.registry = Some(value),
+            _ => return Err(err(format!("unknown flag {flag}"))),
+        }
+    }
+    Ok(args)
+}
