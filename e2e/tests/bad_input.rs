@@ -9,7 +9,7 @@ use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks, free
 use k8s_cri::v1::{
     CheckpointContainerRequest, ContainerStatusRequest, CreateContainerRequest, ImageSpec,
     PodSandboxState, PodSandboxStatusRequest, PullImageRequest, RemoveContainerRequest,
-    RunPodSandboxRequest, StopPodSandboxRequest,
+    RunPodSandboxRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 use tonic::Code;
 
@@ -58,14 +58,18 @@ async fn bad_pod_requests() {
         Code::NotFound,
         unknown,
     );
-    assert_code(
-        rt.stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: unknown.into(),
-        })
-        .await,
-        Code::NotFound,
-        unknown,
-    );
+    // Stop is idempotent: a pod that is gone is already stopped.
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: unknown.into(),
+    })
+    .await
+    .unwrap();
+    rt.stop_container(StopContainerRequest {
+        container_id: unknown.into(),
+        timeout: 0,
+    })
+    .await
+    .unwrap();
     assert_code(
         rt.container_status(ContainerStatusRequest {
             container_id: unknown.into(),

@@ -321,9 +321,12 @@ impl Runtime {
     }
 
     /// Stops a container: its stop signal, then SIGKILL once `timeout` has
-    /// passed. Stopping a stopped container is fine.
+    /// passed. Stopping a stopped container, or one that is gone, is fine.
     pub async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()> {
-        let entry = self.containers.find(id)?;
+        let entry = match self.containers.find(id) {
+            Err(Error::NotFound { .. }) => return Ok(()),
+            r => r?,
+        };
         let _op = entry.op().await;
         self.stop_entry(&entry, timeout).await
     }

@@ -194,9 +194,13 @@ impl Runtime {
     }
 
     /// Stops a pod: stops its containers and tears its network down.
-    /// Stopping a stopped pod is fine.
+    /// Stopping a stopped pod, or one that is gone, is fine (the CRI makes
+    /// Stop idempotent; kubelet calls it again after RemovePodSandbox).
     pub async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
-        let entry = self.sandboxes.find(id)?;
+        let entry = match self.sandboxes.find(id) {
+            Err(Error::NotFound { .. }) => return Ok(()),
+            r => r?,
+        };
         let _op = entry.op().await;
         let id = entry.id().to_string();
         for c in self.pod_containers(&id) {
