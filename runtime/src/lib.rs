@@ -186,14 +186,15 @@ impl Runtime {
         (RUNTIME_NAME, RUNTIME_VERSION)
     }
 
-    /// Readiness of the runtime and the network.
-    pub fn status(&self) -> RuntimeStatus {
+    /// Readiness of the runtime and the network (for a CNI 1.1 network,
+    /// its plugins are asked too).
+    pub async fn status(&self) -> RuntimeStatus {
         let default = &self.config.runtime.default_runtime;
         let mut handlers = vec![default.clone()];
         handlers.extend(self.oci.keys().filter(|k| *k != default).cloned());
         RuntimeStatus {
             runtime_ready: true,
-            network: self.cni.status(),
+            network: self.cni.status().await,
             handlers,
         }
     }
