@@ -37,6 +37,9 @@ pub struct RuntimeSettings {
     pub default_cgroup_parent: String,
     /// Timeout of a single OCI runtime call, seconds.
     pub oci_timeout_secs: u64,
+    /// Size of a pod's /dev/shm (a quantity such as `64Mi`); a pod may ask
+    /// for another with the `crius.io/shm-size` annotation.
+    pub shm_size: String,
 }
 
 /// One OCI runtime (a RuntimeClass handler).
@@ -65,6 +68,7 @@ impl Default for RuntimeSettings {
             monitor_path: PathBuf::new(),
             default_cgroup_parent: "/crius".into(),
             oci_timeout_secs: 60,
+            shm_size: "64Mi".into(),
         }
     }
 }

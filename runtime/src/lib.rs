@@ -95,6 +95,7 @@ impl Runtime {
     pub async fn open(config: Config, registry: &prometheus::Registry) -> Result<Arc<Runtime>> {
         let metrics = metrics::RuntimeMetrics::register(registry)
             .map_err(|e| Error::Internal(format!("register runtime metrics: {e}")))?;
+        sandbox::check_settings(&config.runtime)?;
         for dir in [&config.root, &config.state] {
             fsutil::create_dir_all(dir)?;
         }
@@ -146,6 +147,7 @@ impl Runtime {
             config,
         });
         rt.load()?;
+        rt.recover_sandboxes().await;
         Ok(rt)
     }
 

@@ -1,6 +1,7 @@
 //! The pod's IPC and UTS namespaces, created fresh and pinned by bind
 //! mounts so they live as long as the pod, with no process inside. (The
-//! network namespace is pinned the same way by the CNI library.)
+//! network namespace is pinned the same way by the CNI library; the PID
+//! namespace, which needs a process, is pinned from its infra process.)
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -58,10 +59,19 @@ fn pin_on_this_thread(ipc: Option<PathBuf>, uts: Option<PathBuf>, hostname: &str
 
 /// Bind-mounts this thread's namespace of `kind` onto a new file at `pin`.
 fn pin_namespace(kind: &str, pin: &Path) -> Result<()> {
+    pin_from(&format!("/proc/thread-self/ns/{kind}"), kind, pin)
+}
+
+/// Bind-mounts the namespace of `kind` of process `pid` onto a new file
+/// at `pin`.
+pub fn pin_process_namespace(pid: i32, kind: &str, pin: &Path) -> Result<()> {
+    pin_from(&format!("/proc/{pid}/ns/{kind}"), kind, pin)
+}
+
+fn pin_from(source: &str, kind: &str, pin: &Path) -> Result<()> {
     fs::File::create(pin).context(|| format!("create namespace pin {}", pin.display()))?;
-    let source = format!("/proc/thread-self/ns/{kind}");
     let mounted = mount(
-        Some(source.as_str()),
+        Some(source),
         pin,
         None::<&str>,
         MsFlags::MS_BIND,

@@ -6,11 +6,37 @@ use std::path::Path;
 use crius_cni::{Attachment, Cni};
 use serde_json::{Map, Value, json};
 
-use super::PodConfig;
+use super::{PodConfig, quantity};
 use crate::error::{Error, Result};
 
 /// The interface CNI creates in the pod.
-const POD_IFNAME: &str = "eth0";
+pub const POD_IFNAME: &str = "eth0";
+
+/// Pod annotations asking for traffic shaping (Kubernetes'), in bits per
+/// second; handed to plugins declaring the `bandwidth` capability.
+const INGRESS_BANDWIDTH: &str = "kubernetes.io/ingress-bandwidth";
+const EGRESS_BANDWIDTH: &str = "kubernetes.io/egress-bandwidth";
+
+/// The `bandwidth` capability arg from the pod's annotations, as
+/// containerd builds it (the burst is left at its largest).
+pub fn bandwidth(config: &PodConfig) -> Result<Option<Value>> {
+    let mut out = Map::new();
+    for (key, rate, burst) in [
+        (INGRESS_BANDWIDTH, "ingressRate", "ingressBurst"),
+        (EGRESS_BANDWIDTH, "egressRate", "egressBurst"),
+    ] {
+        if let Some(v) = config.annotations.get(key) {
+            let bits = quantity::parse(v).filter(|b| *b > 0).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "pod annotation {key}={v:?} is not a positive quantity (bits per second)"
+                ))
+            })?;
+            out.insert(rate.into(), bits.into());
+            out.insert(burst.into(), u64::from(u32::MAX).into());
+        }
+    }
+    Ok((!out.is_empty()).then_some(Value::Object(out)))
+}
 
 /// The CNI attachment of the pod `id` whose namespace is pinned at `netns`.
 fn attachment(id: &str, config: &PodConfig, netns: &Path) -> Attachment {
@@ -43,6 +69,10 @@ fn attachment(id: &str, config: &PodConfig, netns: &Path) -> Attachment {
             "dns".into(),
             json!({"servers": dns.servers, "searches": dns.searches, "options": dns.options}),
         );
+    }
+    // Checked before anything was made (RunPodSandbox validates first).
+    if let Ok(Some(b)) = bandwidth(config) {
+        capability_args.insert("bandwidth".into(), b);
     }
     Attachment {
         container_id: id.to_string(),
@@ -81,17 +111,74 @@ pub async fn setup(cni: &Cni, id: &str, config: &PodConfig, netns: &Path) -> Res
     }
 }
 
-/// Detaches the pod from its network and removes its network namespace.
+/// Detaches the pod from its network (CNI DEL, from the cached ADD).
 /// Safe to call again after it succeeded.
-pub async fn teardown(cni: &Cni, id: &str, config: &PodConfig, netns: &Path) -> Result<()> {
+pub async fn detach(cni: &Cni, id: &str, config: &PodConfig, netns: &Path) -> Result<()> {
     cni.teardown(&attachment(id, config, netns))
         .await
         .map_err(|source| Error::Network {
             context: format!("tear down network of pod sandbox {id}"),
             source: Box::new(source),
-        })?;
+        })
+}
+
+/// Removes the pod's network namespace pin; a missing one is fine.
+pub fn remove_netns(id: &str, netns: &Path) -> Result<()> {
     crius_cni::netns::remove(netns).map_err(|source| Error::Network {
         context: format!("remove network namespace of pod sandbox {id}"),
         source: Box::new(source),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn capability_args_from_the_pod() {
+        let config = PodConfig {
+            name: "web".into(),
+            namespace: "ns".into(),
+            uid: "u".into(),
+            port_mappings: vec![
+                super::super::PortMapping {
+                    protocol: "udp".into(),
+                    container_port: 53,
+                    host_port: 5353,
+                    host_ip: "127.0.0.1".into(),
+                },
+                // No host port: nothing to map.
+                super::super::PortMapping {
+                    protocol: "tcp".into(),
+                    container_port: 80,
+                    host_port: 0,
+                    host_ip: String::new(),
+                },
+            ],
+            annotations: BTreeMap::from([(INGRESS_BANDWIDTH.to_string(), "10M".to_string())]),
+            ..Default::default()
+        };
+        let att = attachment("p1", &config, Path::new("/run/x"));
+        assert_eq!(
+            att.capability_args["portMappings"],
+            json!([{"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "127.0.0.1"}])
+        );
+        assert_eq!(
+            att.capability_args["bandwidth"],
+            json!({"ingressRate": 10_000_000u64, "ingressBurst": 4294967295u64})
+        );
+        assert!(att.capability_args.get("dns").is_none());
+        assert!(
+            att.args
+                .contains(&("K8S_POD_INFRA_CONTAINER_ID".into(), "p1".into()))
+        );
+        assert!(att.args.contains(&("K8S_POD_UID".into(), "u".into())));
+
+        let mut bad = config.clone();
+        bad.annotations
+            .insert(EGRESS_BANDWIDTH.into(), "lots".into());
+        let e = bandwidth(&bad).unwrap_err();
+        assert!(e.to_string().contains(EGRESS_BANDWIDTH), "{e}");
+    }
 }
