@@ -12,6 +12,9 @@ use crate::error::{Error, IoContext, Result};
 
 /// The leaf under the pod's cgroup that holds the infra process.
 pub const INFRA_LEAF: &str = "infra";
+/// The file in the pod's state directory naming the pod's cgroup, once
+/// crius has made it itself.
+pub const RECORD_FILE: &str = "cgroup";
 
 /// The pod cgroup of pod `id` under `parent` (cgroupfs path).
 pub fn pod_path(parent: &str, id: &str) -> String {

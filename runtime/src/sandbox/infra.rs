@@ -60,6 +60,8 @@ const NOBODY: u32 = 65534;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long it may take to die after SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for init to reap it once dead.
+const REAP_WAIT: Duration = Duration::from_secs(5);
 
 /// Starts the infra process of the pod whose state directory is `pod_dir`
 /// with `monitor_bin`; returns its PID once it runs, dropped to nobody,
@@ -132,21 +134,37 @@ pub async fn stop(pod_dir: &Path, pid: i32) -> Result<()> {
     if !is_infra_of(pid, pod_dir) {
         return Ok(());
     }
-    pidfd_kill(&pidfd, pid)?;
+    pidfd_signal(&pidfd, pid, libc::SIGKILL)?;
     // SAFETY: the AsyncFd owns the pidfd from here on and nothing else
     // closes or changes it.
     let fd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
         .map_err(|e| Error::io(format!("watch infra process {pid}"), e.into_parts().1))?;
-    match tokio::time::timeout(STOP_TIMEOUT, fd.readable()).await {
+    let exited = tokio::time::timeout(STOP_TIMEOUT, fd.readable()).await;
+    match exited {
         Ok(ready) => ready
             .map(drop)
-            .context(|| format!("wait for infra process {pid}")),
-        Err(_) => Err(Error::Internal(format!(
-            "infra process {pid} of pod {} did not exit within {}s of SIGKILL",
-            pod_dir.display(),
-            STOP_TIMEOUT.as_secs()
-        ))),
+            .context(|| format!("wait for infra process {pid}"))?,
+        Err(_) => {
+            return Err(Error::Internal(format!(
+                "infra process {pid} of pod {} did not exit within {}s of SIGKILL",
+                pod_dir.display(),
+                STOP_TIMEOUT.as_secs()
+            )));
+        }
     }
+    // It has exited; its parent (the host's init, it was orphaned) reaps
+    // it. Wait a little for that too, so that nothing of the pod shows in
+    // the process table once it is stopped; signal 0 through the pidfd
+    // tells a zombie (still there) from a reaped process (ESRCH).
+    let deadline = tokio::time::Instant::now() + REAP_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if !pidfd_signal(fd.get_ref(), pid, 0)? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::debug!(pid, "infra process exited but is not reaped yet");
+    Ok(())
 }
 
 /// Whether `pid` runs `<monitor> pod-infra <pod_dir>`.
@@ -176,28 +194,28 @@ fn pidfd_open(pid: i32) -> Result<Option<OwnedFd>> {
     Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
-/// SIGKILL through a pidfd: it cannot hit a process that reused the PID.
-fn pidfd_kill(pidfd: &OwnedFd, pid: i32) -> Result<()> {
+/// Sends `signal` (0: none, only a check) through a pidfd, which cannot
+/// hit a process that reused the PID. False when the process is gone.
+fn pidfd_signal(pidfd: &OwnedFd, pid: i32, signal: i32) -> Result<bool> {
     // SAFETY: pidfd_send_signal reads only the fd and the signal number (no
     // siginfo is passed); the fd is valid for the borrow.
     let r = unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
             pidfd.as_raw_fd(),
-            libc::SIGKILL,
+            signal,
             std::ptr::null::<libc::siginfo_t>(),
             0,
         )
     };
     if r < 0 {
         let err = std::io::Error::last_os_error();
-        // Already exited.
         if err.raw_os_error() == Some(libc::ESRCH) {
-            return Ok(());
+            return Ok(false);
         }
-        return Err(Error::io(format!("kill infra process {pid}"), err));
+        return Err(Error::io(format!("signal infra process {pid}"), err));
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The `pod-infra` mode of `crius-monitor`: `crius-monitor pod-infra

@@ -251,6 +251,10 @@ impl Runtime {
         namespaces::pin_process_namespace(pid, "pid", &pin)?;
         sb.namespaces.insert("pid".into(), pin);
         if let Some(pod_cgroup) = &sb.pod_cgroup {
+            // Named in the pod directory too, for recovery after a crash
+            // that lost the record.
+            let file = pod_dir.join(cgroup::RECORD_FILE);
+            std::fs::write(&file, pod_cgroup).context(|| format!("write {}", file.display()))?;
             let leaf = format!("{pod_cgroup}/{}", cgroup::INFRA_LEAF);
             tokio::task::spawn_blocking(move || {
                 cgroup::create(&leaf)?;

@@ -6,15 +6,16 @@
 //!   host-side interface; a CNI 1.1 network's plugins are told which
 //!   attachments are valid.
 //! - Pod directories without a record (the record is saved only once
-//!   RunPodSandbox has finished): their infra process is killed and their
-//!   namespace pins and shm mount are removed, then the directories.
+//!   RunPodSandbox has finished): their infra process is killed, their
+//!   namespace pins, shm mount and (infra) cgroup are removed, then the
+//!   directories.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use crius_cni::ValidAttachment;
 
-use super::{infra, namespaces, network};
+use super::{cgroup, infra, namespaces, network};
 use crate::Runtime;
 use crate::error::Result;
 use crate::fsutil;
@@ -81,6 +82,12 @@ impl Runtime {
             namespaces::unpin(&dir.join("ns").join(kind))?;
         }
         fsutil::unmount(&dir.join("shm"), "pod shm")?;
+        if let Ok(path) = std::fs::read_to_string(dir.join(cgroup::RECORD_FILE)) {
+            let path = path.trim().to_string();
+            tokio::task::spawn_blocking(move || cgroup::remove(&path))
+                .await
+                .map_err(|e| crate::Error::Internal(format!("cgroup task: {e}")))??;
+        }
         fsutil::remove_dir_all(dir)
     }
 }
