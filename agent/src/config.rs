@@ -313,6 +313,7 @@ mod tests {
         assert_eq!(c.cni.conf_dir, d.cni.conf_dir);
         assert_eq!(c.cni.bin_dirs, d.cni.bin_dirs);
         assert_eq!(c.cni.plugin_timeout_secs, d.cni.plugin_timeout_secs);
+        assert_eq!(c.cni.loopback_plugin, d.cni.loopback_plugin);
         assert_eq!(c.registry.insecure, d.registry.insecure);
     }
 }

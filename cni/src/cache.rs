@@ -98,7 +98,10 @@ impl Cache {
             .join(format!("{container_id}:{network}:{ifname}.json"))
     }
 
-    /// Writes an entry atomically: temp file, fsync, rename, fsync dir.
+    /// Writes an entry atomically: temp file, rename. Not fsynced, as
+    /// libcni does not either: a daemon crash keeps the page cache, and a
+    /// node crash takes the namespaces and interfaces the entry describes
+    /// with it, while an fsync would cost RunPodSandbox milliseconds.
     pub fn store(&self, entry: &CacheEntry) -> Result<(), Error> {
         let path = self.path(&entry.network, &entry.container_id, &entry.ifname);
         let io = |context: &str| {
@@ -123,11 +126,8 @@ impl Cache {
             .tempfile_in(&self.dir)
             .map_err(io("create temp file"))?;
         tmp.write_all(&data).map_err(io("write"))?;
-        tmp.as_file().sync_all().map_err(io("fsync"))?;
         tmp.persist(&path).map_err(|e| io("rename")(e.error))?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("fsync directory"))
+        Ok(())
     }
 
     /// Reads one entry; `None` when there is none.

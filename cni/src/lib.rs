@@ -53,6 +53,11 @@ pub struct CniOptions {
     pub cache_dir: PathBuf,
     /// Timeout of a single plugin call; the plugin is killed on expiry.
     pub plugin_timeout: Duration,
+    /// Attach every container to loopback by running the `loopback` plugin
+    /// (as containerd does). When false, `lo` is the caller's business:
+    /// [`netns::create`] brings it up, which saves a plugin call; cached
+    /// loopback attachments (made while this was true) are still deleted.
+    pub loopback_plugin: bool,
 }
 
 /// What a container's attachment is: the spec's runtime parameters.
@@ -332,11 +337,15 @@ impl Cni {
             })?;
 
         // A failed ADD has already been rolled back by add_list.
-        self.add_list(&LOOPBACK, att, LOOPBACK_IFNAME).await?;
+        if self.opts.loopback_plugin {
+            self.add_list(&LOOPBACK, att, LOOPBACK_IFNAME).await?;
+        }
         match self.add_list(&list, att, &att.ifname).await {
             Ok(result) => Ok(result),
             Err(e) => {
-                self.undo_loopback(att).await;
+                if self.opts.loopback_plugin {
+                    self.undo_loopback(att).await;
+                }
                 Err(e)
             }
         }
@@ -387,7 +396,15 @@ impl Cni {
             }
             blocking(move || Cache::remove_file(&path)).await?;
         }
-        self.del_cached_or(&LOOPBACK, att, LOOPBACK_IFNAME).await
+        if self.opts.loopback_plugin
+            || self
+                .load_cache(LOOPBACK_NETWORK, att, LOOPBACK_IFNAME)
+                .await?
+                .is_some()
+        {
+            self.del_cached_or(&LOOPBACK, att, LOOPBACK_IFNAME).await?;
+        }
+        Ok(())
     }
 
     /// CHECK: verifies the attachment against its cached ADD result, for

@@ -50,6 +50,7 @@ const NAMES: [&str; 7] = [
 
 struct Env {
     _tmp: tempfile::TempDir,
+    opts: CniOptions,
     bin: PathBuf,
     conf: PathBuf,
     cache: PathBuf,
@@ -73,14 +74,17 @@ impl Env {
         }
         wait_until_executable(&script);
         std::fs::remove_file(bin.join("calls.log")).unwrap();
-        let cni = Cni::new(CniOptions {
+        let opts = CniOptions {
             conf_dir: conf.clone(),
             // A first dir that does not exist: lookup goes on to the next.
             bin_dirs: vec![tmp.path().join("nothing-here"), bin.clone()],
             cache_dir: cache.clone(),
             plugin_timeout: timeout,
-        });
+            loopback_plugin: true,
+        };
+        let cni = Cni::new(opts.clone());
         Env {
+            opts,
             _tmp: tmp,
             bin,
             conf,
@@ -648,4 +652,35 @@ async fn corrupt_cache_entry_falls_back_to_current_config_and_is_dropped() {
     );
     assert!(env.stdin("second", "DEL").get("prevResult").is_none());
     assert!(env.cache_files().is_empty(), "{:?}", env.cache_files());
+}
+
+#[tokio::test]
+async fn without_the_loopback_plugin_only_a_cached_loopback_is_deleted() {
+    let env = Env::new(Duration::from_secs(30));
+    env.write_conf("10-pods.conflist", two_plugins("pods", "1.0.0"));
+    let cni = Cni::new(CniOptions {
+        loopback_plugin: false,
+        ..env.opts.clone()
+    });
+    let att = attachment("nolo");
+    cni.setup(&att).await.unwrap();
+    assert_eq!(env.calls(), ["ADD first eth0", "ADD second eth0"]);
+    assert_eq!(env.cache_files(), ["nolo:pods:eth0.json"]);
+    env.clear_calls();
+    cni.check(&att).await.unwrap();
+    assert_eq!(env.calls(), ["CHECK first eth0", "CHECK second eth0"]);
+    env.clear_calls();
+    cni.teardown(&att).await.unwrap();
+    assert_eq!(env.calls(), ["DEL second eth0", "DEL first eth0"]);
+
+    // Set up while the plugin was in use: its loopback attachment is
+    // still deleted.
+    env.cni.setup(&att).await.unwrap();
+    env.clear_calls();
+    cni.teardown(&att).await.unwrap();
+    assert_eq!(
+        env.calls(),
+        ["DEL second eth0", "DEL first eth0", "DEL loopback lo"]
+    );
+    assert!(env.cache_files().is_empty());
 }

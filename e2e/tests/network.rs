@@ -100,6 +100,16 @@ async fn pods_reach_each_other_and_host_ports_reach_a_pod() {
     .await;
     w.wait_for_line(&server, "web", "serving").await;
     w.start_sh(&server_id, &server, "udp", UDP_WATCH).await;
+    // Containers of a pod share its network namespace, whose lo is up.
+    let local = w
+        .run_sh(
+            &server_id,
+            &server,
+            "local",
+            "wget -q -O - http://127.0.0.1:8080/",
+        )
+        .await;
+    assert_eq!(local, ["hello-from-server"]);
 
     // Another pod on the bridge reaches it by IP, with wget and with nc.
     let client = w.pod("client");

@@ -83,6 +83,10 @@ pub struct CniSettings {
     pub bin_dirs: Vec<PathBuf>,
     /// Timeout of a single plugin call, seconds.
     pub plugin_timeout_secs: u64,
+    /// Run the `loopback` plugin for each pod's `lo` (as containerd does);
+    /// when false, crius brings `lo` up itself as it creates the pod's
+    /// network namespace, one plugin call less per pod.
+    pub loopback_plugin: bool,
 }
 
 impl Default for CniSettings {
@@ -91,6 +95,7 @@ impl Default for CniSettings {
             conf_dir: "/etc/cni/net.d".into(),
             bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
             plugin_timeout_secs: 60,
+            loopback_plugin: false,
         }
     }
 }

@@ -105,6 +105,7 @@ impl Runtime {
             bin_dirs: config.cni.bin_dirs.clone(),
             cache_dir: config.root.join("cni").join("cache"),
             plugin_timeout: Duration::from_secs(config.cni.plugin_timeout_secs),
+            loopback_plugin: config.cni.loopback_plugin,
         });
         let timeout = Duration::from_secs(config.runtime.oci_timeout_secs);
         let mut oci = BTreeMap::new();

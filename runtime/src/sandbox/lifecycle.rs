@@ -173,21 +173,21 @@ impl Runtime {
             node_hostname()?
         };
 
-        // IPC and UTS: fresh namespaces pinned for the pod's life.
-        let ipc = own_ipc.then(|| ns_dir.join("ipc"));
-        let uts = own_net.then(|| ns_dir.join("uts"));
-        if ipc.is_some() || uts.is_some() {
-            let (i, u, h) = (ipc.clone(), uts.clone(), sb.hostname.clone());
-            tokio::task::spawn_blocking(move || {
-                namespaces::create_pinned(i.as_deref(), u.as_deref(), &h)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("namespace task: {e}")))??;
-            if let Some(p) = ipc {
-                sb.namespaces.insert("ipc".into(), p);
-            }
-            if let Some(p) = uts {
-                sb.namespaces.insert("uts".into(), p);
+        // Network, IPC and UTS: fresh namespaces pinned for the pod's life.
+        let pins = namespaces::Pins {
+            net: own_net.then(|| ns_dir.join("net")),
+            ipc: own_ipc.then(|| ns_dir.join("ipc")),
+            uts: own_net.then(|| ns_dir.join("uts")),
+        };
+        if pins.net.is_some() || pins.ipc.is_some() {
+            let (p, h) = (pins.clone(), sb.hostname.clone());
+            tokio::task::spawn_blocking(move || namespaces::create_pinned(p, &h))
+                .await
+                .map_err(|e| Error::Internal(format!("namespace task: {e}")))??;
+            for (kind, pin) in [("net", pins.net), ("ipc", pins.ipc), ("uts", pins.uts)] {
+                if let Some(pin) = pin {
+                    sb.namespaces.insert(kind.into(), pin);
+                }
             }
         }
 
@@ -198,11 +198,16 @@ impl Runtime {
             sb.shm = Some(shm);
         }
 
-        // Network: a pinned namespace attached through CNI.
-        if own_net {
-            let netns = ns_dir.join("net");
-            sb.ips = network::setup(&self.cni, &sb.id, &sb.config, &netns).await?;
-            sb.namespaces.insert("net".into(), netns);
+        // The network: CNI attaches the pod's namespace. A failed ADD has
+        // been undone already; there is nothing to detach.
+        if let Some(netns) = sb.namespace("net").cloned() {
+            match network::setup(&self.cni, &sb.id, &sb.config, &netns).await {
+                Ok(ips) => sb.ips = ips,
+                Err(e) => {
+                    sb.network_released = true;
+                    return Err(e);
+                }
+            }
         }
 
         // Sysctls, now that the interfaces exist (per-interface ones).

@@ -83,32 +83,21 @@ fn attachment(id: &str, config: &PodConfig, netns: &Path) -> Attachment {
     }
 }
 
-/// Creates the pod's network namespace at `netns` and attaches it to the
-/// default network. Returns the pod IPs. On failure nothing is left.
+/// Attaches the pod's network namespace, pinned at `netns`, to the
+/// default network. Returns the pod IPs, IPv4 first. A failed ADD has been
+/// rolled back (CNI DEL) when this returns.
 pub async fn setup(cni: &Cni, id: &str, config: &PodConfig, netns: &Path) -> Result<Vec<String>> {
-    let pin = netns.to_path_buf();
-    tokio::task::spawn_blocking(move || crius_cni::netns::create(&pin))
+    let result = cni
+        .setup(&attachment(id, config, netns))
         .await
-        .map_err(|e| Error::Internal(format!("netns task: {e}")))?
         .map_err(|source| Error::Network {
-            context: format!("create network namespace of pod sandbox {id}"),
+            context: format!("set up network of pod sandbox {id}"),
             source: Box::new(source),
         })?;
-    match cni.setup(&attachment(id, config, netns)).await {
-        Ok(result) => {
-            // IPv4 first: kubelet takes the first IP as the pod's primary.
-            let mut ips: Vec<_> = result.sandbox_ips(POD_IFNAME).collect();
-            ips.sort_by_key(|ip| !ip.is_ipv4());
-            Ok(ips.iter().map(|ip| ip.to_string()).collect())
-        }
-        Err(source) => {
-            let _ = crius_cni::netns::remove(netns);
-            Err(Error::Network {
-                context: format!("set up network of pod sandbox {id}"),
-                source: Box::new(source),
-            })
-        }
-    }
+    // IPv4 first: kubelet takes the first IP as the pod's primary.
+    let mut ips: Vec<_> = result.sandbox_ips(POD_IFNAME).collect();
+    ips.sort_by_key(|ip| !ip.is_ipv4());
+    Ok(ips.iter().map(|ip| ip.to_string()).collect())
 }
 
 /// Detaches the pod from its network (CNI DEL, from the cached ADD).
