@@ -9,10 +9,13 @@
 //! it detaches, so it outlives daemon restarts; StopPodSandbox kills it.
 //!
 //! What it does (see [`main`]):
-//! 1. `unshare(CLONE_NEWPID)`, then fork: the child is PID 1 of the new
-//!    namespace; the first process reports the child's host PID on
-//!    stdout (after writing it to `infra.pid` in the pod directory) and
-//!    exits, so the child is re-parented to the host's init.
+//! 1. The first process forks a keeper and exits once the keeper has
+//!    reported; the keeper, detached in a session of its own, does
+//!    `unshare(CLONE_NEWPID)` and forks: the child is PID 1 of the new
+//!    namespace. The keeper writes the child's host PID to `infra.pid` in
+//!    the pod directory and reports it (the first process prints it on
+//!    stdout), then waits to reap the child the moment it dies, so that a
+//!    stopped pod leaves no zombie waiting for the host's init.
 //! 2. The child leaves the session, gets a mount namespace of its own whose
 //!    root is an empty read-only tmpfs (so that `/proc/1/root`, seen from
 //!    the pod's containers, shows nothing of the host), drops to
@@ -152,10 +155,11 @@ pub async fn stop(pod_dir: &Path, pid: i32) -> Result<()> {
             )));
         }
     }
-    // It has exited; its parent (the host's init, it was orphaned) reaps
-    // it. Wait a little for that too, so that nothing of the pod shows in
-    // the process table once it is stopped; signal 0 through the pidfd
-    // tells a zombie (still there) from a reaped process (ESRCH).
+    // It has exited; its keeper reaps it (or the host's init, if the
+    // keeper was killed). Wait a little for that too, so that nothing of
+    // the pod shows in the process table once it is stopped; signal 0
+    // through the pidfd tells a zombie (still there) from a reaped process
+    // (ESRCH).
     let deadline = tokio::time::Instant::now() + REAP_WAIT;
     while tokio::time::Instant::now() < deadline {
         if !pidfd_signal(fd.get_ref(), pid, 0)? {
@@ -241,45 +245,100 @@ pub fn main() -> ! {
     std::process::exit(code)
 }
 
-/// The first process: makes the PID namespace, forks its init, waits
-/// until the init is ready (or says why it is not) and returns its PID.
+/// The first process: forks the keeper and returns the init's PID once
+/// the keeper reports it. The keeper goes on detached.
 fn run(pod_dir: &Path) -> Result<i32> {
-    let (ready_r, ready_w) =
-        pipe2(nix::fcntl::OFlag::O_CLOEXEC).context(|| "create the ready pipe")?;
-    unshare(CloneFlags::CLONE_NEWPID).context(|| "unshare the PID namespace")?;
+    let (report_r, report_w) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).context(|| "create the report pipe")?;
     // SAFETY: this process is single-threaded (a fresh exec of
     // crius-monitor that started no threads), so the child may run any
     // code.
-    match unsafe { fork() }.context(|| "fork the namespace's init")? {
+    match unsafe { fork() }.context(|| "fork the keeper")? {
         ForkResult::Child => {
-            drop(ready_r);
-            init(pod_dir, File::from(ready_w))
+            drop(report_r);
+            keeper(pod_dir, File::from(report_w))
         }
-        ForkResult::Parent { child } => {
-            drop(ready_w);
+        ForkResult::Parent { .. } => {
+            drop(report_w);
             let mut said = String::new();
-            File::from(ready_r)
+            File::from(report_r)
                 .read_to_string(&mut said)
-                .context(|| "read the init's report")?;
-            if said != "ok" {
-                // Reap it: it exits right after reporting a failure.
-                let _ = waitpid(child, None);
-                let message = if said.is_empty() {
-                    "the namespace's init died before it was ready".into()
-                } else {
-                    said
-                };
-                return Err(Error::External {
+                .context(|| "read the keeper's report")?;
+            match said.strip_prefix("ok ").map(str::parse::<i32>) {
+                Some(Ok(pid)) => Ok(pid),
+                _ => Err(Error::External {
                     what: "infra process".into(),
-                    message,
-                });
+                    message: if said.is_empty() {
+                        "the keeper died before it reported".into()
+                    } else {
+                        said
+                    },
+                }),
             }
-            let pid_file = pod_dir.join(PID_FILE);
-            std::fs::write(&pid_file, format!("{child}\n"))
-                .context(|| format!("write {}", pid_file.display()))?;
-            Ok(child.as_raw())
         }
     }
+}
+
+/// The keeper: detaches (new session, stdio on /dev/null, so that the
+/// daemon's read of the first process's output ends), makes the PID
+/// namespace, forks its init, reports the init's PID on `report`, then
+/// waits for the init to die and reaps it at once (the host's init may
+/// take its time) before exiting.
+fn keeper(pod_dir: &Path, mut report: File) -> ! {
+    let started = (|| -> Result<Pid> {
+        nix::unistd::setsid().context(|| "setsid")?;
+        stdio_to_dev_null()?;
+        close_fds_except(report.as_raw_fd())?;
+        let (ready_r, ready_w) =
+            pipe2(nix::fcntl::OFlag::O_CLOEXEC).context(|| "create the ready pipe")?;
+        unshare(CloneFlags::CLONE_NEWPID).context(|| "unshare the PID namespace")?;
+        // SAFETY: single-threaded, as above.
+        match unsafe { fork() }.context(|| "fork the namespace's init")? {
+            ForkResult::Child => {
+                drop(ready_r);
+                init(pod_dir, File::from(ready_w))
+            }
+            ForkResult::Parent { child } => {
+                drop(ready_w);
+                let mut said = String::new();
+                File::from(ready_r)
+                    .read_to_string(&mut said)
+                    .context(|| "read the init's report")?;
+                if said != "ok" {
+                    let _ = waitpid(child, None);
+                    return Err(Error::External {
+                        what: "infra process".into(),
+                        message: if said.is_empty() {
+                            "the namespace's init died before it was ready".into()
+                        } else {
+                            said
+                        },
+                    });
+                }
+                let pid_file = pod_dir.join(PID_FILE);
+                std::fs::write(&pid_file, format!("{child}\n"))
+                    .context(|| format!("write {}", pid_file.display()))?;
+                Ok(child)
+            }
+        }
+    })();
+    let child = match started {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = report.write_all(e.to_string().as_bytes());
+            std::process::exit(1);
+        }
+    };
+    let _ = report.write_all(format!("ok {child}").as_bytes());
+    drop(report);
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => break,
+            Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    std::process::exit(0)
 }
 
 /// The namespace's init: isolates itself, reports "ok" on `ready` (or
@@ -291,16 +350,14 @@ fn init(pod_dir: &Path, mut ready: File) -> ! {
         let _ = ready.write_all(e.to_string().as_bytes());
         std::process::exit(1);
     }
-    // Closing the last write end ends the first process's read.
+    // Closing the last write end ends the keeper's read.
     drop(ready);
     reap_forever();
     // Nobody is left to tell.
     std::process::exit(1)
 }
 
-/// Everything between fork and readiness (see the module docs).
-fn isolate(pod_dir: &Path, keep_fd: i32) -> Result<()> {
-    nix::unistd::setsid().context(|| "setsid")?;
+fn stdio_to_dev_null() -> Result<()> {
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -309,8 +366,12 @@ fn isolate(pod_dir: &Path, keep_fd: i32) -> Result<()> {
     nix::unistd::dup2_stdin(&null)
         .and_then(|()| nix::unistd::dup2_stdout(&null))
         .and_then(|()| nix::unistd::dup2_stderr(&null))
-        .context(|| "point stdio at /dev/null")?;
-    drop(null);
+        .context(|| "point stdio at /dev/null")
+}
+
+/// Everything between fork and readiness (see the module docs).
+fn isolate(pod_dir: &Path, keep_fd: i32) -> Result<()> {
+    nix::unistd::setsid().context(|| "setsid")?;
     close_fds_except(keep_fd)?;
 
     unshare(CloneFlags::CLONE_NEWNS).context(|| "unshare the mount namespace")?;
