@@ -137,6 +137,12 @@ pub async fn stop(pod_dir: &Path, pid: i32) -> Result<()> {
     if !is_infra_of(pid, pod_dir) {
         return Ok(());
     }
+    // Its keeper, which exits once it has reaped it.
+    let keeper = parent_of(pid)
+        .filter(|&k| is_infra_of(k, pod_dir))
+        .map(pidfd_open)
+        .transpose()?
+        .flatten();
     pidfd_signal(&pidfd, pid, libc::SIGKILL)?;
     // SAFETY: the AsyncFd owns the pidfd from here on and nothing else
     // closes or changes it.
@@ -161,14 +167,28 @@ pub async fn stop(pod_dir: &Path, pid: i32) -> Result<()> {
     // through the pidfd tells a zombie (still there) from a reaped process
     // (ESRCH).
     let deadline = tokio::time::Instant::now() + REAP_WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if !pidfd_signal(fd.get_ref(), pid, 0)? {
+    while pidfd_signal(fd.get_ref(), pid, 0)? {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::debug!(pid, "infra process exited but is not reaped yet");
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tracing::debug!(pid, "infra process exited but is not reaped yet");
+    if let Some(keeper) = keeper {
+        // SAFETY: as above, for the keeper's pidfd.
+        let fd = unsafe { AsyncFd::register_with_interest(keeper, Interest::READABLE) }
+            .map_err(|e| Error::io(format!("watch keeper of {pid}"), e.into_parts().1))?;
+        let _ = tokio::time::timeout(REAP_WAIT, fd.readable()).await;
+    }
     Ok(())
+}
+
+/// The parent PID of `pid`, from /proc.
+fn parent_of(pid: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:")?.trim().parse().ok())
 }
 
 /// Whether `pid` runs `<monitor> pod-infra <pod_dir>`.

@@ -44,6 +44,13 @@ impl SandboxFilter {
     }
 }
 
+/// What starting the infra process made, for the record (and undoing).
+#[derive(Debug, Default)]
+struct InfraParts {
+    pid: Option<i32>,
+    pin: Option<std::path::PathBuf>,
+}
+
 /// What RunPodSandbox found valid in the request before making anything.
 struct Plan {
     sysctls: Vec<Sysctl>,
@@ -198,17 +205,42 @@ impl Runtime {
             sb.shm = Some(shm);
         }
 
-        // The network: CNI attaches the pod's namespace. A failed ADD has
-        // been undone already; there is nothing to detach.
-        if let Some(netns) = sb.namespace("net").cloned() {
-            match network::setup(&self.cni, &sb.id, &sb.config, &netns).await {
-                Ok(ips) => sb.ips = ips,
-                Err(e) => {
-                    sb.network_released = true;
-                    return Err(e);
+        // The network (CNI attaches the pod's namespace) and, for a shared
+        // PID namespace, the infra process: independent, so the infra
+        // process starts while the plugins run.
+        let network = async {
+            match sb.namespace("net") {
+                Some(netns) => network::setup(&self.cni, &sb.id, &sb.config, netns)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        };
+        let infra = async {
+            let mut made = InfraParts::default();
+            let started = match modes.pid == NamespaceMode::Pod {
+                true => {
+                    self.start_infra(&mut made, sb.pod_cgroup.as_deref(), &pod_dir, &ns_dir)
+                        .await
                 }
+                false => Ok(()),
+            };
+            (made, started)
+        };
+        let (network, (made, started)) = tokio::join!(network, infra);
+        sb.infra_pid = made.pid;
+        if let Some(pin) = made.pin {
+            sb.namespaces.insert("pid".into(), pin);
+        }
+        match network {
+            Ok(ips) => sb.ips = ips.unwrap_or_default(),
+            // A failed ADD has been undone already: nothing to detach.
+            Err(e) => {
+                sb.network_released = true;
+                return Err(e);
             }
         }
+        started?;
 
         // Sysctls, now that the interfaces exist (per-interface ones).
         for kind in [Kind::Net, Kind::Ipc, Kind::Uts] {
@@ -230,12 +262,6 @@ impl Runtime {
                 .map_err(|e| pod_error(&sb.id, e))?;
         }
 
-        // One PID namespace for the whole pod: its init is the infra
-        // process.
-        if modes.pid == NamespaceMode::Pod {
-            self.start_infra(sb, &pod_dir, &ns_dir).await?;
-        }
-
         files::write(
             &sb.files_dir,
             &files::PodFiles {
@@ -248,14 +274,20 @@ impl Runtime {
     }
 
     /// Starts the pod's infra process, pins its PID namespace and puts it
-    /// in the pod's cgroup.
-    async fn start_infra(&self, sb: &mut Sandbox, pod_dir: &Path, ns_dir: &Path) -> Result<()> {
+    /// in the pod's cgroup, recording in `made` what it made.
+    async fn start_infra(
+        &self,
+        made: &mut InfraParts,
+        pod_cgroup: Option<&str>,
+        pod_dir: &Path,
+        ns_dir: &Path,
+    ) -> Result<()> {
         let pid = infra::start(&self.monitor_bin, pod_dir).await?;
-        sb.infra_pid = Some(pid);
+        made.pid = Some(pid);
         let pin = ns_dir.join("pid");
         namespaces::pin_process_namespace(pid, "pid", &pin)?;
-        sb.namespaces.insert("pid".into(), pin);
-        if let Some(pod_cgroup) = &sb.pod_cgroup {
+        made.pin = Some(pin);
+        if let Some(pod_cgroup) = pod_cgroup {
             // Named in the pod directory too, for recovery after a crash
             // that lost the record.
             let file = pod_dir.join(cgroup::RECORD_FILE);
@@ -268,7 +300,7 @@ impl Runtime {
             .await
             .map_err(|e| Error::Internal(format!("cgroup task: {e}")))??;
         }
-        tracing::debug!(pod = %sb.id, pid, "infra process started");
+        tracing::debug!(pid, "infra process started");
         Ok(())
     }
 
