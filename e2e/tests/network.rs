@@ -349,3 +349,92 @@ fn wait_until_executable(script: &std::path::Path) {
     }
     panic!("{} stays busy", script.display());
 }
+
+/// The qdiscs of the host, one per line.
+fn qdiscs() -> String {
+    let out = std::process::Command::new("tc")
+        .args(["qdisc", "show"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tc qdisc show: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn bandwidth_annotations_and_a_second_address_family_reach_the_plugins() {
+    let mut w = World::start(CriusOptions::default()).await;
+    let dir = w.crius.dir();
+    // Dual stack, and the bandwidth plugin after bridge and portmap. No
+    // gateway: the bridge plugin would turn IPv6 forwarding on host-wide.
+    let v6_subnet = format!("fd42:{}::/64", &dir.id()[..4]);
+    let mut conf = dir.conflist();
+    let bridge = &mut conf["plugins"][0];
+    bridge["isGateway"] = false.into();
+    bridge["ipam"]["ranges"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!([{"subnet": v6_subnet}]));
+    bridge["ipam"].as_object_mut().unwrap().remove("routes");
+    conf["plugins"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "bandwidth", "capabilities": {"bandwidth": true}}));
+    std::fs::write(
+        dir.cni_conf_dir().join("10-crius-e2e.conflist"),
+        conf.to_string(),
+    )
+    .unwrap();
+
+    let mut pod = w.pod("shaped");
+    pod.annotations
+        .insert("kubernetes.io/ingress-bandwidth".into(), "3M".into());
+    pod.annotations
+        .insert("kubernetes.io/egress-bandwidth".into(), "5M".into());
+    let id = w.run_pod(&pod).await;
+    let network = cri::pod_status(&mut w.rt, &id)
+        .await
+        .unwrap()
+        .network
+        .unwrap();
+    assert!(w.crius.dir().subnet_contains(&network.ip), "{network:?}");
+    let prefix = v6_subnet.trim_end_matches(":/64");
+    assert_eq!(network.additional_ips.len(), 1, "{network:?}");
+    assert!(
+        network.additional_ips[0].ip.starts_with(prefix),
+        "{network:?} not in {v6_subnet}"
+    );
+
+    // Ingress shaped on the host side of the pod's veth, egress on an
+    // ifb device the plugin made.
+    let veth = std::fs::read_dir(format!("/sys/class/net/{}/brif", w.crius.dir().bridge()))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
+    let all = qdiscs();
+    let on_veth: Vec<&str> = all
+        .lines()
+        .filter(|l| l.contains(&format!("dev {veth} ")))
+        .collect();
+    assert!(
+        on_veth
+            .iter()
+            .any(|l| l.contains("tbf") && l.contains("rate 3Mbit")),
+        "{all}"
+    );
+    assert!(
+        all.lines()
+            .any(|l| l.contains("tbf") && l.contains("rate 5Mbit")),
+        "{all}"
+    );
+    w.remove_pod(&id).await;
+    let after = qdiscs();
+    assert!(
+        !after.contains("rate 5Mbit"),
+        "egress shaping left: {after}"
+    );
+    w.finish().await;
+}
