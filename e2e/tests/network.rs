@@ -350,6 +350,30 @@ fn wait_until_executable(script: &std::path::Path) {
     panic!("{} stays busy", script.display());
 }
 
+/// The bandwidth plugin's ifb devices on the host.
+fn ifb_devices() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("bwp"))
+        .collect()
+}
+
+/// Deletes the listed links when dropped (a failing test's cleanup).
+struct DeleteLinks(Vec<String>);
+
+impl Drop for DeleteLinks {
+    fn drop(&mut self) {
+        for link in &self.0 {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", link])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// The qdiscs of the host, one per line.
 fn qdiscs() -> String {
     let out = std::process::Command::new("tc")
@@ -361,7 +385,7 @@ fn qdiscs() -> String {
 }
 
 #[tokio::test]
-async fn bandwidth_annotations_and_a_second_address_family_reach_the_plugins() {
+async fn bandwidth_and_ips_reach_the_plugins_and_a_pod_gets_two_address_families() {
     let mut w = World::start(CriusOptions::default()).await;
     let dir = w.crius.dir();
     // Dual stack, and the bandwidth plugin after bridge and portmap. No
@@ -370,6 +394,8 @@ async fn bandwidth_annotations_and_a_second_address_family_reach_the_plugins() {
     let mut conf = dir.conflist();
     let bridge = &mut conf["plugins"][0];
     bridge["isGateway"] = false.into();
+    // host-local honours the ips capability; the bridge hands it over.
+    bridge["capabilities"] = json!({"ips": true});
     bridge["ipam"]["ranges"]
         .as_array_mut()
         .unwrap()
@@ -390,19 +416,26 @@ async fn bandwidth_annotations_and_a_second_address_family_reach_the_plugins() {
         .insert("kubernetes.io/ingress-bandwidth".into(), "3M".into());
     pod.annotations
         .insert("kubernetes.io/egress-bandwidth".into(), "5M".into());
+    let v4 = w.crius.dir().subnet().replace(".0/24", ".77");
+    let v6 = v6_subnet.replace("::/64", "::77");
+    pod.annotations
+        .insert("crius.io/ips".into(), format!("{v4},{v6}"));
+    let ifbs_before = ifb_devices();
     let id = w.run_pod(&pod).await;
+    let ours: Vec<String> = ifb_devices()
+        .into_iter()
+        .filter(|d| !ifbs_before.contains(d))
+        .collect();
+    let _cleanup = DeleteLinks(ours.clone());
     let network = cri::pod_status(&mut w.rt, &id)
         .await
         .unwrap()
         .network
         .unwrap();
-    assert!(w.crius.dir().subnet_contains(&network.ip), "{network:?}");
-    let prefix = v6_subnet.trim_end_matches(":/64");
+    // The addresses asked for, IPv4 first.
+    assert_eq!(network.ip, v4, "{network:?}");
     assert_eq!(network.additional_ips.len(), 1, "{network:?}");
-    assert!(
-        network.additional_ips[0].ip.starts_with(prefix),
-        "{network:?} not in {v6_subnet}"
-    );
+    assert_eq!(network.additional_ips[0].ip, v6, "{network:?}");
 
     // Ingress shaped on the host side of the pod's veth, egress on an
     // ifb device the plugin made.

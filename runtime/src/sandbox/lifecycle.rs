@@ -104,6 +104,7 @@ impl Runtime {
         };
         let sysctls = sysctl::parse_all(&config.sysctls, own)?;
         network::bandwidth(config)?;
+        network::ips(config)?;
         Ok(Plan {
             sysctls,
             shm_bytes: shm_size(config, &self.config.runtime.shm_size)?,

@@ -17,6 +17,33 @@ pub const POD_IFNAME: &str = "eth0";
 const INGRESS_BANDWIDTH: &str = "kubernetes.io/ingress-bandwidth";
 const EGRESS_BANDWIDTH: &str = "kubernetes.io/egress-bandwidth";
 
+/// Pod annotation asking for specific addresses (comma-separated, each
+/// with or without a prefix length), handed to plugins declaring the `ips`
+/// capability (host-local honours it). The CRI has no field for this.
+pub const IPS_ANNOTATION: &str = "crius.io/ips";
+
+/// The `ips` capability arg from the pod's annotation.
+pub fn ips(config: &PodConfig) -> Result<Option<Value>> {
+    let Some(v) = config.annotations.get(IPS_ANNOTATION) else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (addr, prefix) = item.split_once('/').unwrap_or((item, ""));
+        let ok = addr.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            prefix.is_empty() || prefix.parse::<u8>().is_ok_and(|p| p <= max)
+        });
+        if !ok {
+            return Err(Error::InvalidArgument(format!(
+                "pod annotation {IPS_ANNOTATION}: {item:?} is not an IP address"
+            )));
+        }
+        out.push(Value::String(item.to_string()));
+    }
+    Ok((!out.is_empty()).then_some(Value::Array(out)))
+}
+
 /// The `bandwidth` capability arg from the pod's annotations, as
 /// containerd builds it (the burst is left at its largest).
 pub fn bandwidth(config: &PodConfig) -> Result<Option<Value>> {
@@ -73,6 +100,9 @@ fn attachment(id: &str, config: &PodConfig, netns: &Path) -> Attachment {
     // Checked before anything was made (RunPodSandbox validates first).
     if let Ok(Some(b)) = bandwidth(config) {
         capability_args.insert("bandwidth".into(), b);
+    }
+    if let Ok(Some(ips)) = ips(config) {
+        capability_args.insert("ips".into(), ips);
     }
     Attachment {
         container_id: id.to_string(),
@@ -169,5 +199,22 @@ mod tests {
             .insert(EGRESS_BANDWIDTH.into(), "lots".into());
         let e = bandwidth(&bad).unwrap_err();
         assert!(e.to_string().contains(EGRESS_BANDWIDTH), "{e}");
+
+        let mut with_ips = config.clone();
+        with_ips
+            .annotations
+            .insert(IPS_ANNOTATION.into(), "10.1.2.3, fd00::3/64".into());
+        let att = attachment("p1", &with_ips, Path::new("/run/x"));
+        assert_eq!(
+            att.capability_args["ips"],
+            json!(["10.1.2.3", "fd00::3/64"])
+        );
+        for bad in ["10.1.2", "10.1.2.3/99", "x"] {
+            with_ips
+                .annotations
+                .insert(IPS_ANNOTATION.into(), bad.into());
+            let e = ips(&with_ips).unwrap_err();
+            assert!(e.to_string().contains(IPS_ANNOTATION), "{bad}: {e}");
+        }
     }
 }
