@@ -400,3 +400,47 @@ async fn a_pod_whose_record_was_lost_is_cleaned_up_at_start() {
     }
     w.finish().await;
 }
+
+#[tokio::test]
+async fn host_pid_and_host_ipc_pods_see_the_nodes() {
+    let mut w = World::start(CriusOptions::default()).await;
+    let mut pod = w.pod("host-pid-ipc");
+    pod.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .namespace_options = Some(NamespaceOption {
+        network: NamespaceMode::Pod as i32,
+        pid: NamespaceMode::Node as i32,
+        ipc: NamespaceMode::Node as i32,
+        ..Default::default()
+    });
+    // A file in the node's POSIX shared memory, removed whatever happens.
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let marker = format!("crius-e2e-{}", w.crius.dir().id());
+    let shm_file = Remove(std::path::Path::new("/dev/shm").join(&marker));
+    std::fs::write(&shm_file.0, "node").unwrap();
+    let id = w.run_pod(&pod).await;
+    let me = std::process::id();
+    let lines = w
+        .run_sh(
+            &id,
+            &pod,
+            "look",
+            &format!("test -d /proc/{me} && echo sees-the-test; cat /dev/shm/{marker}"),
+        )
+        .await;
+    assert_eq!(lines, ["sees-the-test", "node"]);
+    let info = pod_info(&mut w, &id).await;
+    assert!(info["namespaces"].get("ipc").is_none(), "{info}");
+    assert_eq!(info["pid"], 0, "no infra process: {info}");
+    w.remove_pod(&id).await;
+    w.finish().await;
+}
