@@ -1,7 +1,8 @@
 //! Pod sandboxes in every namespace mode the CRI names, with what kubelet
 //! asks of them: a shared PID namespace (and its infra process, across a
 //! daemon restart), PID TARGET, DNS config and hostname, sysctls, the pod
-//! cgroup and /dev/shm size, bad requests that change nothing, and the
+//! cgroup and /dev/shm size, host PID and IPC, ListPodSandbox filters,
+//! idempotent Stop/Remove, bad requests that change nothing, and the
 //! leftovers of a pod whose record a crash lost.
 
 mod common;
@@ -12,7 +13,8 @@ use std::time::{Duration, Instant};
 use common::{World, set_namespaces};
 use crius_e2e::{CriusOptions, cri};
 use k8s_cri::v1::{
-    DnsConfig, LinuxContainerConfig, LinuxContainerSecurityContext, NamespaceMode, NamespaceOption,
+    DnsConfig, LinuxContainerConfig, LinuxContainerSecurityContext, ListPodSandboxRequest,
+    NamespaceMode, NamespaceOption, PodSandboxFilter, PodSandboxState, PodSandboxStateValue,
     PodSandboxStatusRequest,
 };
 use tonic::Code;
@@ -337,7 +339,62 @@ async fn stop_and_remove_are_idempotent_and_remove_takes_the_containers() {
     let mut w = World::start(CriusOptions::default()).await;
     let pod = w.pod("twice");
     let id = w.run_pod(&pod).await;
+    let other = w.run_pod(&w.pod("other")).await;
     let c = w.start_sh(&id, &pod, "c", "exec sleep 1000").await;
+    let info = pod_info(&mut w, &id).await;
+    let netns = info["netns"].as_str().unwrap().to_string();
+    assert!(netns.ends_with("/ns/net"), "{info}");
+    assert!(std::path::Path::new(&netns).exists());
+    w.rt.stop_pod_sandbox(k8s_cri::v1::StopPodSandboxRequest {
+        pod_sandbox_id: other.clone(),
+    })
+    .await
+    .unwrap();
+
+    // ListPodSandbox filters: id (or a prefix), state, labels.
+    let list = async |w: &mut World, filter: PodSandboxFilter| -> Vec<String> {
+        let mut ids: Vec<String> =
+            w.rt.list_pod_sandbox(ListPodSandboxRequest {
+                filter: Some(filter),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![id.clone(), other.clone()];
+    both.sort();
+    assert_eq!(list(&mut w, PodSandboxFilter::default()).await, both);
+    let by_id = PodSandboxFilter {
+        id: id[..12].to_string(),
+        ..Default::default()
+    };
+    assert_eq!(list(&mut w, by_id).await, [id.clone()]);
+    let state = |s: PodSandboxState| PodSandboxFilter {
+        state: Some(PodSandboxStateValue { state: s as i32 }),
+        ..Default::default()
+    };
+    assert_eq!(
+        list(&mut w, state(PodSandboxState::SandboxReady)).await,
+        [id.clone()]
+    );
+    assert_eq!(
+        list(&mut w, state(PodSandboxState::SandboxNotready)).await,
+        [other.clone()]
+    );
+    let labels = |v: &str| PodSandboxFilter {
+        label_selector: HashMap::from([("e2e-pod".to_string(), v.to_string())]),
+        ..Default::default()
+    };
+    assert_eq!(list(&mut w, labels("other")).await, [other.clone()]);
+    assert_eq!(list(&mut w, labels("nobody")).await, [] as [String; 0]);
+    w.remove_pod(&other).await;
+
     for _ in 0..2 {
         w.rt.stop_pod_sandbox(k8s_cri::v1::StopPodSandboxRequest {
             pod_sandbox_id: id.clone(),
@@ -357,7 +414,8 @@ async fn stop_and_remove_are_idempotent_and_remove_takes_the_containers() {
         .lines()
         .filter(|l| l.contains("command=DEL") && l.contains("plugin=\"bridge\""))
         .count();
-    assert_eq!(dels, 1, "bridge DEL ran {dels} times");
+    // (Two pods were stopped: "other" and this one.)
+    assert_eq!(dels, 2, "bridge DEL ran {dels} times");
     for _ in 0..2 {
         w.rt.remove_pod_sandbox(k8s_cri::v1::RemovePodSandboxRequest {
             pod_sandbox_id: id.clone(),
