@@ -374,24 +374,24 @@ async fn stop_and_remove_are_idempotent_and_remove_takes_the_containers() {
         id: id[..12].to_string(),
         ..Default::default()
     };
-    assert_eq!(list(&mut w, by_id).await, [id.clone()]);
+    assert_eq!(list(&mut w, by_id).await, [id.as_str()]);
     let state = |s: PodSandboxState| PodSandboxFilter {
         state: Some(PodSandboxStateValue { state: s as i32 }),
         ..Default::default()
     };
     assert_eq!(
         list(&mut w, state(PodSandboxState::SandboxReady)).await,
-        [id.clone()]
+        [id.as_str()]
     );
     assert_eq!(
         list(&mut w, state(PodSandboxState::SandboxNotready)).await,
-        [other.clone()]
+        [other.as_str()]
     );
     let labels = |v: &str| PodSandboxFilter {
         label_selector: HashMap::from([("e2e-pod".to_string(), v.to_string())]),
         ..Default::default()
     };
-    assert_eq!(list(&mut w, labels("other")).await, [other.clone()]);
+    assert_eq!(list(&mut w, labels("other")).await, [other.as_str()]);
     assert_eq!(list(&mut w, labels("nobody")).await, [] as [String; 0]);
     w.remove_pod(&other).await;
 
