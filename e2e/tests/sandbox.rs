@@ -308,6 +308,28 @@ async fn sysctls_pod_cgroup_and_shm_size() {
             }),
             "crius.io/shm-size",
         ),
+        // Found out only when written (the kernel refuses it): the pod is
+        // undone.
+        (
+            bad(&|p| {
+                p.linux
+                    .as_mut()
+                    .unwrap()
+                    .sysctls
+                    .insert("net.ipv4.ip_unprivileged_port_start".into(), "many".into());
+            }),
+            "net.ipv4.ip_unprivileged_port_start",
+        ),
+        (
+            bad(&|p| {
+                p.linux
+                    .as_mut()
+                    .unwrap()
+                    .sysctls
+                    .insert("net.ipv4.no_such_knob".into(), "1".into());
+            }),
+            "net.ipv4.no_such_knob",
+        ),
         (
             bad(&|p| {
                 set_namespaces(p, NamespaceMode::Pod, NamespaceMode::Target);

@@ -140,8 +140,23 @@ pub fn apply(kind: Kind, pin: &Path, sysctls: &[Sysctl]) -> Result<()> {
                 .context(|| format!("enter namespace {}", pin.display()))?;
             for sysctl in sysctls {
                 let file = Path::new("/proc/sys").join(&sysctl.path);
-                std::fs::write(&file, &sysctl.value)
-                    .context(|| format!("set sysctl {}={:?}", sysctl.name, sysctl.value))?;
+                match std::fs::write(&file, &sysctl.value) {
+                    Ok(()) => {}
+                    // The request's fault: no such sysctl, or a value the
+                    // kernel does not take.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL)) => {
+                        return Err(Error::InvalidArgument(format!(
+                            "sysctl {}={:?}: {e}",
+                            sysctl.name, sysctl.value
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(Error::io(
+                            format!("set sysctl {}={:?}", sysctl.name, sysctl.value),
+                            e,
+                        ));
+                    }
+                }
             }
             Ok(())
         })
