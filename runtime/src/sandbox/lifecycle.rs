@@ -122,6 +122,7 @@ impl Runtime {
         let id = new_id()?;
         let name = config.unique_name();
         self.sandboxes.reserve_name(&name, &id)?;
+        tracing::debug!(pod = %id, name = %name, "creating pod sandbox");
         let parent = if config.cgroup_parent.is_empty() {
             self.config.runtime.default_cgroup_parent.clone()
         } else {
@@ -197,6 +198,7 @@ impl Runtime {
                     sb.namespaces.insert(kind.into(), pin);
                 }
             }
+            tracing::debug!(pod = %sb.id, "pod namespaces created");
         }
 
         // /dev/shm shared by the pod's containers.
