@@ -765,4 +765,51 @@ mod tests {
             Some(true)
         );
     }
+
+    #[test]
+    fn pid_namespace_is_the_targets_the_pods_the_nodes_or_new() {
+        let pid_ns = |sb: &Sandbox, target: Option<&str>| {
+            let img = image();
+            let id = Identity {
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![],
+            };
+            let spec = build(&SpecInput {
+                config: &ContainerConfig::default(),
+                image: &img,
+                sandbox: sb,
+                identity: &id,
+                cgroups_path: "/crius/c1".into(),
+                min_oom_score_adj: 0,
+                cgroup_namespace: false,
+                pid_target: target.map(PathBuf::from),
+            })
+            .unwrap();
+            let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+            ns.iter()
+                .find(|n| n.typ() == LinuxNamespaceType::Pid)
+                .map(|n| n.path().clone())
+        };
+        // CONTAINER: a new one.
+        let mut sb = sandbox();
+        assert_eq!(pid_ns(&sb, None), Some(None));
+        // TARGET: the target container's.
+        assert_eq!(
+            pid_ns(&sb, Some("/proc/42/ns/pid")),
+            Some(Some(PathBuf::from("/proc/42/ns/pid")))
+        );
+        // POD: the one the infra process holds, pinned.
+        sb.config.namespaces.pid = NamespaceMode::Pod;
+        sb.namespaces
+            .insert("pid".into(), PathBuf::from("/run/crius/pods/p1/ns/pid"));
+        assert_eq!(
+            pid_ns(&sb, None),
+            Some(Some(PathBuf::from("/run/crius/pods/p1/ns/pid")))
+        );
+        // NODE: none of its own.
+        sb.namespaces.remove("pid");
+        sb.config.namespaces.pid = NamespaceMode::Node;
+        assert_eq!(pid_ns(&sb, None), None);
+    }
 }
