@@ -308,6 +308,12 @@ async fn sysctls_pod_cgroup_and_shm_size() {
             }),
             "crius.io/shm-size",
         ),
+        (
+            bad(&|p| {
+                p.linux.as_mut().unwrap().cgroup_parent = "/kubepods/../../escape".into();
+            }),
+            "cgroup_parent",
+        ),
         // Found out only when written (the kernel refuses it): the pod is
         // undone.
         (

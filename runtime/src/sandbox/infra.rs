@@ -63,7 +63,7 @@ const NOBODY: u32 = 65534;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long it may take to die after SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long to wait for init to reap it once dead.
+/// How long to wait for its keeper (or the host's init) to reap it once dead.
 const REAP_WAIT: Duration = Duration::from_secs(5);
 
 /// Starts the infra process of the pod whose state directory is `pod_dir`

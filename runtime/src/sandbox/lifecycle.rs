@@ -103,6 +103,7 @@ impl Runtime {
             Kind::Ipc => modes.ipc != NamespaceMode::Node,
         };
         let sysctls = sysctl::parse_all(&config.sysctls, own)?;
+        check_cgroup_parent(&config.cgroup_parent)?;
         network::bandwidth(config)?;
         network::ips(config)?;
         Ok(Plan {
@@ -486,6 +487,31 @@ impl Runtime {
     }
 }
 
+/// A cgroup parent must be an absolute cgroupfs path inside the cgroup
+/// hierarchies (crius makes the pod's cgroup below it).
+fn check_cgroup_parent(parent: &str) -> Result<()> {
+    if parent.is_empty() {
+        return Ok(());
+    }
+    let bad = |why: &str| {
+        Err(Error::InvalidArgument(format!(
+            "pod sandbox linux.cgroup_parent {parent:?}: {why}"
+        )))
+    };
+    if !parent.starts_with('/') {
+        return bad(
+            "must be an absolute cgroupfs path (the systemd cgroup driver is not supported)",
+        );
+    }
+    if parent
+        .split('/')
+        .any(|c| c == "." || c == ".." || c.contains('\0'))
+    {
+        return bad("must not hold \".\" or \"..\"");
+    }
+    Ok(())
+}
+
 /// Wraps an error of a pod's set-up with the pod it concerns.
 fn pod_error(id: &str, e: Error) -> Error {
     match e {
@@ -523,6 +549,17 @@ fn unmount_shm(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_parents_must_stay_inside_the_hierarchies() {
+        for ok in ["", "/", "/kubepods/burstable/pod1", "/crius-e2e-1/"] {
+            check_cgroup_parent(ok).unwrap();
+        }
+        for bad in ["kubepods.slice", "/kubepods/../../x", "/a/./b"] {
+            let e = check_cgroup_parent(bad).unwrap_err();
+            assert!(e.to_string().contains("cgroup_parent"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn shm_size_from_annotation_or_config() {
