@@ -309,9 +309,11 @@ mod tests {
             d.runtime.default_cgroup_parent
         );
         assert_eq!(c.runtime.oci_timeout_secs, d.runtime.oci_timeout_secs);
+        assert_eq!(c.runtime.shm_size, d.runtime.shm_size);
         assert_eq!(c.cni.conf_dir, d.cni.conf_dir);
         assert_eq!(c.cni.bin_dirs, d.cni.bin_dirs);
         assert_eq!(c.cni.plugin_timeout_secs, d.cni.plugin_timeout_secs);
+        assert_eq!(c.cni.loopback_plugin, d.cni.loopback_plugin);
         assert_eq!(c.registry.insecure, d.registry.insecure);
     }
 }

@@ -98,7 +98,10 @@ impl Cache {
             .join(format!("{container_id}:{network}:{ifname}.json"))
     }
 
-    /// Writes an entry atomically: temp file, fsync, rename, fsync dir.
+    /// Writes an entry atomically: temp file, rename. Not fsynced, as
+    /// libcni does not either: a daemon crash keeps the page cache, and a
+    /// node crash takes the namespaces and interfaces the entry describes
+    /// with it, while an fsync would cost RunPodSandbox milliseconds.
     pub fn store(&self, entry: &CacheEntry) -> Result<(), Error> {
         let path = self.path(&entry.network, &entry.container_id, &entry.ifname);
         let io = |context: &str| {
@@ -123,11 +126,8 @@ impl Cache {
             .tempfile_in(&self.dir)
             .map_err(io("create temp file"))?;
         tmp.write_all(&data).map_err(io("write"))?;
-        tmp.as_file().sync_all().map_err(io("fsync"))?;
         tmp.persist(&path).map_err(|e| io("rename")(e.error))?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("fsync directory"))
+        Ok(())
     }
 
     /// Reads one entry; `None` when there is none.
@@ -149,6 +149,28 @@ impl Cache {
         container_id: &str,
         ifname: &str,
     ) -> Result<Vec<(PathBuf, Option<CacheEntry>)>, Error> {
+        let prefix = format!("{container_id}:");
+        let suffix = format!(":{ifname}.json");
+        let found = self.scan(|name| name.starts_with(&prefix) && name.ends_with(&suffix))?;
+        Ok(found
+            .into_iter()
+            .filter(|(_, e)| {
+                e.as_ref()
+                    .is_none_or(|e| e.container_id == container_id && e.ifname == ifname)
+            })
+            .collect())
+    }
+
+    /// Every entry in the cache, with its file (`None`: unreadable).
+    pub fn all(&self) -> Result<Vec<(PathBuf, Option<CacheEntry>)>, Error> {
+        self.scan(|name| name.ends_with(".json") && !name.starts_with('.'))
+    }
+
+    /// The entries whose file name passes `wanted`, sorted by file.
+    fn scan(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(PathBuf, Option<CacheEntry>)>, Error> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -160,8 +182,6 @@ impl Cache {
                 });
             }
         };
-        let prefix = format!("{container_id}:");
-        let suffix = format!(":{ifname}.json");
         let mut found = Vec::new();
         for dirent in entries {
             let dirent = dirent.map_err(|source| Error::Cache {
@@ -171,15 +191,13 @@ impl Cache {
             })?;
             let name = dirent.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !(name.starts_with(&prefix) && name.ends_with(&suffix)) {
+            if !wanted(name) {
                 continue;
             }
             let path = dirent.path();
             match self.read(&path) {
-                Ok(Some(entry)) if entry.container_id == container_id && entry.ifname == ifname => {
-                    found.push((path, Some(entry)));
-                }
-                Ok(_) => {}
+                Ok(Some(entry)) => found.push((path, Some(entry))),
+                Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "ignoring unreadable CNI cache entry");
                     found.push((path, None));
@@ -317,6 +335,7 @@ mod tests {
             .collect();
         assert_eq!(nets, ["new", "old"]);
         assert!(cache.find("zzz", "eth0").unwrap().is_empty());
+        assert_eq!(cache.all().unwrap().len(), 5);
         assert!(
             Cache::new(dir.path().join("missing"))
                 .find("abc", "eth0")

@@ -30,6 +30,8 @@ pub struct Version {
 impl Version {
     /// The first version with CHECK and a cached prevResult on DEL.
     pub const V0_4_0: Version = Version::new(0, 4, 0);
+    /// The first version with STATUS and GC.
+    pub const V1_1_0: Version = Version::new(1, 1, 0);
 
     /// A version from its parts.
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
@@ -310,13 +312,29 @@ pub(crate) fn single_plugin_list(
     }
 }
 
+/// What the config directory holds: the default network, if any, and the
+/// config files that were skipped as invalid (with why).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DirScan {
+    /// The lexically first valid network config.
+    pub network: Option<NetworkConfigList>,
+    /// Files before it (or all of them, when none is valid) that are not
+    /// valid configs, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
 /// Loads the default network from `conf_dir`: the lexically first file
 /// among `.conf`, `.conflist` and `.json` that holds a valid config.
 /// Invalid files are logged and skipped; a missing directory is `Ok(None)`.
 pub fn load_dir(conf_dir: &Path) -> Result<Option<NetworkConfigList>, Error> {
+    scan_dir(conf_dir).map(|scan| scan.network)
+}
+
+/// Like [`load_dir`], also naming the invalid files it skipped.
+pub fn scan_dir(conf_dir: &Path) -> Result<DirScan, Error> {
     let entries = match std::fs::read_dir(conf_dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DirScan::default()),
         Err(source) => {
             return Err(Error::ConfigDir {
                 dir: conf_dir.to_path_buf(),
@@ -341,15 +359,24 @@ pub fn load_dir(conf_dir: &Path) -> Result<Option<NetworkConfigList>, Error> {
         }
     }
     files.sort();
+    let mut scan = DirScan::default();
     for path in files {
         match NetworkConfigList::from_file(&path) {
-            Ok(list) => return Ok(Some(list)),
+            Ok(list) => {
+                scan.network = Some(list);
+                break;
+            }
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "skipping invalid CNI config")
+                tracing::warn!(path = %path.display(), error = %e, "skipping invalid CNI config");
+                let reason = match e {
+                    Error::ConfigParse { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                scan.skipped.push((path, reason));
             }
         }
     }
-    Ok(None)
+    Ok(scan)
 }
 
 #[cfg(test)]
@@ -519,6 +546,10 @@ mod tests {
         assert!(load_dir(&dir.path().join("nope")).unwrap().is_none());
         write(dir.path(), "10-bad.conf", r#"{"name":"x"}"#);
         assert!(load_dir(dir.path()).unwrap().is_none());
+        let scan = scan_dir(dir.path()).unwrap();
+        assert_eq!(scan.skipped.len(), 1);
+        assert_eq!(scan.skipped[0].0, dir.path().join("10-bad.conf"));
+        assert!(scan.skipped[0].1.contains("cniVersion"), "{scan:?}");
     }
 
     #[test]

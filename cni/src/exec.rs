@@ -24,6 +24,10 @@ pub(crate) enum Command {
     Del,
     /// Verify an attachment.
     Check,
+    /// Report whether the plugin can serve ADD (spec 1.1).
+    Status,
+    /// Clean up what no valid attachment uses (spec 1.1).
+    Gc,
 }
 
 impl Command {
@@ -32,6 +36,8 @@ impl Command {
             Command::Add => "ADD",
             Command::Del => "DEL",
             Command::Check => "CHECK",
+            Command::Status => "STATUS",
+            Command::Gc => "GC",
         }
     }
 }
@@ -50,13 +56,17 @@ pub(crate) struct Invocation<'a> {
     pub list: &'a NetworkConfigList,
     /// The plugin.
     pub plugin: &'a PluginConf,
-    /// Container id, netns, CNI_ARGS, capability args.
-    pub att: &'a Attachment,
+    /// Container id, netns, CNI_ARGS, capability args; `None` for the
+    /// network-wide commands (STATUS, GC).
+    pub att: Option<&'a Attachment>,
     /// The interface name (the attachment's, or `lo` for loopback).
     pub ifname: &'a str,
     /// `prevResult`: the previous plugin's result on ADD, the cached
     /// result on DEL and CHECK.
     pub prev_result: Option<&'a Value>,
+    /// Further keys for the plugin's config (GC's
+    /// `cni.dev/valid-attachments`).
+    pub inject: Option<&'a Map<String, Value>>,
 }
 
 /// The plugin's stdin: its own config with the list's `name` and
@@ -67,12 +77,16 @@ pub(crate) fn build_stdin(
     plugin: &PluginConf,
     prev_result: Option<&Value>,
     capability_args: &Map<String, Value>,
+    inject: Option<&Map<String, Value>>,
 ) -> Vec<u8> {
     let mut conf = plugin.raw().clone();
     conf.insert("name".into(), list.name.clone().into());
     conf.insert("cniVersion".into(), list.cni_version.clone().into());
     if let Some(prev) = prev_result {
         conf.insert("prevResult".into(), prev.clone());
+    }
+    for (k, v) in inject.into_iter().flatten() {
+        conf.insert(k.clone(), v.clone());
     }
     let runtime_config: Map<String, Value> = capability_args
         .iter()
@@ -85,19 +99,14 @@ pub(crate) fn build_stdin(
     Value::Object(conf).to_string().into_bytes()
 }
 
-/// The plugin's `CNI_*` environment.
+/// The plugin's `CNI_*` environment. The network-wide commands (no
+/// attachment) get only CNI_COMMAND and CNI_PATH, as the spec says.
 pub(crate) fn build_env(
     command: Command,
-    att: &Attachment,
+    att: Option<&Attachment>,
     ifname: &str,
     bin_dirs: &[PathBuf],
 ) -> Vec<(&'static str, OsString)> {
-    let cni_args = att
-        .args
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(";");
     let mut cni_path = OsString::new();
     for (i, dir) in bin_dirs.iter().enumerate() {
         if i > 0 {
@@ -105,14 +114,23 @@ pub(crate) fn build_env(
         }
         cni_path.push(dir);
     }
-    vec![
-        ("CNI_COMMAND", command.as_str().into()),
-        ("CNI_CONTAINERID", att.container_id.clone().into()),
-        ("CNI_NETNS", att.netns.clone().into_os_string()),
-        ("CNI_IFNAME", ifname.into()),
-        ("CNI_ARGS", cni_args.into()),
-        ("CNI_PATH", cni_path),
-    ]
+    let mut env = vec![("CNI_COMMAND", command.as_str().into())];
+    if let Some(att) = att {
+        let cni_args = att
+            .args
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        env.extend([
+            ("CNI_CONTAINERID", att.container_id.clone().into()),
+            ("CNI_NETNS", att.netns.clone().into_os_string()),
+            ("CNI_IFNAME", ifname.into()),
+            ("CNI_ARGS", cni_args.into()),
+        ]);
+    }
+    env.push(("CNI_PATH", cni_path));
+    env
 }
 
 /// The first `bin_dirs` entry holding a file named `plugin_type`.
@@ -160,8 +178,8 @@ pub(crate) fn parse_plugin_error(stdout: &[u8], stderr: &[u8], status: &str) -> 
     }
 }
 
-/// Runs one plugin call. ADD returns the parsed result; DEL and CHECK
-/// return `None`.
+/// Runs one plugin call. ADD returns the parsed result; the other
+/// commands return `None`.
 pub(crate) async fn run(
     inv: &Invocation<'_>,
     bin_dirs: &[PathBuf],
@@ -170,18 +188,20 @@ pub(crate) async fn run(
     let network = inv.list.name.as_str();
     let plugin = inv.plugin.plugin_type();
     let path = find_plugin(network, plugin, bin_dirs)?;
+    let no_args = Map::new();
     let stdin = build_stdin(
         inv.list,
         inv.plugin,
         inv.prev_result,
-        &inv.att.capability_args,
+        inv.att.map_or(&no_args, |a| &a.capability_args),
+        inv.inject,
     );
     let env = build_env(inv.command, inv.att, inv.ifname, bin_dirs);
     tracing::debug!(
         network,
         plugin,
         command = %inv.command,
-        container_id = %inv.att.container_id,
+        container_id = inv.att.map_or("", |a| a.container_id.as_str()),
         ifname = inv.ifname,
         "running CNI plugin"
     );
@@ -359,6 +379,7 @@ mod tests {
             &list.plugins[plugin],
             prev,
             &att().capability_args,
+            None,
         ))
         .unwrap()
     }
@@ -396,7 +417,7 @@ mod tests {
     fn env_has_every_cni_variable() {
         let env = build_env(
             Command::Del,
-            &att(),
+            Some(&att()),
             "eth0",
             &["/opt/cni/bin".into(), "/usr/lib/cni".into()],
         );
@@ -419,9 +440,36 @@ mod tests {
     fn env_with_no_args_is_empty_string() {
         let mut a = att();
         a.args.clear();
-        let env = build_env(Command::Add, &a, "lo", &[]);
+        let env = build_env(Command::Add, Some(&a), "lo", &[]);
         assert!(env.iter().any(|(k, v)| *k == "CNI_ARGS" && v.is_empty()));
         assert!(env.iter().any(|(k, v)| *k == "CNI_IFNAME" && v == "lo"));
+    }
+
+    #[test]
+    fn network_wide_commands_get_only_command_and_path() {
+        let env = build_env(Command::Status, None, "", &["/opt/cni/bin".into()]);
+        let names: Vec<_> = env.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, ["CNI_COMMAND", "CNI_PATH"]);
+        assert_eq!(env[0].1, "STATUS");
+    }
+
+    #[test]
+    fn stdin_carries_injected_keys() {
+        let list = list();
+        let inject = json!({"cni.dev/valid-attachments": [{"containerID": "a", "ifname": "eth0"}]});
+        let conf: Value = serde_json::from_slice(&build_stdin(
+            &list,
+            &list.plugins[0],
+            None,
+            &Map::new(),
+            inject.as_object(),
+        ))
+        .unwrap();
+        assert_eq!(
+            conf["cni.dev/valid-attachments"],
+            json!([{"containerID": "a", "ifname": "eth0"}])
+        );
+        assert_eq!(conf["name"], "pods");
     }
 
     #[test]

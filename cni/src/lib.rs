@@ -4,8 +4,9 @@
 //!
 //! [`Cni`] is the facade: [`Cni::setup`] (ADD), [`Cni::teardown`] (DEL) and
 //! [`Cni::check`] (CHECK) attach a container to the default network (the
-//! lexically first valid config in the config directory, re-read on every
-//! call) and to loopback.
+//! lexically first valid config in the config directory, watched so that a
+//! change takes effect at once) and to loopback; [`Cni::status`] (STATUS)
+//! and [`Cni::gc`] (GC) speak for the network as a whole (spec 1.1).
 
 mod cache;
 pub mod config;
@@ -13,15 +14,18 @@ pub mod error;
 mod exec;
 pub mod netns;
 pub mod result;
+mod watch;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::cache::{Cache, CacheEntry};
 use crate::exec::{Command, Invocation};
+use crate::watch::ConfigWatch;
 
 pub use config::{NetworkConfigList, PluginConf};
 pub use error::Error;
@@ -49,6 +53,11 @@ pub struct CniOptions {
     pub cache_dir: PathBuf,
     /// Timeout of a single plugin call; the plugin is killed on expiry.
     pub plugin_timeout: Duration,
+    /// Attach every container to loopback by running the `loopback` plugin
+    /// (as containerd does). When false, `lo` is the caller's business:
+    /// [`netns::create`] brings it up, which saves a plugin call; cached
+    /// loopback attachments (made while this was true) are still deleted.
+    pub loopback_plugin: bool,
 }
 
 /// What a container's attachment is: the spec's runtime parameters.
@@ -105,6 +114,25 @@ impl Attachment {
     }
 }
 
+/// An attachment that is still in use, as GC is told (spec 1.1
+/// `cni.dev/valid-attachments`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ValidAttachment {
+    /// The container id of the attachment.
+    pub container_id: String,
+    /// Its interface name.
+    pub ifname: String,
+}
+
+/// What [`Cni::gc`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Stale attachments deleted: (container id, network, interface).
+    pub deleted: Vec<(String, String, String)>,
+    /// What failed (GC goes on past failures).
+    pub errors: Vec<String>,
+}
+
 /// The network condition, as CRI's `Status` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkStatus {
@@ -116,45 +144,183 @@ pub struct NetworkStatus {
     pub message: String,
 }
 
-/// The CNI client.
+/// The reason CRI's Status gives when the network is not ready.
+const NOT_READY: &str = "NetworkPluginNotReady";
+
+fn ready() -> NetworkStatus {
+    NetworkStatus {
+        ready: true,
+        reason: String::new(),
+        message: String::new(),
+    }
+}
+
+fn not_ready(message: String) -> NetworkStatus {
+    NetworkStatus {
+        ready: false,
+        reason: NOT_READY.into(),
+        message,
+    }
+}
+
+/// The CNI client. Clones share the config watch and the cache.
 #[derive(Debug, Clone)]
 pub struct Cni {
     opts: CniOptions,
     cache: Cache,
+    watch: Arc<ConfigWatch>,
 }
 
 impl Cni {
     /// A client; nothing is read until it is used.
     pub fn new(opts: CniOptions) -> Self {
         let cache = Cache::new(opts.cache_dir.clone());
-        Cni { opts, cache }
+        let watch = Arc::new(ConfigWatch::new(opts.conf_dir.clone()));
+        Cni { opts, cache, watch }
     }
 
-    /// Ready iff the config directory holds a valid network config.
-    pub fn status(&self) -> NetworkStatus {
-        let dir = self.opts.conf_dir.display();
-        let message = match config::load_dir(&self.opts.conf_dir) {
-            Ok(Some(_)) => {
-                return NetworkStatus {
-                    ready: true,
-                    reason: String::new(),
-                    message: String::new(),
-                };
-            }
-            Ok(None) => format!("cni config uninitialized: no valid network config in {dir}"),
-            Err(e) => format!("cni config uninitialized: {e}"),
-        };
-        NetworkStatus {
-            ready: false,
-            reason: "NetworkPluginNotReady".into(),
-            message,
+    /// Ready iff the config directory holds a valid network config. Cheap:
+    /// the directory is read again only after it changed. The message
+    /// names the invalid files skipped, if any.
+    pub fn config_status(&self) -> NetworkStatus {
+        let snapshot = self.watch.snapshot();
+        if snapshot.network.is_some() {
+            return ready();
         }
+        let dir = self.watch.dir().display();
+        let mut message = match snapshot.error {
+            Some(e) => format!("cni config uninitialized: {e}"),
+            None => format!("cni config uninitialized: no valid network config in {dir}"),
+        };
+        for (path, reason) in &snapshot.skipped {
+            message.push_str(&format!("; skipped {}: {reason}", path.display()));
+        }
+        not_ready(message)
+    }
+
+    /// [`Cni::config_status`], then, for a network of spec 1.1 or later,
+    /// STATUS of each of its plugins in order: the first that fails makes
+    /// the network not ready, with its message.
+    pub async fn status(&self) -> NetworkStatus {
+        let config = self.config_status();
+        if !config.ready {
+            return config;
+        }
+        let list = match self.default_network().await {
+            Ok(Some(list)) => list,
+            Ok(None) => return self.config_status(),
+            Err(e) => return not_ready(format!("cni config uninitialized: {e}")),
+        };
+        if list.version() < config::Version::V1_1_0 {
+            return config;
+        }
+        for plugin in &list.plugins {
+            let inv = Invocation {
+                command: Command::Status,
+                list: &list,
+                plugin,
+                att: None,
+                ifname: "",
+                prev_result: None,
+                inject: None,
+            };
+            if let Err(e) = exec::run(&inv, &self.opts.bin_dirs, self.opts.plugin_timeout).await {
+                return not_ready(e.to_string());
+            }
+        }
+        config
     }
 
     /// The current default network, if any.
-    pub async fn default_network(&self) -> Result<Option<NetworkConfigList>, Error> {
-        let dir = self.opts.conf_dir.clone();
-        blocking(move || config::load_dir(&dir)).await
+    pub async fn default_network(&self) -> Result<Option<Arc<NetworkConfigList>>, Error> {
+        let watch = Arc::clone(&self.watch);
+        blocking(move || watch.network()).await
+    }
+
+    /// GC (spec 1.1): every cached attachment not in `valid` is deleted
+    /// (DEL with its cached config, arguments and result) and its cache
+    /// entry dropped; then, for a default network of spec 1.1 or later,
+    /// each of its plugins is told the valid attachments so that it can
+    /// release whatever else it holds. Loopback attachments count as valid
+    /// while their container has any valid attachment. Goes on past
+    /// failures, which it reports.
+    pub async fn gc(&self, valid: &[ValidAttachment]) -> Result<GcReport, Error> {
+        let valid_set: BTreeSet<(&str, &str)> = valid
+            .iter()
+            .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
+            .collect();
+        let valid_ids: BTreeSet<&str> = valid.iter().map(|a| a.container_id.as_str()).collect();
+        let entries = {
+            let cache = self.cache.clone();
+            blocking(move || cache.all()).await?
+        };
+        let mut report = GcReport::default();
+        for (path, entry) in entries {
+            let Some(entry) = entry else { continue };
+            let in_use = if entry.network == LOOPBACK_NETWORK {
+                valid_ids.contains(entry.container_id.as_str())
+            } else {
+                valid_set.contains(&(entry.container_id.as_str(), entry.ifname.as_str()))
+            };
+            if in_use {
+                continue;
+            }
+            let deleted = async {
+                let list = entry.config_list(&path)?;
+                let att = Attachment {
+                    container_id: entry.container_id.clone(),
+                    netns: entry.netns.clone(),
+                    ifname: entry.ifname.clone(),
+                    args: entry.args.clone(),
+                    capability_args: entry.capability_args.clone(),
+                };
+                self.del_list(&list, &att, &entry.ifname, Some(&entry.result))
+                    .await?;
+                let path = path.clone();
+                blocking(move || Cache::remove_file(&path)).await
+            }
+            .await;
+            match deleted {
+                Ok(()) => report.deleted.push((
+                    entry.container_id.clone(),
+                    entry.network.clone(),
+                    entry.ifname.clone(),
+                )),
+                Err(e) => report.errors.push(format!(
+                    "stale attachment of container {:?} to {:?}: {e}",
+                    entry.container_id, entry.network
+                )),
+            }
+        }
+        if let Some(list) = self.default_network().await?
+            && list.version() >= config::Version::V1_1_0
+        {
+            let attachments: Vec<Value> = valid
+                .iter()
+                .map(|a| json!({"containerID": a.container_id, "ifname": a.ifname}))
+                .collect();
+            let mut inject = Map::new();
+            inject.insert(
+                "cni.dev/valid-attachments".into(),
+                Value::Array(attachments),
+            );
+            for plugin in &list.plugins {
+                let inv = Invocation {
+                    command: Command::Gc,
+                    list: &list,
+                    plugin,
+                    att: None,
+                    ifname: "",
+                    prev_result: None,
+                    inject: Some(&inject),
+                };
+                if let Err(e) = exec::run(&inv, &self.opts.bin_dirs, self.opts.plugin_timeout).await
+                {
+                    report.errors.push(e.to_string());
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// ADD: brings up loopback, then attaches `att.ifname` to the default
@@ -171,11 +337,15 @@ impl Cni {
             })?;
 
         // A failed ADD has already been rolled back by add_list.
-        self.add_list(&LOOPBACK, att, LOOPBACK_IFNAME).await?;
+        if self.opts.loopback_plugin {
+            self.add_list(&LOOPBACK, att, LOOPBACK_IFNAME).await?;
+        }
         match self.add_list(&list, att, &att.ifname).await {
             Ok(result) => Ok(result),
             Err(e) => {
-                self.undo_loopback(att).await;
+                if self.opts.loopback_plugin {
+                    self.undo_loopback(att).await;
+                }
                 Err(e)
             }
         }
@@ -226,7 +396,15 @@ impl Cni {
             }
             blocking(move || Cache::remove_file(&path)).await?;
         }
-        self.del_cached_or(&LOOPBACK, att, LOOPBACK_IFNAME).await
+        if self.opts.loopback_plugin
+            || self
+                .load_cache(LOOPBACK_NETWORK, att, LOOPBACK_IFNAME)
+                .await?
+                .is_some()
+        {
+            self.del_cached_or(&LOOPBACK, att, LOOPBACK_IFNAME).await?;
+        }
+        Ok(())
     }
 
     /// CHECK: verifies the attachment against its cached ADD result, for
@@ -288,9 +466,10 @@ impl Cni {
                 command: Command::Add,
                 list,
                 plugin,
-                att,
+                att: Some(att),
                 ifname,
                 prev_result: prev.as_ref().map(CniResult::raw),
+                inject: None,
             };
             match exec::run(&inv, &self.opts.bin_dirs, self.opts.plugin_timeout).await {
                 Ok(Some(result)) => prev = Some(result),
@@ -379,9 +558,10 @@ impl Cni {
                 command: Command::Del,
                 list,
                 plugin,
-                att,
+                att: Some(att),
                 ifname,
                 prev_result: prev,
+                inject: None,
             };
             exec::run(&inv, &self.opts.bin_dirs, self.opts.plugin_timeout).await?;
         }
@@ -404,9 +584,10 @@ impl Cni {
                 command: Command::Check,
                 list,
                 plugin,
-                att,
+                att: Some(att),
                 ifname,
                 prev_result: Some(prev),
+                inject: None,
             };
             exec::run(&inv, &self.opts.bin_dirs, self.opts.plugin_timeout).await?;
         }

@@ -7,6 +7,7 @@
 //! namespace. Nothing here forks.
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags};
@@ -24,8 +25,9 @@ fn netns_err(pin: &Path, context: &str) -> impl FnOnce(std::io::Error) -> Error 
     }
 }
 
-/// Creates a new, empty network namespace pinned at `pin` (a file that
-/// must not exist yet; its parent directory is created if missing).
+/// Creates a new network namespace pinned at `pin` (a file that must not
+/// exist yet; its parent directory is created if missing), with its
+/// loopback interface up, as the loopback plugin would leave it.
 pub fn create(pin: &Path) -> Result<(), Error> {
     if let Some(parent) = pin.parent() {
         std::fs::create_dir_all(parent).map_err(netns_err(pin, "create parent directory"))?;
@@ -46,6 +48,7 @@ fn create_on_this_thread(pin: &Path) -> Result<(), Error> {
         .map_err(netns_err(pin, "create pin file"))?;
     let pinned = nix::sched::unshare(CloneFlags::CLONE_NEWNET)
         .map_err(|e| netns_err(pin, "unshare network namespace")(e.into()))
+        .and_then(|()| set_loopback_up().map_err(netns_err(pin, "bring lo up")))
         .and_then(|()| {
             nix::mount::mount(
                 Some("/proc/thread-self/ns/net"),
@@ -60,6 +63,39 @@ fn create_on_this_thread(pin: &Path) -> Result<(), Error> {
         let _ = std::fs::remove_file(pin);
     }
     pinned
+}
+
+/// Brings the loopback interface `lo` of the calling thread's network
+/// namespace up (what the CNI loopback plugin does, without running it).
+/// Call it on a thread that is in the namespace, such as one that has just
+/// unshared a new one.
+pub fn set_loopback_up() -> std::io::Result<()> {
+    // SAFETY: socket() takes plain integers and returns a new fd or -1.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd; nothing else owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data (arrays, integers and a union of them,
+    // plus a pointer that ioctl does not use here); all zeros is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads ifr_name and writes ifr_flags, both
+    // inside `req`, which outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS filled the union's flags member.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads ifr_name and ifr_flags from `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Unmounts and removes the pin at `pin`; the namespace goes away once no

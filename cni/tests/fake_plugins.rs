@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crius_cni::{Attachment, Cni, CniOptions, Error};
+use crius_cni::{Attachment, Cni, CniOptions, Error, GcReport, ValidAttachment};
 use serde_json::{Value, json};
 
 const FAKE: &str = r#"#!/bin/sh
@@ -15,6 +15,10 @@ stdin=$(cat)
 echo "$CNI_COMMAND $name $CNI_IFNAME" >> "$dir/calls.log"
 printf '%s' "$stdin" > "$dir/$name.$CNI_COMMAND.stdin"
 env | grep '^CNI_' | sort > "$dir/$name.$CNI_COMMAND.env"
+if [ "$CNI_COMMAND" = STATUS ] && [ -e "$dir/$name.unavailable" ]; then
+    printf '{"cniVersion":"1.1.0","code":50,"msg":"plugin not available","details":"no uplink"}'
+    exit 1
+fi
 [ "$CNI_COMMAND" = ADD ] || exit 0
 case "$name" in
 fail)
@@ -46,6 +50,7 @@ const NAMES: [&str; 7] = [
 
 struct Env {
     _tmp: tempfile::TempDir,
+    opts: CniOptions,
     bin: PathBuf,
     conf: PathBuf,
     cache: PathBuf,
@@ -69,14 +74,17 @@ impl Env {
         }
         wait_until_executable(&script);
         std::fs::remove_file(bin.join("calls.log")).unwrap();
-        let cni = Cni::new(CniOptions {
+        let opts = CniOptions {
             conf_dir: conf.clone(),
             // A first dir that does not exist: lookup goes on to the next.
             bin_dirs: vec![tmp.path().join("nothing-here"), bin.clone()],
             cache_dir: cache.clone(),
             plugin_timeout: timeout,
-        });
+            loopback_plugin: true,
+        };
+        let cni = Cni::new(opts.clone());
         Env {
+            opts,
             _tmp: tmp,
             bin,
             conf,
@@ -431,7 +439,7 @@ async fn del_before_0_4_0_gets_no_prev_result() {
 #[tokio::test]
 async fn no_config_means_not_ready_and_nothing_to_tear_down() {
     let env = Env::new(Duration::from_secs(30));
-    let status = env.cni.status();
+    let status = env.cni.status().await;
     assert!(!status.ready);
     assert_eq!(status.reason, "NetworkPluginNotReady");
     assert!(
@@ -448,8 +456,141 @@ async fn no_config_means_not_ready_and_nothing_to_tear_down() {
     assert_eq!(env.calls(), ["DEL loopback lo"]);
 
     env.write_conf("10-pods.conflist", two_plugins("pods", "1.0.0"));
-    let status = env.cni.status();
+    let status = env.cni.status().await;
     assert!(status.ready, "{status:?}");
+}
+
+#[tokio::test]
+async fn network_ready_follows_the_config_dir() {
+    let env = Env::new(Duration::from_secs(30));
+    assert!(!env.cni.status().await.ready);
+    env.write_conf("20-pods.conflist", two_plugins("pods", "1.0.0"));
+    assert!(env.cni.status().await.ready);
+    assert_eq!(
+        env.cni.default_network().await.unwrap().unwrap().name,
+        "pods"
+    );
+    // A lexically earlier, valid file takes over.
+    env.write_conf("10-early.conflist", two_plugins("early", "1.0.0"));
+    assert_eq!(
+        env.cni.default_network().await.unwrap().unwrap().name,
+        "early"
+    );
+    // Broken now: skipped, the next one used.
+    std::fs::write(env.conf.join("10-early.conflist"), "{ broken").unwrap();
+    assert_eq!(
+        env.cni.default_network().await.unwrap().unwrap().name,
+        "pods"
+    );
+    // None valid left: not ready, and the message names the broken file.
+    std::fs::remove_file(env.conf.join("20-pods.conflist")).unwrap();
+    let status = env.cni.status().await;
+    assert!(!status.ready);
+    assert!(
+        status.message.contains("10-early.conflist") && status.message.contains("invalid JSON"),
+        "{}",
+        status.message
+    );
+    assert!(env.cni.default_network().await.unwrap().is_none());
+    // The directory itself goes and comes back.
+    std::fs::remove_dir_all(&env.conf).unwrap();
+    assert!(!env.cni.status().await.ready);
+    std::fs::create_dir(&env.conf).unwrap();
+    env.write_conf("30-back.conflist", two_plugins("back", "1.0.0"));
+    assert!(env.cni.status().await.ready);
+    // Nothing was ever run for any of this.
+    assert!(env.calls().is_empty(), "{:?}", env.calls());
+}
+
+#[tokio::test]
+async fn status_asks_the_plugins_of_a_1_1_network() {
+    let env = Env::new(Duration::from_secs(30));
+    env.write_conf("10-pods.conflist", two_plugins("pods", "1.1.0"));
+    let status = env.cni.status().await;
+    assert!(status.ready, "{status:?}");
+    assert_eq!(env.calls(), ["STATUS first ", "STATUS second "]);
+    let stdin = env.stdin("second", "STATUS");
+    assert_eq!(stdin["name"], "pods");
+    assert_eq!(stdin["cniVersion"], "1.1.0");
+    let e = env.env("second", "STATUS");
+    let names: Vec<&str> = e.lines().map(|l| l.split('=').next().unwrap()).collect();
+    assert_eq!(names, ["CNI_COMMAND", "CNI_PATH"], "{e}");
+
+    // The second plugin cannot serve ADD: the network is not ready, and
+    // the message is the plugin's.
+    std::fs::write(env.bin.join("second.unavailable"), "").unwrap();
+    env.clear_calls();
+    let status = env.cni.status().await;
+    assert!(!status.ready);
+    assert_eq!(status.reason, "NetworkPluginNotReady");
+    assert!(
+        status
+            .message
+            .contains("\"second\" STATUS failed (code 50): plugin not available: no uplink"),
+        "{}",
+        status.message
+    );
+    std::fs::remove_file(env.bin.join("second.unavailable")).unwrap();
+    assert!(env.cni.status().await.ready);
+
+    // Before 1.1 there is no STATUS to ask.
+    env.write_conf("10-pods.conflist", two_plugins("pods", "1.0.0"));
+    std::fs::write(env.bin.join("second.unavailable"), "").unwrap();
+    env.clear_calls();
+    assert!(env.cni.status().await.ready);
+    assert!(env.calls().is_empty(), "{:?}", env.calls());
+}
+
+#[tokio::test]
+async fn gc_deletes_stale_attachments_and_tells_plugins_the_valid_ones() {
+    let env = Env::new(Duration::from_secs(30));
+    env.write_conf("10-pods.conflist", two_plugins("pods", "1.1.0"));
+    env.cni.setup(&attachment("keep")).await.unwrap();
+    env.cni.setup(&attachment("stale")).await.unwrap();
+    env.clear_calls();
+    let valid = [ValidAttachment {
+        container_id: "keep".into(),
+        ifname: "eth0".into(),
+    }];
+    let report = env.cni.gc(&valid).await.unwrap();
+    assert_eq!(report.errors, [] as [String; 0]);
+    assert_eq!(
+        report.deleted,
+        [
+            ("stale".into(), "cni-loopback".into(), "lo".into()),
+            ("stale".into(), "pods".into(), "eth0".into())
+        ]
+    );
+    assert_eq!(
+        env.calls(),
+        [
+            "DEL loopback lo",
+            "DEL second eth0",
+            "DEL first eth0",
+            "GC first ",
+            "GC second "
+        ]
+    );
+    // The stale DEL is the cached one: its args and result.
+    let del = env.stdin("second", "DEL");
+    assert_eq!(del["prevResult"]["ips"][0]["address"], "10.9.2.2/24");
+    assert!(env.env("second", "DEL").contains("CNI_CONTAINERID=stale"));
+    let gc = env.stdin("first", "GC");
+    assert_eq!(
+        gc["cni.dev/valid-attachments"],
+        json!([{"containerID": "keep", "ifname": "eth0"}])
+    );
+    assert_eq!(
+        env.cache_files(),
+        ["keep:cni-loopback:lo.json", "keep:pods:eth0.json"]
+    );
+
+    // Nothing stale now, and a 1.0 network gets no GC call.
+    env.write_conf("10-pods.conflist", two_plugins("pods", "1.0.0"));
+    env.clear_calls();
+    let report = env.cni.gc(&valid).await.unwrap();
+    assert_eq!(report, GcReport::default());
+    assert!(env.calls().is_empty(), "{:?}", env.calls());
 }
 
 #[tokio::test]
@@ -511,4 +652,35 @@ async fn corrupt_cache_entry_falls_back_to_current_config_and_is_dropped() {
     );
     assert!(env.stdin("second", "DEL").get("prevResult").is_none());
     assert!(env.cache_files().is_empty(), "{:?}", env.cache_files());
+}
+
+#[tokio::test]
+async fn without_the_loopback_plugin_only_a_cached_loopback_is_deleted() {
+    let env = Env::new(Duration::from_secs(30));
+    env.write_conf("10-pods.conflist", two_plugins("pods", "1.0.0"));
+    let cni = Cni::new(CniOptions {
+        loopback_plugin: false,
+        ..env.opts.clone()
+    });
+    let att = attachment("nolo");
+    cni.setup(&att).await.unwrap();
+    assert_eq!(env.calls(), ["ADD first eth0", "ADD second eth0"]);
+    assert_eq!(env.cache_files(), ["nolo:pods:eth0.json"]);
+    env.clear_calls();
+    cni.check(&att).await.unwrap();
+    assert_eq!(env.calls(), ["CHECK first eth0", "CHECK second eth0"]);
+    env.clear_calls();
+    cni.teardown(&att).await.unwrap();
+    assert_eq!(env.calls(), ["DEL second eth0", "DEL first eth0"]);
+
+    // Set up while the plugin was in use: its loopback attachment is
+    // still deleted.
+    env.cni.setup(&att).await.unwrap();
+    env.clear_calls();
+    cni.teardown(&att).await.unwrap();
+    assert_eq!(
+        env.calls(),
+        ["DEL second eth0", "DEL first eth0", "DEL loopback lo"]
+    );
+    assert!(env.cache_files().is_empty());
 }

@@ -63,8 +63,13 @@ struct Testbed {
 }
 
 impl Testbed {
-    /// bridge (+ host-local) and, with `portmap`, portmap with one mapping.
+    /// bridge (+ host-local) and, with `portmap`, portmap with one mapping;
+    /// plus the loopback plugin unless `loopback_plugin` is false.
     fn new(portmap: bool) -> Testbed {
+        Self::with(portmap, true)
+    }
+
+    fn with(portmap: bool, loopback_plugin: bool) -> Testbed {
         let tmp = tempfile::tempdir().unwrap();
         let tag = hex::encode(random_bytes::<3>());
         let bridge = format!("crtest{tag}");
@@ -102,6 +107,7 @@ impl Testbed {
             bin_dirs: vec![PLUGIN_DIR.into()],
             cache_dir: tmp.path().join("cache"),
             plugin_timeout: Duration::from_secs(60),
+            loopback_plugin,
         });
         let att = Attachment {
             container_id: format!("crius-cni-test-{}", hex::encode(random_bytes::<6>())),
@@ -335,7 +341,16 @@ fn pinned_namespace_is_separate_and_removable() {
     }
     let _unpin = Unpin(&pin);
 
-    // A new namespace has only lo, and it is down.
+    // A new namespace has only lo, and it is up.
+    let flags = netns::run_in(&pin, || {
+        Command::new("ip")
+            .args(["-o", "link", "show", "lo"])
+            .output()
+    })
+    .unwrap()
+    .unwrap();
+    let flags = String::from_utf8_lossy(&flags.stdout);
+    assert!(flags.contains(",UP"), "{flags}");
     let dev = netns::run_in(&pin, || {
         std::fs::read_to_string("/proc/thread-self/net/dev")
     })
@@ -363,4 +378,18 @@ fn pinned_namespace_is_separate_and_removable() {
     netns::remove(&pin).unwrap();
     assert!(!pin.exists());
     netns::remove(&pin).unwrap();
+}
+
+#[tokio::test]
+async fn without_the_loopback_plugin_lo_is_up_and_nothing_is_cached_for_it() {
+    require_prerequisites();
+    let t = Testbed::with(false, false);
+    t.cni.setup(&t.att).await.unwrap();
+    let links = t.ip_in_netns(&["link", "show", "lo"]);
+    assert!(links.contains(",UP"), "lo not up: {links}");
+    assert_eq!(t.cache_files(), 1, "only the main network is cached");
+    t.cni.check(&t.att).await.unwrap();
+    t.cni.teardown(&t.att).await.unwrap();
+    assert_eq!(t.cache_files(), 0);
+    assert!(t.bridge_ports().is_empty(), "{:?}", t.bridge_ports());
 }

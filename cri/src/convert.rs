@@ -103,6 +103,7 @@ pub fn pod_config(
             ipc: namespace_mode(ns.ipc)?,
         },
         runtime_handler: handler,
+        sysctls: btree(&linux.sysctls),
     })
 }
 
@@ -160,6 +161,28 @@ pub fn sandbox_status(sb: &Sandbox) -> cri::PodSandboxStatus {
         annotations: hash(&sb.config.annotations),
         runtime_handler: sb.runtime_handler.clone(),
     }
+}
+
+/// PodSandboxStatus's verbose `info`: one JSON document under "info", as
+/// crictl inspectp shows it (the keys containerd uses where they apply).
+pub fn sandbox_info(sb: &Sandbox) -> HashMap<String, String> {
+    let netns = sb
+        .namespace("net")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let info = serde_json::json!({
+        "pid": sb.infra_pid.unwrap_or(0),
+        "netns": netns,
+        "netNamespaceClosed": sb.network_released,
+        "namespaces": sb.namespaces,
+        "runtimeHandler": sb.runtime_handler,
+        "cgroupParent": sb.cgroup_parent,
+        "hostname": sb.hostname,
+        "shm": sb.shm,
+        "filesDir": sb.files_dir,
+        "config": sb.config,
+    });
+    HashMap::from([("info".to_string(), info.to_string())])
 }
 
 /// A pod as ListPodSandbox reports it.
@@ -231,6 +254,18 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
     let r = linux.resources.unwrap_or_default();
     let sc = linux.security_context.unwrap_or_default();
     let caps = sc.capabilities.unwrap_or_default();
+    let pid_target_id = match sc.namespace_options {
+        Some(ns) if ns.pid == cri::NamespaceMode::Target as i32 => {
+            if ns.target_id.is_empty() {
+                return Err(Status::invalid_argument(format!(
+                    "container {:?}: PID namespace mode TARGET needs namespace_options.target_id",
+                    meta.name
+                )));
+            }
+            ns.target_id
+        }
+        _ => String::new(),
+    };
     Ok(ContainerConfig {
         name: meta.name,
         attempt: meta.attempt,
@@ -270,6 +305,7 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
             add_capabilities: caps.add_capabilities,
             drop_capabilities: caps.drop_capabilities,
         },
+        pid_target_id,
     })
 }
 

@@ -211,7 +211,9 @@ impl RuntimeService for CriService {
         &self,
         req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        runtime::status::handle(&self.runtime, req.into_inner()).map(Response::new)
+        runtime::status::handle(&self.runtime, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn checkpoint_container(

@@ -10,10 +10,10 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStatus,
     ContainerStatusRequest, CreateContainerRequest, ImageSpec, KeyValue, LinuxPodSandboxConfig,
-    ListContainersRequest, ListImagesRequest, ListPodSandboxRequest, PodSandboxConfig,
-    PodSandboxMetadata, PodSandboxStatus, PodSandboxStatusRequest, PullImageRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, RuntimeCondition, StartContainerRequest,
-    StatusRequest, StopPodSandboxRequest,
+    LinuxSandboxSecurityContext, ListContainersRequest, ListImagesRequest, ListPodSandboxRequest,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PodSandboxStatus,
+    PodSandboxStatusRequest, PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
+    RuntimeCondition, StartContainerRequest, StatusRequest, StopPodSandboxRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -32,7 +32,8 @@ const STATE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A pod config as kubelet sends it: metadata (`name`, a uid derived from
 /// it, [`NAMESPACE`], attempt 0), hostname `name`, a log directory under
-/// the test's [`NodeDir::logs`], the test's cgroup parent, a label and an
+/// the test's [`NodeDir::logs`], the test's cgroup parent, PID namespace
+/// mode CONTAINER (kubelet's default; the CRI's is POD), a label and an
 /// annotation.
 pub fn pod_config(dir: &NodeDir, name: &str) -> PodSandboxConfig {
     PodSandboxConfig {
@@ -48,6 +49,13 @@ pub fn pod_config(dir: &NodeDir, name: &str) -> PodSandboxConfig {
         annotations: HashMap::from([("e2e.crius/pod".to_string(), name.to_string())]),
         linux: Some(LinuxPodSandboxConfig {
             cgroup_parent: dir.cgroup_parent(),
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    pid: NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()

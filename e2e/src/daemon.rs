@@ -181,7 +181,9 @@ impl Crius {
                     .map_or("none".to_string(), |a| a.to_string()),
             )
             .arg("--cni-conf-dir")
-            .arg(dir.cni_conf_dir());
+            .arg(dir.cni_conf_dir())
+            .arg("--cni-bin-dir")
+            .arg(dir.cni_bin_dir());
         for bin_dir in CNI_BIN_DIRS.iter().filter(|d| Path::new(d).is_dir()) {
             command.arg("--cni-bin-dir").arg(bin_dir);
         }

@@ -57,7 +57,13 @@ impl NodeDir {
             subnet_octet: 0,
             cni,
         };
-        for sub in [dir.root(), dir.state(), dir.logs(), dir.cni_conf_dir()] {
+        for sub in [
+            dir.root(),
+            dir.state(),
+            dir.logs(),
+            dir.cni_conf_dir(),
+            dir.cni_bin_dir(),
+        ] {
             std::fs::create_dir_all(&sub).context(|| format!("create {}", sub.display()))?;
         }
         if cni {
@@ -105,6 +111,12 @@ impl NodeDir {
     /// `--cni-conf-dir` of the daemon.
     pub fn cni_conf_dir(&self) -> PathBuf {
         self.path.join("cni/net.d")
+    }
+
+    /// A CNI plugin directory of the test's own, searched before the
+    /// system's (for fake plugins).
+    pub fn cni_bin_dir(&self) -> PathBuf {
+        self.path.join("cni/bin")
     }
 
     /// host-local's `dataDir` (IP reservations).
@@ -157,8 +169,11 @@ impl NodeDir {
         self.logs().join(pod)
     }
 
-    fn write_conflist(&self) -> Result<()> {
-        let conflist = json!({
+    /// The test's CNI network config: bridge (its own bridge and subnet,
+    /// no masquerade) with host-local, then portmap. Tests may change it
+    /// and write it to [`Self::cni_conf_dir`] themselves.
+    pub fn conflist(&self) -> serde_json::Value {
+        json!({
             "cniVersion": "1.0.0",
             "name": self.network_name(),
             "plugins": [
@@ -177,7 +192,11 @@ impl NodeDir {
                 },
                 {"type": "portmap", "capabilities": {"portMappings": true}},
             ],
-        });
+        })
+    }
+
+    fn write_conflist(&self) -> Result<()> {
+        let conflist = self.conflist();
         let path = self.cni_conf_dir().join("10-crius-e2e.conflist");
         let text = serde_json::to_string_pretty(&conflist).context(|| "serialize the conflist")?;
         std::fs::write(&path, text).context(|| format!("write {}", path.display()))

@@ -37,6 +37,9 @@ pub struct RuntimeSettings {
     pub default_cgroup_parent: String,
     /// Timeout of a single OCI runtime call, seconds.
     pub oci_timeout_secs: u64,
+    /// Size of a pod's /dev/shm (a quantity such as `64Mi`); a pod may ask
+    /// for another with the `crius.io/shm-size` annotation.
+    pub shm_size: String,
 }
 
 /// One OCI runtime (a RuntimeClass handler).
@@ -65,6 +68,7 @@ impl Default for RuntimeSettings {
             monitor_path: PathBuf::new(),
             default_cgroup_parent: "/crius".into(),
             oci_timeout_secs: 60,
+            shm_size: "64Mi".into(),
         }
     }
 }
@@ -79,6 +83,10 @@ pub struct CniSettings {
     pub bin_dirs: Vec<PathBuf>,
     /// Timeout of a single plugin call, seconds.
     pub plugin_timeout_secs: u64,
+    /// Run the `loopback` plugin for each pod's `lo` (as containerd does);
+    /// when false, crius brings `lo` up itself as it creates the pod's
+    /// network namespace, one plugin call less per pod.
+    pub loopback_plugin: bool,
 }
 
 impl Default for CniSettings {
@@ -87,6 +95,7 @@ impl Default for CniSettings {
             conf_dir: "/etc/cni/net.d".into(),
             bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
             plugin_timeout_secs: 60,
+            loopback_plugin: false,
         }
     }
 }

@@ -95,6 +95,7 @@ impl Runtime {
     pub async fn open(config: Config, registry: &prometheus::Registry) -> Result<Arc<Runtime>> {
         let metrics = metrics::RuntimeMetrics::register(registry)
             .map_err(|e| Error::Internal(format!("register runtime metrics: {e}")))?;
+        sandbox::check_settings(&config.runtime)?;
         for dir in [&config.root, &config.state] {
             fsutil::create_dir_all(dir)?;
         }
@@ -104,6 +105,7 @@ impl Runtime {
             bin_dirs: config.cni.bin_dirs.clone(),
             cache_dir: config.root.join("cni").join("cache"),
             plugin_timeout: Duration::from_secs(config.cni.plugin_timeout_secs),
+            loopback_plugin: config.cni.loopback_plugin,
         });
         let timeout = Duration::from_secs(config.runtime.oci_timeout_secs);
         let mut oci = BTreeMap::new();
@@ -146,6 +148,7 @@ impl Runtime {
             config,
         });
         rt.load()?;
+        rt.recover_sandboxes().await;
         Ok(rt)
     }
 
@@ -186,14 +189,15 @@ impl Runtime {
         (RUNTIME_NAME, RUNTIME_VERSION)
     }
 
-    /// Readiness of the runtime and the network.
-    pub fn status(&self) -> RuntimeStatus {
+    /// Readiness of the runtime and the network (for a CNI 1.1 network,
+    /// its plugins are asked too).
+    pub async fn status(&self) -> RuntimeStatus {
         let default = &self.config.runtime.default_runtime;
         let mut handlers = vec![default.clone()];
         handlers.extend(self.oci.keys().filter(|k| *k != default).cloned());
         RuntimeStatus {
             runtime_ready: true,
-            network: self.cni.status(),
+            network: self.cni.status().await,
             handlers,
         }
     }

@@ -1,6 +1,17 @@
 //! `crius-monitor <monitor.json>`: the per-container monitor process. All
 //! of it lives in `crius_runtime::monitor`.
+//!
+//! `crius-monitor pod-infra <pod state dir>`: the infra process of a pod
+//! that shares one PID namespace (`crius_runtime::sandbox::infra`).
+
+use crius_runtime::sandbox::infra;
 
 fn main() {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == infra::INFRA_ARG)
+    {
+        infra::main()
+    }
     crius_runtime::monitor::main()
 }

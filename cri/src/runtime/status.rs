@@ -13,8 +13,8 @@ const RUNTIME_READY: &str = "RuntimeReady";
 const NETWORK_READY: &str = "NetworkReady";
 
 /// Handles Status.
-pub fn handle(rt: &Runtime, _req: StatusRequest) -> Result<StatusResponse, Status> {
-    let s = rt.status();
+pub async fn handle(rt: &Runtime, _req: StatusRequest) -> Result<StatusResponse, Status> {
+    let s = rt.status().await;
     let conditions = vec![
         RuntimeCondition {
             r#type: RUNTIME_READY.into(),

@@ -188,6 +188,7 @@ impl Runtime {
             cgroups_path: format!("{}/{}", sb.cgroup_parent.trim_end_matches('/'), c.id),
             min_oom_score_adj: self.min_oom_score_adj,
             cgroup_namespace: self.cgroup_v2,
+            pid_target: self.pid_target_namespace(sb, &c.config)?,
         })?;
         let spec_json = serde_json::to_vec(&spec)
             .map_err(|e| Error::Internal(format!("encode OCI spec of container {}: {e}", c.id)))?;

@@ -49,6 +49,10 @@ pub struct ContainerConfig {
     pub resources: Resources,
     /// Identity and privileges.
     pub security: SecurityContext,
+    /// The container whose PID namespace this one joins (CRI PID mode
+    /// TARGET, as kubelet asks for ephemeral containers); empty otherwise.
+    #[serde(default)]
+    pub pid_target_id: String,
 }
 
 impl ContainerConfig {

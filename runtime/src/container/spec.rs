@@ -130,6 +130,9 @@ pub struct SpecInput<'a> {
     /// Whether to give the container its own cgroup namespace (cgroup v2
     /// hosts).
     pub cgroup_namespace: bool,
+    /// The PID namespace of another container to join (CRI PID mode
+    /// TARGET), as a `/proc/<pid>/ns/pid` path; `None` follows the pod.
+    pub pid_target: Option<PathBuf>,
 }
 
 /// The process's argv: Kubernetes' rules for merging command/args with
@@ -289,11 +292,18 @@ fn mounts(input: &SpecInput<'_>) -> Result<Vec<Mount>> {
     ];
     out.retain(|m| free(&m.destination().to_string_lossy()));
     if free("/dev/shm") {
+        let host_ipc = input.sandbox.config.namespaces.ipc == NamespaceMode::Node;
         out.push(match &input.sandbox.shm {
             Some(shm) => bind(
                 "/dev/shm",
                 shm,
                 &["rbind", "rprivate", "rw", "nosuid", "nodev", "noexec"],
+            )?,
+            // In the node's IPC namespace, the node's POSIX shared memory.
+            None if host_ipc => bind(
+                "/dev/shm",
+                Path::new("/dev/shm"),
+                &["rbind", "rprivate", "rw"],
             )?,
             None => mount(
                 "/dev/shm",
@@ -343,16 +353,19 @@ fn namespace(typ: LinuxNamespaceType, path: Option<&PathBuf>) -> Result<LinuxNam
 }
 
 /// The namespaces: the pod's network, IPC and UTS (by pinned path, or the
-/// host's when the pod uses the node's), a new mount and PID namespace.
+/// host's when the pod uses the node's), a new mount namespace, and a PID
+/// namespace: a target container's (TARGET), the pod's (POD, held by its
+/// infra process), none (NODE) or a new one (CONTAINER).
 fn namespaces(input: &SpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
     let sb = input.sandbox;
     let mut out = vec![namespace(LinuxNamespaceType::Mount, None)?];
-    // PID: each container gets its own unless the pod uses the node's.
-    // Sharing one among the pod's containers (mode Pod) needs an infra
-    // process to hold it, which the sandbox does not have yet; such pods
-    // get a namespace per container.
-    if sb.config.namespaces.pid != NamespaceMode::Node {
-        out.push(namespace(LinuxNamespaceType::Pid, None)?);
+    match (&input.pid_target, sb.namespace("pid")) {
+        (Some(target), _) => out.push(namespace(LinuxNamespaceType::Pid, Some(target))?),
+        (None, Some(pod)) => out.push(namespace(LinuxNamespaceType::Pid, Some(pod))?),
+        // Records of older versions have no pod PID namespace even in
+        // mode POD: those pods get one per container, as they did.
+        (None, None) if sb.config.namespaces.pid == NamespaceMode::Node => {}
+        (None, None) => out.push(namespace(LinuxNamespaceType::Pid, None)?),
     }
     for (kind, typ) in [
         ("net", LinuxNamespaceType::Network),
@@ -539,6 +552,7 @@ mod tests {
             files_dir: PathBuf::from("/var/lib/crius/pods/p1"),
             cgroup_parent: "/crius".into(),
             hostname: "pod-host".into(),
+            ..Default::default()
         }
     }
 
@@ -608,6 +622,7 @@ mod tests {
             cgroups_path: "/crius/c1".into(),
             min_oom_score_adj: min_oom,
             cgroup_namespace: false,
+            pid_target: None,
         })
         .unwrap()
     }
@@ -749,5 +764,52 @@ mod tests {
             spec.process().as_ref().unwrap().no_new_privileges(),
             Some(true)
         );
+    }
+
+    #[test]
+    fn pid_namespace_is_the_targets_the_pods_the_nodes_or_new() {
+        let pid_ns = |sb: &Sandbox, target: Option<&str>| {
+            let img = image();
+            let id = Identity {
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![],
+            };
+            let spec = build(&SpecInput {
+                config: &ContainerConfig::default(),
+                image: &img,
+                sandbox: sb,
+                identity: &id,
+                cgroups_path: "/crius/c1".into(),
+                min_oom_score_adj: 0,
+                cgroup_namespace: false,
+                pid_target: target.map(PathBuf::from),
+            })
+            .unwrap();
+            let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+            ns.iter()
+                .find(|n| n.typ() == LinuxNamespaceType::Pid)
+                .map(|n| n.path().clone())
+        };
+        // CONTAINER: a new one.
+        let mut sb = sandbox();
+        assert_eq!(pid_ns(&sb, None), Some(None));
+        // TARGET: the target container's.
+        assert_eq!(
+            pid_ns(&sb, Some("/proc/42/ns/pid")),
+            Some(Some(PathBuf::from("/proc/42/ns/pid")))
+        );
+        // POD: the one the infra process holds, pinned.
+        sb.config.namespaces.pid = NamespaceMode::Pod;
+        sb.namespaces
+            .insert("pid".into(), PathBuf::from("/run/crius/pods/p1/ns/pid"));
+        assert_eq!(
+            pid_ns(&sb, None),
+            Some(Some(PathBuf::from("/run/crius/pods/p1/ns/pid")))
+        );
+        // NODE: none of its own.
+        sb.namespaces.remove("pid");
+        sb.config.namespaces.pid = NamespaceMode::Node;
+        assert_eq!(pid_ns(&sb, None), None);
     }
 }

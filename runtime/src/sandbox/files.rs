@@ -1,26 +1,53 @@
 //! The files a pod's containers see as /etc/hostname, /etc/hosts and
 //! /etc/resolv.conf.
+//!
+//! They are written plainly, without fsync: they are made before the
+//! pod's record exists and are worth nothing once the node restarts (the
+//! pod is then dead and kubelet makes a new one), so durability would only
+//! slow RunPodSandbox down.
 
 use std::path::Path;
 
 use super::DnsConfig;
 use crate::error::{IoContext, Result};
-use crate::fsutil::atomic_write;
 
 /// Where the node's resolver configuration is copied from when the pod
 /// brings none.
 const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+/// The node's hosts file, which a pod on the node's network gets.
+const HOST_HOSTS: &str = "/etc/hosts";
+
+/// What goes into a pod's files.
+#[derive(Debug, Clone, Copy)]
+pub struct PodFiles<'a> {
+    /// The pod's hostname.
+    pub hostname: &'a str,
+    /// Its IPs, named in /etc/hosts.
+    pub ips: &'a [String],
+    /// Its DNS settings; `None` copies the node's resolv.conf.
+    pub dns: Option<&'a DnsConfig>,
+    /// On the node's network: /etc/hosts is the node's.
+    pub host_network: bool,
+}
 
 /// Writes `hostname`, `hosts` and `resolv.conf` into `dir`.
-pub fn write(dir: &Path, hostname: &str, ips: &[String], dns: Option<&DnsConfig>) -> Result<()> {
-    atomic_write(&dir.join("hostname"), format!("{hostname}\n").as_bytes())?;
-    atomic_write(&dir.join("hosts"), hosts(hostname, ips).as_bytes())?;
-    let resolv = match dns {
-        Some(dns) => resolv_conf(dns),
-        None => std::fs::read_to_string(HOST_RESOLV_CONF)
-            .context(|| format!("read {HOST_RESOLV_CONF}"))?,
+pub fn write(dir: &Path, f: &PodFiles<'_>) -> Result<()> {
+    let put = |name: &str, data: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, data).context(|| format!("write {}", path.display()))
     };
-    atomic_write(&dir.join("resolv.conf"), resolv.as_bytes())
+    put("hostname", format!("{}\n", f.hostname).as_bytes())?;
+    let hosts = if f.host_network {
+        std::fs::read(HOST_HOSTS).context(|| format!("read {HOST_HOSTS}"))?
+    } else {
+        hosts(f.hostname, f.ips).into_bytes()
+    };
+    put("hosts", &hosts)?;
+    let resolv = match f.dns {
+        Some(dns) => resolv_conf(dns).into_bytes(),
+        None => std::fs::read(HOST_RESOLV_CONF).context(|| format!("read {HOST_RESOLV_CONF}"))?,
+    };
+    put("resolv.conf", &resolv)
 }
 
 fn hosts(hostname: &str, ips: &[String]) -> String {
@@ -80,7 +107,14 @@ mod tests {
     #[test]
     fn writes_all_three_files() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "pod-a", &[], Some(&DnsConfig::default())).unwrap();
+        let dns = DnsConfig::default();
+        let files = PodFiles {
+            hostname: "pod-a",
+            ips: &[],
+            dns: Some(&dns),
+            host_network: false,
+        };
+        write(dir.path(), &files).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.path().join("hostname")).unwrap(),
             "pod-a\n"
@@ -89,6 +123,19 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.path().join("resolv.conf")).unwrap(),
             ""
+        );
+        // On the node's network the hosts file is the node's.
+        write(
+            dir.path(),
+            &PodFiles {
+                host_network: true,
+                ..files
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("hosts")).unwrap(),
+            std::fs::read(HOST_HOSTS).unwrap()
         );
     }
 }

@@ -6,14 +6,19 @@ use std::path::Path;
 
 use nix::mount::{MsFlags, mount};
 
-use super::{NamespaceMode, PodConfig, Sandbox, SandboxState, files, namespaces, network};
+use super::sysctl::{self, Kind, Sysctl};
+use super::{
+    NamespaceMode, PodConfig, Sandbox, SandboxState, cgroup, files, infra, namespaces, network,
+    quantity,
+};
 use crate::Runtime;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::state::{new_id, now_nanos};
 
-/// Size of a pod's /dev/shm (Docker's and containerd's default).
-const SHM_SIZE: &str = "size=65536k";
+/// Pod annotation sizing its /dev/shm (a quantity: `256Mi`), over the
+/// configured `runtime.shm_size`.
+pub const SHM_SIZE_ANNOTATION: &str = "crius.io/shm-size";
 
 /// Which pods ListPodSandbox returns; empty fields match everything.
 #[derive(Debug, Clone, Default)]
@@ -39,10 +44,36 @@ impl SandboxFilter {
     }
 }
 
+/// What starting the infra process made, for the record (and undoing).
+#[derive(Debug, Default)]
+struct InfraParts {
+    pid: Option<i32>,
+    pin: Option<std::path::PathBuf>,
+}
+
+/// What RunPodSandbox found valid in the request before making anything.
+struct Plan {
+    sysctls: Vec<Sysctl>,
+    shm_bytes: u64,
+}
+
+/// The size of a pod's /dev/shm: the annotation, else the configured one.
+pub(crate) fn shm_size(config: &PodConfig, default: &str) -> Result<u64> {
+    let (what, value) = match config.annotations.get(SHM_SIZE_ANNOTATION) {
+        Some(v) => (format!("pod annotation {SHM_SIZE_ANNOTATION}"), v.as_str()),
+        None => ("runtime.shm_size".to_string(), default),
+    };
+    quantity::parse(value).filter(|b| *b > 0).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "{what} {value:?} is not a positive size (such as 64Mi)"
+        ))
+    })
+}
+
 impl Runtime {
-    /// Creates a pod sandbox: its namespaces, network and files. Returns
-    /// its id. On failure nothing of it is left.
-    pub async fn run_pod_sandbox(&self, config: PodConfig) -> Result<String> {
+    /// Checks the parts of a pod request that can be wrong, so that a bad
+    /// request fails before anything is made.
+    fn plan_sandbox(&self, config: &PodConfig) -> Result<Plan> {
         for (field, value) in [
             ("name", &config.name),
             ("uid", &config.uid),
@@ -54,6 +85,37 @@ impl Runtime {
                 )));
             }
         }
+        let modes = &config.namespaces;
+        if modes.pid == NamespaceMode::Target {
+            return Err(Error::InvalidArgument(
+                "pod sandbox PID namespace mode TARGET is for containers only".into(),
+            ));
+        }
+        for (kind, mode) in [("network", modes.network), ("IPC", modes.ipc)] {
+            if matches!(mode, NamespaceMode::Container | NamespaceMode::Target) {
+                return Err(Error::InvalidArgument(format!(
+                    "pod sandbox {kind} namespace mode {mode:?} is not supported (POD or NODE)"
+                )));
+            }
+        }
+        let own = |k: Kind| match k {
+            Kind::Net | Kind::Uts => modes.network != NamespaceMode::Node,
+            Kind::Ipc => modes.ipc != NamespaceMode::Node,
+        };
+        let sysctls = sysctl::parse_all(&config.sysctls, own)?;
+        check_cgroup_parent(&config.cgroup_parent)?;
+        network::bandwidth(config)?;
+        network::ips(config)?;
+        Ok(Plan {
+            sysctls,
+            shm_bytes: shm_size(config, &self.config.runtime.shm_size)?,
+        })
+    }
+
+    /// Creates a pod sandbox: its namespaces, network, cgroup and files.
+    /// Returns its id. On failure nothing of it is left.
+    pub async fn run_pod_sandbox(&self, config: PodConfig) -> Result<String> {
+        let plan = self.plan_sandbox(&config)?;
         let handler = self
             .oci_runtime(&config.runtime_handler)?
             .name()
@@ -61,24 +123,25 @@ impl Runtime {
         let id = new_id()?;
         let name = config.unique_name();
         self.sandboxes.reserve_name(&name, &id)?;
+        tracing::debug!(pod = %id, name = %name, "creating pod sandbox");
+        let parent = if config.cgroup_parent.is_empty() {
+            self.config.runtime.default_cgroup_parent.clone()
+        } else {
+            config.cgroup_parent.clone()
+        };
+        let pod_cgroup = cgroup::pod_path(&parent, &id);
         let mut sb = Sandbox {
             id: id.clone(),
             state: SandboxState::NotReady,
             created_at: now_nanos(),
-            ips: Vec::new(),
-            runtime_handler: handler,
-            namespaces: BTreeMap::new(),
-            shm: None,
             files_dir: self.pod_root_dir(&id),
-            cgroup_parent: if config.cgroup_parent.is_empty() {
-                self.config.runtime.default_cgroup_parent.clone()
-            } else {
-                config.cgroup_parent.clone()
-            },
-            hostname: String::new(),
+            cgroup_parent: pod_cgroup.clone(),
+            pod_cgroup: Some(pod_cgroup),
             config,
+            runtime_handler: handler,
+            ..Default::default()
         };
-        match self.set_up_sandbox(&mut sb).await {
+        match self.set_up_sandbox(&mut sb, &plan).await {
             Ok(()) => {
                 sb.state = SandboxState::Ready;
                 if let Err(e) = self.sandbox_table.put(&id, &sb) {
@@ -104,16 +167,12 @@ impl Runtime {
 
     /// The steps of RunPodSandbox; each records what it made in `sb` so
     /// that [`Runtime::release_sandbox`] can undo exactly that.
-    async fn set_up_sandbox(&self, sb: &mut Sandbox) -> Result<()> {
-        let ns_dir = self.pod_state_dir(&sb.id).join("ns");
+    async fn set_up_sandbox(&self, sb: &mut Sandbox, plan: &Plan) -> Result<()> {
+        let pod_dir = self.pod_state_dir(&sb.id);
+        let ns_dir = pod_dir.join("ns");
         fsutil::create_dir_all(&ns_dir)?;
         fsutil::create_dir_all(&sb.files_dir)?;
         let modes = sb.config.namespaces.clone();
-        if modes.pid == NamespaceMode::Target {
-            return Err(Error::InvalidArgument(
-                "pod sandbox PID namespace mode TARGET is for containers only".into(),
-            ));
-        }
         let own_net = modes.network != NamespaceMode::Node;
         let own_ipc = modes.ipc != NamespaceMode::Node;
         // A pod on the node's network has the node's name, as does one
@@ -124,78 +183,194 @@ impl Runtime {
             node_hostname()?
         };
 
-        // IPC and UTS: fresh namespaces pinned for the pod's life.
-        let ipc = own_ipc.then(|| ns_dir.join("ipc"));
-        let uts = own_net.then(|| ns_dir.join("uts"));
-        if ipc.is_some() || uts.is_some() {
-            let (i, u, h) = (ipc.clone(), uts.clone(), sb.hostname.clone());
-            tokio::task::spawn_blocking(move || {
-                namespaces::create_pinned(i.as_deref(), u.as_deref(), &h)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("namespace task: {e}")))??;
-            if let Some(p) = ipc {
-                sb.namespaces.insert("ipc".into(), p);
+        // Network, IPC and UTS: fresh namespaces pinned for the pod's life.
+        let pins = namespaces::Pins {
+            net: own_net.then(|| ns_dir.join("net")),
+            ipc: own_ipc.then(|| ns_dir.join("ipc")),
+            uts: own_net.then(|| ns_dir.join("uts")),
+        };
+        if pins.net.is_some() || pins.ipc.is_some() {
+            let (p, h) = (pins.clone(), sb.hostname.clone());
+            tokio::task::spawn_blocking(move || namespaces::create_pinned(p, &h))
+                .await
+                .map_err(|e| Error::Internal(format!("namespace task: {e}")))??;
+            for (kind, pin) in [("net", pins.net), ("ipc", pins.ipc), ("uts", pins.uts)] {
+                if let Some(pin) = pin {
+                    sb.namespaces.insert(kind.into(), pin);
+                }
             }
-            if let Some(p) = uts {
-                sb.namespaces.insert("uts".into(), p);
-            }
+            tracing::debug!(pod = %sb.id, "pod namespaces created");
         }
 
         // /dev/shm shared by the pod's containers.
         if own_ipc {
-            let shm = self.pod_state_dir(&sb.id).join("shm");
-            mount_shm(&shm)?;
+            let shm = pod_dir.join("shm");
+            mount_shm(&shm, plan.shm_bytes)?;
             sb.shm = Some(shm);
         }
 
-        // Network: a pinned namespace attached through CNI.
-        if own_net {
-            let netns = ns_dir.join("net");
-            sb.ips = network::setup(&self.cni, &sb.id, &sb.config, &netns).await?;
-            sb.namespaces.insert("net".into(), netns);
+        // The network (CNI attaches the pod's namespace) and, for a shared
+        // PID namespace, the infra process: independent, so the infra
+        // process starts while the plugins run.
+        let network = async {
+            match sb.namespace("net") {
+                Some(netns) => network::setup(&self.cni, &sb.id, &sb.config, netns)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        };
+        let infra = async {
+            let mut made = InfraParts::default();
+            let started = match modes.pid == NamespaceMode::Pod {
+                true => {
+                    self.start_infra(&mut made, sb.pod_cgroup.as_deref(), &pod_dir, &ns_dir)
+                        .await
+                }
+                false => Ok(()),
+            };
+            (made, started)
+        };
+        let (network, (made, started)) = tokio::join!(network, infra);
+        sb.infra_pid = made.pid;
+        if let Some(pin) = made.pin {
+            sb.namespaces.insert("pid".into(), pin);
+        }
+        match network {
+            Ok(ips) => sb.ips = ips.unwrap_or_default(),
+            // A failed ADD has been undone already: nothing to detach.
+            Err(e) => {
+                sb.network_released = true;
+                return Err(e);
+            }
+        }
+        started?;
+
+        // Sysctls, now that the interfaces exist (per-interface ones).
+        for kind in [Kind::Net, Kind::Ipc, Kind::Uts] {
+            let of_kind: Vec<Sysctl> = plan
+                .sysctls
+                .iter()
+                .filter(|s| s.kind == kind)
+                .cloned()
+                .collect();
+            if of_kind.is_empty() {
+                continue;
+            }
+            let pin = sb.namespace(kind.pin()).cloned().ok_or_else(|| {
+                Error::Internal(format!("pod {} has no {} namespace", sb.id, kind.pin()))
+            })?;
+            tokio::task::spawn_blocking(move || sysctl::apply(kind, &pin, &of_kind))
+                .await
+                .map_err(|e| Error::Internal(format!("sysctl task: {e}")))?
+                .map_err(|e| pod_error(&sb.id, e))?;
         }
 
-        files::write(&sb.files_dir, &sb.hostname, &sb.ips, sb.config.dns.as_ref())
+        files::write(
+            &sb.files_dir,
+            &files::PodFiles {
+                hostname: &sb.hostname,
+                ips: &sb.ips,
+                dns: sb.config.dns.as_ref(),
+                host_network: !own_net,
+            },
+        )
     }
 
-    /// Detaches the pod from its network and removes its network
-    /// namespace; idempotent.
-    async fn release_sandbox_network(&self, sb: &Sandbox) -> Result<()> {
+    /// Starts the pod's infra process, pins its PID namespace and puts it
+    /// in the pod's cgroup, recording in `made` what it made.
+    async fn start_infra(
+        &self,
+        made: &mut InfraParts,
+        pod_cgroup: Option<&str>,
+        pod_dir: &Path,
+        ns_dir: &Path,
+    ) -> Result<()> {
+        let pid = infra::start(&self.monitor_bin, pod_dir).await?;
+        made.pid = Some(pid);
+        let pin = ns_dir.join("pid");
+        namespaces::pin_process_namespace(pid, "pid", &pin)?;
+        made.pin = Some(pin);
+        if let Some(pod_cgroup) = pod_cgroup {
+            // Named in the pod directory too, for recovery after a crash
+            // that lost the record.
+            let file = pod_dir.join(cgroup::RECORD_FILE);
+            std::fs::write(&file, pod_cgroup).context(|| format!("write {}", file.display()))?;
+            let leaf = format!("{pod_cgroup}/{}", cgroup::INFRA_LEAF);
+            tokio::task::spawn_blocking(move || {
+                cgroup::create(&leaf)?;
+                cgroup::add_process(&leaf, pid)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("cgroup task: {e}")))??;
+        }
+        tracing::debug!(pid, "infra process started");
+        Ok(())
+    }
+
+    /// Detaches the pod from its network unless that was done already;
+    /// records that it was.
+    async fn release_sandbox_network(&self, sb: &mut Sandbox) -> Result<()> {
+        if sb.network_released {
+            return Ok(());
+        }
         if let Some(netns) = sb.namespace("net") {
-            network::teardown(&self.cni, &sb.id, &sb.config, netns).await?;
+            network::detach(&self.cni, &sb.id, &sb.config, netns).await?;
+        }
+        sb.network_released = true;
+        Ok(())
+    }
+
+    /// Kills the infra process, if the pod has one still.
+    async fn stop_infra(&self, sb: &mut Sandbox) -> Result<()> {
+        if let Some(pid) = sb.infra_pid {
+            infra::stop(&self.pod_state_dir(&sb.id), pid).await?;
+            sb.infra_pid = None;
         }
         Ok(())
     }
 
     /// Undoes everything [`Runtime::set_up_sandbox`] made, logging what
-    /// fails; used when RunPodSandbox fails half-way and by removal.
+    /// fails; used when RunPodSandbox fails half-way.
     async fn release_sandbox(&self, sb: &Sandbox) {
-        if let Err(e) = self.release_sandbox_network(sb).await {
+        let mut sb = sb.clone();
+        if let Err(e) = self.release_sandbox_network(&mut sb).await {
             tracing::warn!(pod = %sb.id, error = %e, "releasing pod network");
         }
-        if let Err(e) = self.release_sandbox_files(sb) {
+        if let Err(e) = self.stop_infra(&mut sb).await {
+            tracing::warn!(pod = %sb.id, error = %e, "stopping pod infra process");
+        }
+        if let Err(e) = self.release_sandbox_files(&sb).await {
             tracing::warn!(pod = %sb.id, error = %e, "releasing pod files");
         }
     }
 
-    /// Removes the IPC/UTS pins, the shm mount and the pod's directories.
-    fn release_sandbox_files(&self, sb: &Sandbox) -> Result<()> {
-        for kind in ["ipc", "uts"] {
+    /// Removes the namespace pins (the network one last), the shm mount,
+    /// the pod's cgroup and its directories.
+    async fn release_sandbox_files(&self, sb: &Sandbox) -> Result<()> {
+        for kind in ["ipc", "uts", "pid"] {
             if let Some(pin) = sb.namespace(kind) {
                 namespaces::unpin(pin)?;
             }
         }
+        if let Some(netns) = sb.namespace("net") {
+            network::remove_netns(&sb.id, netns)?;
+        }
         if let Some(shm) = &sb.shm {
             unmount_shm(shm)?;
+        }
+        if let Some(pod_cgroup) = sb.pod_cgroup.clone() {
+            tokio::task::spawn_blocking(move || cgroup::remove(&pod_cgroup))
+                .await
+                .map_err(|e| Error::Internal(format!("cgroup task: {e}")))??;
         }
         fsutil::remove_dir_all(&self.pod_state_dir(&sb.id))?;
         fsutil::remove_dir_all(&sb.files_dir)
     }
 
-    /// Stops a pod: stops its containers and tears its network down.
-    /// Stopping a stopped pod, or one that is gone, is fine (the CRI makes
-    /// Stop idempotent; kubelet calls it again after RemovePodSandbox).
+    /// Stops a pod: stops its containers, tears its network down (once)
+    /// and kills its infra process. Stopping a stopped pod, or one that is
+    /// gone, is fine (the CRI makes Stop idempotent).
     pub async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
         let entry = match self.sandboxes.find(id) {
             Err(Error::NotFound { .. }) => return Ok(()),
@@ -207,24 +382,34 @@ impl Runtime {
             self.stop_container(c.id(), std::time::Duration::ZERO)
                 .await?;
         }
-        let sb = entry.get();
-        self.release_sandbox_network(&sb).await?;
-        if let Some(shm) = &sb.shm {
-            unmount_shm(shm)?;
+        let mut sb = entry.get();
+        let before = sb.clone();
+        let released = self.release_sandbox_network(&mut sb).await;
+        let stopped = match released {
+            Ok(()) => self.stop_infra(&mut sb).await,
+            Err(e) => Err(e),
+        };
+        let unmounted = match (&stopped, &sb.shm) {
+            (Ok(()), Some(shm)) => unmount_shm(shm),
+            _ => Ok(()),
+        };
+        if stopped.is_ok() && unmounted.is_ok() {
+            sb.state = SandboxState::NotReady;
         }
-        if sb.state != SandboxState::NotReady {
-            let updated = entry.update(|s| {
-                s.state = SandboxState::NotReady;
-                s.clone()
-            });
-            self.sandbox_table.put(&id, &updated)?;
-            tracing::info!(pod = %id, "pod sandbox stopped");
+        // Whatever was done is recorded, even when a later step failed.
+        if sb != before {
+            self.sandbox_table.put(&id, &sb)?;
+            entry.update(|s| *s = sb.clone());
+            if sb.state != before.state {
+                tracing::info!(pod = %id, "pod sandbox stopped");
+            }
         }
-        Ok(())
+        stopped.and(unmounted)
     }
 
-    /// Removes a pod and its containers (stopping what still runs).
-    /// Removing a pod that is gone is fine.
+    /// Removes a pod and its containers (stopping what still runs, and
+    /// tearing its network down if Stop did not). Removing a pod that is
+    /// gone is fine.
     pub async fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
         let entry = match self.sandboxes.find(id) {
             Err(Error::NotFound { .. }) => return Ok(()),
@@ -238,14 +423,53 @@ impl Runtime {
         for c in self.pod_containers(&id) {
             self.remove_container(c.id()).await?;
         }
-        let sb = entry.get();
-        self.release_sandbox_network(&sb).await?;
-        self.release_sandbox_files(&sb)?;
+        let mut sb = entry.get();
+        let released = self.release_sandbox_network(&mut sb).await;
+        if sb.network_released && !entry.lock().network_released {
+            // Not repeated if a later step fails and kubelet retries.
+            self.sandbox_table.put(&id, &sb)?;
+            entry.update(|s| s.network_released = true);
+        }
+        released?;
+        self.stop_infra(&mut sb).await?;
+        self.release_sandbox_files(&sb).await?;
         self.sandbox_table.delete(&id)?;
         self.sandboxes.remove(&id);
         self.sandboxes.release_name(&sb.config.unique_name(), &id);
         tracing::info!(pod = %id, "pod sandbox removed");
         Ok(())
+    }
+
+    /// The PID namespace a new container of pod `sb` joins when it names a
+    /// target container (CRI PID mode TARGET): that container's, which
+    /// must be in the same pod and running.
+    pub(crate) fn pid_target_namespace(
+        &self,
+        sb: &Sandbox,
+        config: &crate::container::ContainerConfig,
+    ) -> Result<Option<std::path::PathBuf>> {
+        let target_id = &config.pid_target_id;
+        if target_id.is_empty() {
+            return Ok(None);
+        }
+        let target = self.containers.find(target_id)?.get();
+        if target.sandbox_id != sb.id {
+            return Err(Error::InvalidArgument(format!(
+                "container {:?}: PID namespace target {} is in another pod",
+                config.name, target.id
+            )));
+        }
+        let path = std::path::PathBuf::from(format!("/proc/{}/ns/pid", target.pid));
+        if target.state != crate::container::ContainerState::Running
+            || target.pid <= 0
+            || !path.exists()
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "container {:?}: PID namespace target {} is not running",
+                config.name, target.id
+            )));
+        }
+        Ok(Some(path))
     }
 
     /// A pod by id or unique id prefix.
@@ -267,6 +491,42 @@ impl Runtime {
     }
 }
 
+/// A cgroup parent must be an absolute cgroupfs path inside the cgroup
+/// hierarchies (crius makes the pod's cgroup below it).
+fn check_cgroup_parent(parent: &str) -> Result<()> {
+    if parent.is_empty() {
+        return Ok(());
+    }
+    let bad = |why: &str| {
+        Err(Error::InvalidArgument(format!(
+            "pod sandbox linux.cgroup_parent {parent:?}: {why}"
+        )))
+    };
+    if !parent.starts_with('/') {
+        return bad(
+            "must be an absolute cgroupfs path (the systemd cgroup driver is not supported)",
+        );
+    }
+    if parent
+        .split('/')
+        .any(|c| c == "." || c == ".." || c.contains('\0'))
+    {
+        return bad("must not hold \".\" or \"..\"");
+    }
+    Ok(())
+}
+
+/// Wraps an error of a pod's set-up with the pod it concerns.
+fn pod_error(id: &str, e: Error) -> Error {
+    match e {
+        Error::Io { context, source } => Error::Io {
+            context: format!("pod sandbox {id}: {context}"),
+            source,
+        },
+        other => other,
+    }
+}
+
 fn node_hostname() -> Result<String> {
     Ok(nix::unistd::gethostname()
         .context(|| "read the node's hostname")?
@@ -274,18 +534,51 @@ fn node_hostname() -> Result<String> {
         .into_owned())
 }
 
-fn mount_shm(path: &Path) -> Result<()> {
+fn mount_shm(path: &Path, bytes: u64) -> Result<()> {
     fsutil::create_dir_all(path)?;
     mount(
         Some("shm"),
         path,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some(format!("mode=1777,{SHM_SIZE}").as_str()),
+        Some(format!("mode=1777,size={bytes}").as_str()),
     )
     .context(|| format!("mount pod shm at {}", path.display()))
 }
 
 fn unmount_shm(path: &Path) -> Result<()> {
     fsutil::unmount(path, "pod shm")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_parents_must_stay_inside_the_hierarchies() {
+        for ok in ["", "/", "/kubepods/burstable/pod1", "/crius-e2e-1/"] {
+            check_cgroup_parent(ok).unwrap();
+        }
+        for bad in ["kubepods.slice", "/kubepods/../../x", "/a/./b"] {
+            let e = check_cgroup_parent(bad).unwrap_err();
+            assert!(e.to_string().contains("cgroup_parent"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn shm_size_from_annotation_or_config() {
+        let mut config = PodConfig::default();
+        assert_eq!(shm_size(&config, "64Mi").unwrap(), 64 << 20);
+        config
+            .annotations
+            .insert(SHM_SIZE_ANNOTATION.into(), "1Gi".into());
+        assert_eq!(shm_size(&config, "64Mi").unwrap(), 1 << 30);
+        config
+            .annotations
+            .insert(SHM_SIZE_ANNOTATION.into(), "huge".into());
+        let e = shm_size(&config, "64Mi").unwrap_err();
+        assert!(e.to_string().contains(SHM_SIZE_ANNOTATION), "{e}");
+        let e = shm_size(&PodConfig::default(), "0").unwrap_err();
+        assert!(e.to_string().contains("runtime.shm_size"), "{e}");
+    }
 }

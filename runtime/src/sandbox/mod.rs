@@ -1,18 +1,32 @@
-//! Pod sandboxes: the namespaces, network and files that a pod's
-//! containers share. There is no infra (pause) process: the network, IPC
-//! and UTS namespaces are pinned by bind mounts for the pod's life.
+//! Pod sandboxes: the namespaces, network, cgroup and files that a pod's
+//! containers share. There is no pause container: the network, IPC and UTS
+//! namespaces are created in-process and pinned by bind mounts for the
+//! pod's life. Only a pod that shares one PID namespace among its
+//! containers gets a process of its own, the infra process (a mode of
+//! `crius-monitor`, see [`infra`]), to be that namespace's init.
 
+mod cgroup;
 mod files;
+pub mod infra;
 mod lifecycle;
 mod namespaces;
 mod network;
+mod quantity;
+mod recover;
+mod sysctl;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use lifecycle::SandboxFilter;
+pub use lifecycle::{SHM_SIZE_ANNOTATION, SandboxFilter};
+
+/// Checks the sandbox-related settings, so that a bad config stops the
+/// daemon at start rather than failing every pod.
+pub(crate) fn check_settings(s: &crate::config::RuntimeSettings) -> crate::Result<()> {
+    lifecycle::shm_size(&PodConfig::default(), &s.shm_size).map(drop)
+}
 
 /// What RunPodSandbox asks for.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -45,6 +59,10 @@ pub struct PodConfig {
     pub namespaces: NamespaceModes,
     /// RuntimeClass handler; empty means the default.
     pub runtime_handler: String,
+    /// Namespaced sysctls to set in the pod's namespaces, by name
+    /// (`net.ipv4.ip_unprivileged_port_start` or `net/ipv4/…`).
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
 }
 
 impl PodConfig {
@@ -107,16 +125,17 @@ pub struct NamespaceModes {
 }
 
 /// Whether a sandbox can host containers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SandboxState {
     /// Namespaces and network are set up.
     Ready,
     /// Stopped: network torn down; only removal is left.
+    #[default]
     NotReady,
 }
 
 /// A pod sandbox as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sandbox {
     /// 64-hex id.
     pub id: String,
@@ -130,18 +149,31 @@ pub struct Sandbox {
     pub ips: Vec<String>,
     /// The RuntimeClass handler in use (resolved default included).
     pub runtime_handler: String,
-    /// Pinned namespaces, by kind ("net", "ipc", "uts"); absent when the
-    /// node's is used.
+    /// Pinned namespaces, by kind ("net", "ipc", "uts", "pid"); absent
+    /// when the node's is used (or, for "pid", one per container).
     pub namespaces: BTreeMap<String, PathBuf>,
     /// The pod's /dev/shm (a tmpfs), when it has its own IPC namespace.
     pub shm: Option<PathBuf>,
     /// The pod's hostname, hosts and resolv.conf files.
     pub files_dir: PathBuf,
-    /// The cgroup parent its containers go under.
+    /// The cgroup parent its containers go under: the pod's own cgroup.
     pub cgroup_parent: String,
     /// The hostname its UTS namespace carries (the node's when the pod
     /// asked for none).
     pub hostname: String,
+    /// The pod's cgroup, made by crius below the requested cgroup parent
+    /// and removed with the pod (`None` in records of older versions,
+    /// whose containers went straight under the parent).
+    #[serde(default)]
+    pub pod_cgroup: Option<String>,
+    /// PID (host namespace) of the infra process holding the pod's PID
+    /// namespace, for pods whose containers share one.
+    #[serde(default)]
+    pub infra_pid: Option<i32>,
+    /// Set once the pod has been detached from its network (CNI DEL
+    /// succeeded), so that stopping again or removing does not repeat it.
+    #[serde(default)]
+    pub network_released: bool,
 }
 
 impl Sandbox {

@@ -6,11 +6,64 @@ use std::path::Path;
 use crius_cni::{Attachment, Cni};
 use serde_json::{Map, Value, json};
 
-use super::PodConfig;
+use super::{PodConfig, quantity};
 use crate::error::{Error, Result};
 
 /// The interface CNI creates in the pod.
-const POD_IFNAME: &str = "eth0";
+pub const POD_IFNAME: &str = "eth0";
+
+/// Pod annotations asking for traffic shaping (Kubernetes'), in bits per
+/// second; handed to plugins declaring the `bandwidth` capability.
+const INGRESS_BANDWIDTH: &str = "kubernetes.io/ingress-bandwidth";
+const EGRESS_BANDWIDTH: &str = "kubernetes.io/egress-bandwidth";
+
+/// Pod annotation asking for specific addresses (comma-separated, each
+/// with or without a prefix length), handed to plugins declaring the `ips`
+/// capability (host-local honours it). The CRI has no field for this.
+pub const IPS_ANNOTATION: &str = "crius.io/ips";
+
+/// The `ips` capability arg from the pod's annotation.
+pub fn ips(config: &PodConfig) -> Result<Option<Value>> {
+    let Some(v) = config.annotations.get(IPS_ANNOTATION) else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (addr, prefix) = item.split_once('/').unwrap_or((item, ""));
+        let ok = addr.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            prefix.is_empty() || prefix.parse::<u8>().is_ok_and(|p| p <= max)
+        });
+        if !ok {
+            return Err(Error::InvalidArgument(format!(
+                "pod annotation {IPS_ANNOTATION}: {item:?} is not an IP address"
+            )));
+        }
+        out.push(Value::String(item.to_string()));
+    }
+    Ok((!out.is_empty()).then_some(Value::Array(out)))
+}
+
+/// The `bandwidth` capability arg from the pod's annotations, as
+/// containerd builds it (the burst is left at its largest).
+pub fn bandwidth(config: &PodConfig) -> Result<Option<Value>> {
+    let mut out = Map::new();
+    for (key, rate, burst) in [
+        (INGRESS_BANDWIDTH, "ingressRate", "ingressBurst"),
+        (EGRESS_BANDWIDTH, "egressRate", "egressBurst"),
+    ] {
+        if let Some(v) = config.annotations.get(key) {
+            let bits = quantity::parse(v).filter(|b| *b > 0).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "pod annotation {key}={v:?} is not a positive quantity (bits per second)"
+                ))
+            })?;
+            out.insert(rate.into(), bits.into());
+            out.insert(burst.into(), u64::from(u32::MAX).into());
+        }
+    }
+    Ok((!out.is_empty()).then_some(Value::Object(out)))
+}
 
 /// The CNI attachment of the pod `id` whose namespace is pinned at `netns`.
 fn attachment(id: &str, config: &PodConfig, netns: &Path) -> Attachment {
@@ -44,6 +97,13 @@ fn attachment(id: &str, config: &PodConfig, netns: &Path) -> Attachment {
             json!({"servers": dns.servers, "searches": dns.searches, "options": dns.options}),
         );
     }
+    // Checked before anything was made (RunPodSandbox validates first).
+    if let Ok(Some(b)) = bandwidth(config) {
+        capability_args.insert("bandwidth".into(), b);
+    }
+    if let Ok(Some(ips)) = ips(config) {
+        capability_args.insert("ips".into(), ips);
+    }
     Attachment {
         container_id: id.to_string(),
         netns: netns.to_path_buf(),
@@ -53,45 +113,108 @@ fn attachment(id: &str, config: &PodConfig, netns: &Path) -> Attachment {
     }
 }
 
-/// Creates the pod's network namespace at `netns` and attaches it to the
-/// default network. Returns the pod IPs. On failure nothing is left.
+/// Attaches the pod's network namespace, pinned at `netns`, to the
+/// default network. Returns the pod IPs, IPv4 first. A failed ADD has been
+/// rolled back (CNI DEL) when this returns.
 pub async fn setup(cni: &Cni, id: &str, config: &PodConfig, netns: &Path) -> Result<Vec<String>> {
-    let pin = netns.to_path_buf();
-    tokio::task::spawn_blocking(move || crius_cni::netns::create(&pin))
+    let result = cni
+        .setup(&attachment(id, config, netns))
         .await
-        .map_err(|e| Error::Internal(format!("netns task: {e}")))?
         .map_err(|source| Error::Network {
-            context: format!("create network namespace of pod sandbox {id}"),
+            context: format!("set up network of pod sandbox {id}"),
             source: Box::new(source),
         })?;
-    match cni.setup(&attachment(id, config, netns)).await {
-        Ok(result) => {
-            // IPv4 first: kubelet takes the first IP as the pod's primary.
-            let mut ips: Vec<_> = result.sandbox_ips(POD_IFNAME).collect();
-            ips.sort_by_key(|ip| !ip.is_ipv4());
-            Ok(ips.iter().map(|ip| ip.to_string()).collect())
-        }
-        Err(source) => {
-            let _ = crius_cni::netns::remove(netns);
-            Err(Error::Network {
-                context: format!("set up network of pod sandbox {id}"),
-                source: Box::new(source),
-            })
-        }
-    }
+    // IPv4 first: kubelet takes the first IP as the pod's primary.
+    let mut ips: Vec<_> = result.sandbox_ips(POD_IFNAME).collect();
+    ips.sort_by_key(|ip| !ip.is_ipv4());
+    Ok(ips.iter().map(|ip| ip.to_string()).collect())
 }
 
-/// Detaches the pod from its network and removes its network namespace.
+/// Detaches the pod from its network (CNI DEL, from the cached ADD).
 /// Safe to call again after it succeeded.
-pub async fn teardown(cni: &Cni, id: &str, config: &PodConfig, netns: &Path) -> Result<()> {
+pub async fn detach(cni: &Cni, id: &str, config: &PodConfig, netns: &Path) -> Result<()> {
     cni.teardown(&attachment(id, config, netns))
         .await
         .map_err(|source| Error::Network {
             context: format!("tear down network of pod sandbox {id}"),
             source: Box::new(source),
-        })?;
+        })
+}
+
+/// Removes the pod's network namespace pin; a missing one is fine.
+pub fn remove_netns(id: &str, netns: &Path) -> Result<()> {
     crius_cni::netns::remove(netns).map_err(|source| Error::Network {
         context: format!("remove network namespace of pod sandbox {id}"),
         source: Box::new(source),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn capability_args_from_the_pod() {
+        let config = PodConfig {
+            name: "web".into(),
+            namespace: "ns".into(),
+            uid: "u".into(),
+            port_mappings: vec![
+                super::super::PortMapping {
+                    protocol: "udp".into(),
+                    container_port: 53,
+                    host_port: 5353,
+                    host_ip: "127.0.0.1".into(),
+                },
+                // No host port: nothing to map.
+                super::super::PortMapping {
+                    protocol: "tcp".into(),
+                    container_port: 80,
+                    host_port: 0,
+                    host_ip: String::new(),
+                },
+            ],
+            annotations: BTreeMap::from([(INGRESS_BANDWIDTH.to_string(), "10M".to_string())]),
+            ..Default::default()
+        };
+        let att = attachment("p1", &config, Path::new("/run/x"));
+        assert_eq!(
+            att.capability_args["portMappings"],
+            json!([{"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "127.0.0.1"}])
+        );
+        assert_eq!(
+            att.capability_args["bandwidth"],
+            json!({"ingressRate": 10_000_000u64, "ingressBurst": 4294967295u64})
+        );
+        assert!(att.capability_args.get("dns").is_none());
+        assert!(
+            att.args
+                .contains(&("K8S_POD_INFRA_CONTAINER_ID".into(), "p1".into()))
+        );
+        assert!(att.args.contains(&("K8S_POD_UID".into(), "u".into())));
+
+        let mut bad = config.clone();
+        bad.annotations
+            .insert(EGRESS_BANDWIDTH.into(), "lots".into());
+        let e = bandwidth(&bad).unwrap_err();
+        assert!(e.to_string().contains(EGRESS_BANDWIDTH), "{e}");
+
+        let mut with_ips = config.clone();
+        with_ips
+            .annotations
+            .insert(IPS_ANNOTATION.into(), "10.1.2.3, fd00::3/64".into());
+        let att = attachment("p1", &with_ips, Path::new("/run/x"));
+        assert_eq!(
+            att.capability_args["ips"],
+            json!(["10.1.2.3", "fd00::3/64"])
+        );
+        for bad in ["10.1.2", "10.1.2.3/99", "x"] {
+            with_ips
+                .annotations
+                .insert(IPS_ANNOTATION.into(), bad.into());
+            let e = ips(&with_ips).unwrap_err();
+            assert!(e.to_string().contains(IPS_ANNOTATION), "{bad}: {e}");
+        }
+    }
 }

@@ -12,6 +12,10 @@ pub struct Args {
     pub endpoint: Option<PathBuf>,
     pub pid: Option<u32>,
     pub registry: Option<String>,
+    /// `sandboxes`: a CNI conflist for crius's network (else the test one).
+    pub conflist: Option<PathBuf>,
+    /// `sandboxes`: the pods' PID namespace mode, "container" or "pod".
+    pub pid_namespace: String,
 }
 
 /// Parses `crius-bench COMMAND [--flag value]…`.
@@ -25,6 +29,8 @@ pub fn parse() -> Result<Args> {
         endpoint: None,
         pid: None,
         registry: None,
+        conflist: None,
+        pid_namespace: "container".into(),
     };
     while let Some(flag) = argv.next() {
         let value = argv
@@ -38,6 +44,8 @@ pub fn parse() -> Result<Args> {
             "--endpoint" => args.endpoint = Some(value.trim_start_matches("unix://").into()),
             "--pid" => args.pid = Some(value.parse().map_err(bad)?),
             "--registry" => args.registry = Some(value),
+            "--conflist" => args.conflist = Some(value.into()),
+            "--pid-namespace" => args.pid_namespace = value,
             _ => return Err(err(format!("unknown flag {flag}"))),
         }
     }

@@ -6,6 +6,8 @@
 //! crius-bench idle [--seconds S] [--endpoint SOCKET --pid PID]
 //! crius-bench pods [--count N] [--handler H] [--endpoint SOCKET --pid PID]
 //! crius-bench push --registry HOST:PORT   # the test images, for trying things by hand
+//! crius-bench sandboxes [--count N] [--conflist FILE] [--pid-namespace pod|container]
+//!                       [--endpoint SOCKET --pid PID]
 //! ```
 //!
 //! Build it and crius in release mode first (`cargo build --release
@@ -16,6 +18,7 @@ mod args;
 mod idle;
 mod pods;
 mod push;
+mod sandboxes;
 mod target;
 mod util;
 
@@ -27,9 +30,11 @@ async fn main() -> std::process::ExitCode {
         Ok(args) if args.command == "idle" => idle::run(&args).await,
         Ok(args) if args.command == "pods" => pods::run(&args).await,
         Ok(args) if args.command == "push" => push::run(&args).await,
+        Ok(args) if args.command == "sandboxes" => sandboxes::run(&args).await,
         Ok(_) => Err(err(
-            "usage: crius-bench idle|pods|push [--seconds S] [--count N] [--handler H] \
-             [--endpoint SOCKET --pid PID] [--registry HOST:PORT]",
+            "usage: crius-bench idle|pods|push|sandboxes [--seconds S] [--count N] [--handler H] \
+             [--endpoint SOCKET --pid PID] [--registry HOST:PORT] [--conflist FILE] \
+             [--pid-namespace pod|container]",
         )),
         Err(e) => Err(e),
     };
