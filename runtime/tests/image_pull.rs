@@ -19,6 +19,7 @@ use std::time::Duration;
 use crius_runtime::Error;
 use crius_runtime::config::RegistrySettings;
 use crius_runtime::image::{Credentials, Image, ImageStore};
+use crius_runtime::metrics::PullMetrics;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::manifest::{self, ImageIndexEntry, OciImageIndex, OciImageManifest, Platform};
 use oci_client::secrets::RegistryAuth;
@@ -86,6 +87,11 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn open_store(root: &Path, settings: RegistrySettings) -> ImageStore {
+    let metrics = PullMetrics::register(&prometheus::Registry::new()).unwrap();
+    ImageStore::open(root, settings, metrics).unwrap()
 }
 
 fn free_port() -> u16 {
@@ -303,7 +309,7 @@ async fn pulls_oci_docker_and_index_images() {
     require_root();
     let reg = Registry::start(None);
     let root = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(root.path(), RegistrySettings::default()).unwrap();
+    let store = open_store(root.path(), RegistrySettings::default());
     let client = push_client();
     let host = &reg.addr;
 
@@ -422,7 +428,7 @@ async fn pulls_oci_docker_and_index_images() {
     assert_eq!(store.get(&oci_ref).unwrap().unwrap().id, moved.id);
 
     // Records survive a restart; nothing half-made is around.
-    let reopened = ImageStore::open(root.path(), RegistrySettings::default()).unwrap();
+    let reopened = open_store(root.path(), RegistrySettings::default());
     assert_eq!(reopened.list(), store.list());
     assert_eq!(
         std::fs::read_dir(root.path().join("content/ingest"))
@@ -440,7 +446,7 @@ async fn pull_errors_name_what_failed() {
     require_root();
     let reg = Registry::start(None);
     let root = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(root.path(), RegistrySettings::default()).unwrap();
+    let store = open_store(root.path(), RegistrySettings::default());
     push_image(
         &push_client(),
         &format!("{}/test/e:v1", reg.addr),
@@ -522,7 +528,7 @@ async fn pull_with_credentials() {
         "user:$2b$04$GNSp4C.pzFiRkaSpY0w3l.VHe6e5etaSeSxvIJP7cMzsd0tY6An9m",
     ));
     let root = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(root.path(), RegistrySettings::default()).unwrap();
+    let store = open_store(root.path(), RegistrySettings::default());
     let reference = format!("{}/test/private:v1", reg.addr);
     let basic = |p: &str| RegistryAuth::Basic("user".into(), p.into());
     push_image_as(
@@ -535,10 +541,7 @@ async fn pull_with_credentials() {
     )
     .await;
 
-    let creds = |p: &str| Credentials {
-        username: "user".into(),
-        password: p.into(),
-    };
+    let creds = |p: &str| Credentials::basic("user", p);
     for (given, says) in [
         (None, "authentication required for"),
         (Some(creds("wrong")), "rejected"),

@@ -1,5 +1,5 @@
-//! Unpacking a layer blob (tar, gzip'd or not) into an empty directory in
-//! the form overlayfs reads as a lower layer.
+//! Unpacking a layer blob (a tar: plain, gzip or zstd) into an empty
+//! directory in the form overlayfs reads as a lower layer.
 //!
 //! Entries keep their mode, numeric owner, mtime, xattrs, symlinks,
 //! hardlinks (within the layer), device nodes and fifos. OCI whiteouts
@@ -73,39 +73,44 @@ impl fmt::Display for UnpackError {
     }
 }
 
-/// Unpacks the layer blob at `blob` into `dest` (an empty directory) and
-/// returns the digest of the uncompressed tar (its diff id). The
-/// compression comes from `media_type`, or from the blob's first bytes
-/// when the type does not say.
-pub fn unpack_layer(blob: &Path, media_type: &str, dest: &Path) -> Result<Digest, UnpackError> {
-    let file = File::open(blob).map_err(|source| UnpackError::Io {
-        entry: String::new(),
-        op: "open layer blob",
-        source,
-    })?;
-    let mut input = BufReader::with_capacity(256 * 1024, file);
-    let compression = match Compression::from_media_type(media_type) {
-        Ok(Some(c)) => c,
-        Ok(None) => Compression::sniff(input.fill_buf().map_err(UnpackError::Read)?),
-        Err(m) => return Err(UnpackError::Unsupported(m)),
+/// Unpacks a layer blob read from `blob` into `dest` (an empty
+/// directory) and returns the digest of the uncompressed tar (its diff
+/// id). The compression comes from `media_type`, or from the blob's first
+/// bytes when the type does not say.
+///
+/// `blob` is always read to its end, even past the end of the compressed
+/// stream (padding some writers leave), so that a source which verifies
+/// the blob as it is read has verified all of it when this returns.
+pub fn unpack_layer<R: Read>(
+    mut blob: R,
+    media_type: &str,
+    dest: &Path,
+) -> Result<Digest, UnpackError> {
+    let diff_id = {
+        let mut input = BufReader::with_capacity(256 * 1024, &mut blob);
+        let compression = match Compression::from_media_type(media_type) {
+            Ok(Some(c)) => c,
+            Ok(None) => Compression::sniff(input.fill_buf().map_err(UnpackError::Read)?),
+            Err(m) => return Err(UnpackError::Unsupported(m)),
+        };
+        let decoded: Box<dyn Read + '_> = match compression {
+            Compression::None => Box::new(input),
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+            Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::with_buffer(input).map_err(UnpackError::Read)?,
+            ),
+        };
+        let mut hashing = HashingReader {
+            inner: decoded,
+            verifier: Verifier::default(),
+        };
+        apply_tar(&mut hashing, dest)?;
+        // The diff id covers the whole stream, end-of-archive padding too.
+        io::copy(&mut hashing, &mut io::sink()).map_err(UnpackError::Read)?;
+        hashing.verifier.finish()
     };
-    let decoded: Box<dyn Read> = match compression {
-        Compression::None => Box::new(input),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-        Compression::Zstd => {
-            return Err(UnpackError::Unsupported(
-                "zstd-compressed layers are not supported yet".into(),
-            ));
-        }
-    };
-    let mut hashing = HashingReader {
-        inner: decoded,
-        verifier: Verifier::default(),
-    };
-    apply_tar(&mut hashing, dest)?;
-    // The diff id covers the whole stream, end-of-archive padding too.
-    io::copy(&mut hashing, &mut io::sink()).map_err(UnpackError::Read)?;
-    Ok(hashing.verifier.finish())
+    io::copy(&mut blob, &mut io::sink()).map_err(UnpackError::Read)?;
+    Ok(diff_id)
 }
 
 struct HashingReader<R> {
@@ -862,41 +867,49 @@ mod tests {
     }
 
     #[test]
-    fn gzip_and_plain_layers_and_diff_id() {
+    fn gzip_zstd_and_plain_layers_and_diff_id() {
         let tar = TarBuilder::new().file("a", b"hello").bytes();
         let diff_id = Digest::of(&tar);
-        let dir = tempfile::tempdir().unwrap();
-        let plain = dir.path().join("plain");
-        fs::write(&plain, &tar).unwrap();
-        let gz = dir.path().join("gz");
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         enc.write_all(&tar).unwrap();
-        fs::write(&gz, enc.finish().unwrap()).unwrap();
+        let gz = enc.finish().unwrap();
+        let zst = zstd::encode_all(&tar[..], 3).unwrap();
+        // Two zstd frames back to back are one stream.
+        let (head, tail) = tar.split_at(700);
+        let mut zst2 = zstd::encode_all(head, 1).unwrap();
+        zst2.extend(zstd::encode_all(tail, 1).unwrap());
         for (blob, media_type) in [
-            (&plain, "application/vnd.oci.image.layer.v1.tar"),
+            (&tar, "application/vnd.oci.image.layer.v1.tar"),
             (&gz, "application/vnd.oci.image.layer.v1.tar+gzip"),
             (&gz, "application/octet-stream"),
-            (&plain, ""),
+            (&tar, ""),
+            (&zst, "application/vnd.oci.image.layer.v1.tar+zstd"),
+            (&zst2, "application/vnd.oci.image.layer.v1.tar+zstd"),
+            (&zst, ""),
         ] {
             let out = tempfile::tempdir().unwrap();
-            let got = unpack_layer(blob, media_type, out.path()).unwrap();
+            let mut reader = &blob[..];
+            let got = unpack_layer(&mut reader, media_type, out.path()).unwrap();
             assert_eq!(got, diff_id, "{media_type}");
+            assert!(reader.is_empty(), "the blob is read to its end");
             assert_eq!(fs::read(out.path().join("a")).unwrap(), b"hello");
+        }
+        // Declared gzip or zstd, but plain: a read error, not a panic.
+        for media_type in [
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ] {
+            let out = tempfile::tempdir().unwrap();
+            let e = unpack_layer(&tar[..], media_type, out.path());
+            assert!(matches!(e, Err(UnpackError::Read(_))), "{e:?}");
         }
         let out = tempfile::tempdir().unwrap();
         let e = unpack_layer(
-            &gz,
-            "application/vnd.oci.image.layer.v1.tar+zstd",
+            &tar[..],
+            "application/vnd.oci.image.layer.v1.tar+lz4",
             out.path(),
         );
-        assert!(matches!(e, Err(UnpackError::Unsupported(ref m)) if m.contains("zstd")));
-        // Declared gzip, but plain: a read error, not a panic.
-        let e = unpack_layer(
-            &plain,
-            "application/vnd.oci.image.layer.v1.tar+gzip",
-            out.path(),
-        );
-        assert!(matches!(e, Err(UnpackError::Read(_))), "{e:?}");
+        assert!(matches!(e, Err(UnpackError::Unsupported(_))), "{e:?}");
     }
 
     #[test]
