@@ -35,6 +35,7 @@ pub mod image;
 mod leaks;
 mod nodedir;
 mod registry;
+pub mod synth;
 
 use std::fmt;
 use std::net::{Ipv4Addr, TcpListener};

@@ -4,9 +4,9 @@
 //! store (a few at a time, each unpacked while it downloads), record the
 //! image.
 //!
-//! Every blob is verified against its digest and size as it streams; every
-//! layer against its diff id as it unpacks; nothing becomes visible before
-//! both matched. Layers already unpacked and blobs already stored are not
+//! Every blob is verified against its digest (by oci-client's stream) and
+//! its size (here) as it streams; every layer against its diff id as it
+//! unpacks; nothing becomes visible before both matched. Layers already unpacked and blobs already stored are not
 //! fetched again; concurrent pulls of the same layer wait for one download.
 //! Compressed layer blobs are not kept: once unpacked nothing reads them.
 
@@ -18,13 +18,13 @@ use futures_util::StreamExt;
 use oci_client::Client;
 use oci_client::Reference;
 use oci_client::RegistryOperation;
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 use tokio::sync::mpsc;
 
 use super::auth::Credentials;
-use super::content::{Digest, IngestError, Verifier};
+use super::content::{Digest, IngestError};
 use super::gc::Lease;
 use super::layers::{LayerSource, chain_ids};
 use super::manifest::{
@@ -493,9 +493,10 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// Passes the blob's chunks to the unpacker, verifying size and digest
-    /// and watching for stalls. `Ok(false)`: the unpacker stopped taking
-    /// them (it failed).
+    /// Passes the blob's chunks to the unpacker, checking the size and
+    /// watching for stalls; oci-client's stream checks the digest (and
+    /// fails at the end on a mismatch). `Ok(false)`: the unpacker stopped
+    /// taking chunks (it failed).
     async fn feed(
         &self,
         mut stream: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin,
@@ -504,7 +505,7 @@ impl<'a> Source<'a> {
         tx: &mpsc::Sender<Chunk>,
         failed: &AtomicBool,
     ) -> Result<bool> {
-        let mut verifier = Verifier::default();
+        let mut got = 0u64;
         loop {
             if failed.load(Ordering::Relaxed) {
                 return Err(Error::Internal(format!(
@@ -516,11 +517,10 @@ impl<'a> Source<'a> {
                 Err(_) => {
                     return Err(Error::Unavailable(format!(
                         "pull {}: download of blob {digest} from {} stalled: no data for {} s \
-                         after {} of {size} bytes; cancelled",
+                         after {got} of {size} bytes; cancelled",
                         self.image_ref,
                         self.ep,
                         self.stall.as_secs(),
-                        verifier.len()
                     )));
                 }
             };
@@ -528,17 +528,13 @@ impl<'a> Source<'a> {
                 None => break,
                 Some(Ok(chunk)) => chunk,
                 Some(Err(source)) => {
-                    // oci-client verifies digests itself and reports a
-                    // mismatch as a stream error at the very end; if all
-                    // bytes came, say what is actually wrong.
-                    let got = verifier.len();
-                    if got == size {
-                        let hashed = verifier.finish();
-                        if &hashed != digest {
-                            return Err(self.bad_content(format!(
-                                "blob {digest}: digest mismatch: content hashes to {hashed}"
-                            )));
-                        }
+                    let mismatch = source
+                        .get_ref()
+                        .and_then(|e| e.downcast_ref::<DigestError>());
+                    if let Some(DigestError::VerificationError { actual, .. }) = mismatch {
+                        return Err(self.bad_content(format!(
+                            "blob {digest}: digest mismatch: content hashes to {actual}"
+                        )));
                     }
                     return Err(Error::Unavailable(format!(
                         "pull {}: download of blob {digest} from {} failed after {got} of {size} \
@@ -549,8 +545,8 @@ impl<'a> Source<'a> {
                     )));
                 }
             };
-            verifier.update(&chunk);
-            if verifier.len() > size {
+            got += chunk.len() as u64;
+            if got > size {
                 return Err(self.bad_content(format!(
                     "blob {digest}: more than the {size} bytes the manifest announces"
                 )));
@@ -561,16 +557,9 @@ impl<'a> Source<'a> {
                 return Ok(false);
             }
         }
-        if verifier.len() != size {
+        if got != size {
             return Err(self.bad_content(format!(
-                "blob {digest}: truncated: got {} of {size} bytes",
-                verifier.len()
-            )));
-        }
-        let got = verifier.finish();
-        if &got != digest {
-            return Err(self.bad_content(format!(
-                "blob {digest}: digest mismatch: content hashes to {got}"
+                "blob {digest}: truncated: got {got} of {size} bytes"
             )));
         }
         Ok(true)

@@ -34,6 +34,9 @@ const WHITEOUT_META_PREFIX: &str = ".wh..wh.";
 const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
+/// Files at least this large get their writeback started as soon as they
+/// are written (see [`start_writeback`]).
+const EARLY_WRITEBACK_MIN: u64 = 256 * 1024;
 
 /// Why a layer could not be unpacked. The caller adds which layer of
 /// which image.
@@ -289,6 +292,9 @@ impl Unpacker<'_> {
                         format!("{name:?}: got {written} of {} bytes", entry.size()),
                     )));
                 }
+                if written >= EARLY_WRITEBACK_MIN {
+                    start_writeback(&file);
+                }
                 apply_meta(&full, &meta, Target::File(&file)).map_err(io_err("set metadata"))?;
             }
             EntryType::Symlink => {
@@ -350,15 +356,16 @@ impl Unpacker<'_> {
     /// Reads the entry's owner, mode, mtime and xattrs (before its data).
     fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<Meta, String> {
         let h = entry.header();
-        let id = |v: io::Result<u64>, what: &str| -> Result<u32, String> {
-            let v = v.map_err(|e| format!("bad {what}: {e}"))?;
+        let raw = h.as_old();
+        let id = |v: io::Result<u64>, field: &[u8], what: &str| -> Result<u32, String> {
+            let v = numeric(v, field, what)?;
             u32::try_from(v).map_err(|_| format!("{what} {v} out of range"))
         };
-        let uid = id(h.uid(), "uid")?;
-        let gid = id(h.gid(), "gid")?;
-        let mode = h.mode().map_err(|e| format!("bad mode: {e}"))? & 0o7777;
-        let mtime = h.mtime().map_err(|e| format!("bad mtime: {e}"))?;
-        let mtime = i64::try_from(mtime).map_err(|_| format!("mtime {mtime} out of range"))?;
+        let mut uid = id(h.uid(), &raw.uid, "uid")?;
+        let mut gid = id(h.gid(), &raw.gid, "gid")?;
+        let mode = numeric(h.mode().map(u64::from), &raw.mode, "mode")? as u32 & 0o7777;
+        let mtime = numeric(h.mtime(), &raw.mtime, "mtime")?;
+        let mut mtime = i64::try_from(mtime).map_err(|_| format!("mtime {mtime} out of range"))?;
         let mut xattrs = Vec::new();
         if let Some(exts) = entry
             .pax_extensions()
@@ -366,8 +373,23 @@ impl Unpacker<'_> {
         {
             for ext in exts {
                 let ext = ext.map_err(|e| format!("bad pax header: {e}"))?;
-                if let Some(key) = ext.key_bytes().strip_prefix(PAX_XATTR_PREFIX.as_bytes()) {
+                let key = ext.key_bytes();
+                if let Some(key) = key.strip_prefix(PAX_XATTR_PREFIX.as_bytes()) {
                     xattrs.push((key.to_vec(), ext.value_bytes().to_vec()));
+                    continue;
+                }
+                // Values too large for the header (Go's writer, for one,
+                // puts them here).
+                let value = String::from_utf8_lossy(ext.value_bytes());
+                let bad = |what: &str| format!("bad pax {what} {value:?}");
+                match key {
+                    b"uid" => uid = value.trim().parse().map_err(|_| bad("uid"))?,
+                    b"gid" => gid = value.trim().parse().map_err(|_| bad("gid"))?,
+                    b"mtime" => {
+                        let whole = value.trim().split('.').next().unwrap_or_default();
+                        mtime = whole.parse().map_err(|_| bad("mtime"))?;
+                    }
+                    _ => {}
                 }
             }
         }
@@ -472,6 +494,28 @@ impl Unpacker<'_> {
             Ok(_) => Ok(()),
             Err(_) => Err("not in this layer".into()),
         }
+    }
+}
+
+/// Asks the kernel to start writing a file's data to disk now, without
+/// waiting, so that the layer's final syncfs finds most of it written
+/// (disk writes then overlap the rest of the download). Best effort.
+fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a file descriptor the caller keeps open;
+    // no memory is passed.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// A numeric header field; a blank one (all NUL or spaces, as some
+/// writers leave uid and gid) is 0, as GNU tar and Go read it.
+fn numeric(parsed: io::Result<u64>, field: &[u8], what: &str) -> Result<u64, String> {
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(_) if field.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        Err(e) => Err(format!("bad {what}: {e}")),
     }
 }
 
@@ -910,6 +954,53 @@ mod tests {
             out.path(),
         );
         assert!(matches!(e, Err(UnpackError::Unsupported(_))), "{e:?}");
+    }
+
+    #[test]
+    fn blank_numbers_are_zero_and_pax_overrides_the_header() {
+        let mut b = tar::Builder::new(Vec::new());
+        // A header as some writers leave it: uid, gid, mtime fields blank.
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(1);
+        h.set_path("blank").unwrap();
+        {
+            let old = h.as_old_mut();
+            old.uid = [0; 8];
+            old.gid = [b' '; 8];
+            old.mtime = [0; 12];
+        }
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        // Owner and mtime in PAX records only.
+        let uid = nix::unistd::geteuid().as_raw().to_string();
+        let gid = nix::unistd::getegid().as_raw().to_string();
+        b.append_pax_extensions([
+            ("uid", uid.as_bytes()),
+            ("gid", gid.as_bytes()),
+            ("mtime", &b"1650000000.25"[..]),
+        ])
+        .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o600);
+        h.set_uid(4242);
+        h.set_size(1);
+        b.append_data(&mut h, "pax", &b"y"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        let (dir, r) = apply(&tar);
+        if !is_root() {
+            // Owner 0 cannot be given away unprivileged.
+            assert!(r.is_err());
+            return;
+        }
+        r.unwrap();
+        let blank = fs::metadata(dir.path().join("blank")).unwrap();
+        assert_eq!((blank.uid(), blank.gid(), blank.mtime()), (0, 0, 0));
+        let pax = fs::metadata(dir.path().join("pax")).unwrap();
+        assert_eq!(pax.uid().to_string(), uid);
+        assert_eq!(pax.mtime(), 1_650_000_000);
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub struct Args {
     pub endpoint: Option<PathBuf>,
     pub pid: Option<u32>,
     pub registry: Option<String>,
+    pub runs: usize,
+    pub single_mib: usize,
+    pub five_mib: usize,
 }
 
 /// Parses `crius-bench COMMAND [--flag value]…`.
@@ -25,6 +28,9 @@ pub fn parse() -> Result<Args> {
         endpoint: None,
         pid: None,
         registry: None,
+        runs: 5,
+        single_mib: 41,
+        five_mib: 200,
     };
     while let Some(flag) = argv.next() {
         let value = argv
@@ -38,6 +44,9 @@ pub fn parse() -> Result<Args> {
             "--endpoint" => args.endpoint = Some(value.trim_start_matches("unix://").into()),
             "--pid" => args.pid = Some(value.parse().map_err(bad)?),
             "--registry" => args.registry = Some(value),
+            "--runs" => args.runs = value.parse().map_err(bad)?,
+            "--single-mib" => args.single_mib = value.parse().map_err(bad)?,
+            "--five-mib" => args.five_mib = value.parse().map_err(bad)?,
             _ => return Err(err(format!("unknown flag {flag}"))),
         }
     }

@@ -6,6 +6,7 @@
 //! crius-bench idle [--seconds S] [--endpoint SOCKET --pid PID]
 //! crius-bench pods [--count N] [--handler H] [--endpoint SOCKET --pid PID]
 //! crius-bench push --registry HOST:PORT   # the test images, for trying things by hand
+//! crius-bench pull [--runs N] [--single-mib M] [--five-mib M] [--endpoint SOCKET --pid PID]
 //! ```
 //!
 //! Build it and crius in release mode first (`cargo build --release
@@ -15,6 +16,7 @@
 mod args;
 mod idle;
 mod pods;
+mod pull;
 mod push;
 mod target;
 mod util;
@@ -27,9 +29,11 @@ async fn main() -> std::process::ExitCode {
         Ok(args) if args.command == "idle" => idle::run(&args).await,
         Ok(args) if args.command == "pods" => pods::run(&args).await,
         Ok(args) if args.command == "push" => push::run(&args).await,
+        Ok(args) if args.command == "pull" => pull::run(&args).await,
         Ok(_) => Err(err(
-            "usage: crius-bench idle|pods|push [--seconds S] [--count N] [--handler H] \
-             [--endpoint SOCKET --pid PID] [--registry HOST:PORT]",
+            "usage: crius-bench idle|pods|push|pull [--seconds S] [--count N] [--handler H] \
+             [--endpoint SOCKET --pid PID] [--registry HOST:PORT] [--runs N] \
+             [--single-mib M] [--five-mib M]",
         )),
         Err(e) => Err(e),
     };
