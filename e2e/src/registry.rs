@@ -1,5 +1,8 @@
 //! A throwaway image registry: Debian's CNCF distribution (`docker-registry`)
-//! serving plain HTTP on a free loopback port, storing into a temp dir.
+//! serving plain HTTP on a free loopback port, storing into a temp dir;
+//! optionally requiring basic authentication (htpasswd), as private
+//! registries do. Any number can run at once (a second one serves as a
+//! mirror of the first).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -9,6 +12,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::{Context, Result, err, free_port, log_tail, terminate};
+
+/// The user of a registry started with [`Registry::start_with_auth`].
+pub const REGISTRY_USER: &str = "crius-e2e";
+/// Its password: distinctive, so tests can look for leaks of it.
+pub const REGISTRY_PASSWORD: &str = "crius-e2e-Pa55word";
+/// `REGISTRY_USER:bcrypt(REGISTRY_PASSWORD)`.
+const HTPASSWD: &str = "crius-e2e:$2b$04$h3uYeUW5H2LymsfTjiNvHeHxc1WDCWYe9JA3XSf2IEzI6QuCf5W7G";
 
 /// How long the registry may take to answer `/v2/`.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -20,7 +30,7 @@ pub struct Registry {
     addr: String,
     log: PathBuf,
     // Dropped after the child is stopped (fields drop after `Drop::drop`).
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Registry {
@@ -28,6 +38,16 @@ impl Registry {
     /// `GET /v2/` answers 200. Retries on another port if the chosen one was
     /// taken meanwhile.
     pub fn start() -> Result<Registry> {
+        Self::start_inner(false)
+    }
+
+    /// Like [`Registry::start`], but every request needs basic
+    /// authentication as [`REGISTRY_USER`] / [`REGISTRY_PASSWORD`].
+    pub fn start_with_auth() -> Result<Registry> {
+        Self::start_inner(true)
+    }
+
+    fn start_inner(auth: bool) -> Result<Registry> {
         let dir = tempfile::Builder::new()
             .prefix("crius-e2e-registry-")
             .tempdir_in("/tmp")
@@ -35,13 +55,13 @@ impl Registry {
         let mut last_error = err("registry never started");
         for _ in 0..3 {
             let port = free_port()?;
-            match Self::start_on(&dir, port) {
+            match Self::start_on(&dir, port, auth) {
                 Ok((child, log)) => {
                     return Ok(Registry {
                         child,
                         addr: format!("127.0.0.1:{port}"),
                         log,
-                        _dir: dir,
+                        dir,
                     });
                 }
                 Err(e) => last_error = e,
@@ -50,20 +70,26 @@ impl Registry {
         Err(last_error)
     }
 
-    fn start_on(dir: &tempfile::TempDir, port: u16) -> Result<(Child, PathBuf)> {
+    fn start_on(dir: &tempfile::TempDir, port: u16, auth: bool) -> Result<(Child, PathBuf)> {
         let config = dir.path().join("config.yml");
         let storage = dir.path().join("storage");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\n\
-                 log:\n  level: warn\n  accesslog:\n    disabled: true\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
-                storage.display()
-            ),
-        )
-        .context(|| format!("write {}", config.display()))?;
+        let mut yml = format!(
+            "version: 0.1\n\
+             log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            storage.display()
+        );
+        if auth {
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{HTPASSWD}\n"))
+                .context(|| format!("write {}", htpasswd.display()))?;
+            yml += &format!(
+                "auth:\n  htpasswd:\n    realm: crius-e2e\n    path: {}\n",
+                htpasswd.display()
+            );
+        }
+        std::fs::write(&config, yml).context(|| format!("write {}", config.display()))?;
         let log = dir.path().join(format!("registry-{port}.log"));
         let out = File::create(&log).context(|| format!("create {}", log.display()))?;
         let errs = out.try_clone().context(|| "dup the registry log")?;
@@ -83,13 +109,14 @@ impl Registry {
                     log_tail(&log, 30)
                 )));
             }
-            if v2_status(port) == Some(200) {
+            // 401 when it wants credentials: it serves either way.
+            if matches!(v2_status(port), Some(200 | 401)) {
                 return Ok((child, log));
             }
             if Instant::now() > deadline {
                 terminate(&mut child, Duration::from_secs(2));
                 return Err(err(format!(
-                    "docker-registry on port {port} did not answer GET /v2/ with 200 within {READY_TIMEOUT:?}\n{}",
+                    "docker-registry on port {port} did not answer GET /v2/ within {READY_TIMEOUT:?}\n{}",
                     log_tail(&log, 30)
                 )));
             }
@@ -100,6 +127,18 @@ impl Registry {
     /// `127.0.0.1:PORT`, the registry part of image references.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// Where the registry keeps the blob `digest` (`sha256:<hex>`), so a
+    /// test can corrupt it.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(hex.get(..2).unwrap_or(""))
+            .join(hex)
+            .join("data")
     }
 
     /// The tail of the registry's log, for failure messages.
