@@ -95,7 +95,7 @@ impl Default for CniSettings {
 ///
 /// Registry hosts are named as in image references: `host` or
 /// `host:port` (`docker.io`, `registry.k8s.io`, `reg.lan:5000`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrySettings {
     /// Registries (`host` or `host:port`) reached over plain HTTP. Loopback
