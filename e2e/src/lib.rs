@@ -47,7 +47,7 @@ pub use daemon::{Crius, CriusOptions, connect_unix, crius_binary};
 pub use image::{PushedImage, TestImages};
 pub use leaks::{assert_no_leaks, find_leaks};
 pub use nodedir::NodeDir;
-pub use registry::{REGISTRY_PASSWORD, REGISTRY_USER, Registry};
+pub use registry::{REGISTRY_PASSWORD, REGISTRY_USER, Registry, StallingProxy};
 
 /// A harness failure: what went wrong, with the context a test reader needs
 /// (daemon log tails included). `Debug` prints the plain message, so that

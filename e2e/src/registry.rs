@@ -165,3 +165,88 @@ fn v2_status(port: u16) -> Option<u16> {
     // "HTTP/1.x NNN"
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
+
+/// A TCP proxy in front of a registry that passes each connection's first
+/// `limit` response bytes, then stops sending (keeping the connection
+/// open): a registry that stalls mid-blob. Stopped, and its connections
+/// closed, when dropped.
+pub struct StallingProxy {
+    addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl StallingProxy {
+    /// Starts a proxy to `upstream` (`host:port`) on a free loopback port.
+    pub fn start(upstream: &str, limit: usize) -> Result<StallingProxy> {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").context(|| "bind a proxy")?;
+        let addr = listener
+            .local_addr()
+            .context(|| "the proxy's address")?
+            .to_string();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop2, conns2, upstream) = (stop.clone(), conns.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop2.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let clones = (client.try_clone(), server.try_clone());
+                let (Ok(mut client_r), Ok(mut server_w)) = clones else {
+                    continue;
+                };
+                if let Ok(mut list) = conns2.lock() {
+                    list.extend(client.try_clone().ok());
+                    list.extend(server.try_clone().ok());
+                }
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client_r, &mut server_w);
+                });
+                let (mut server_r, mut client_w) = (server, client);
+                std::thread::spawn(move || {
+                    let mut sent = 0;
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while sent < limit {
+                        let n = match server_r.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n.min(limit - sent),
+                        };
+                        if client_w.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                        sent += n;
+                    }
+                    // Stalled: drop what the registry sends, keep the
+                    // client waiting, until either end closes.
+                    while matches!(server_r.read(&mut buf), Ok(n) if n > 0) {}
+                    drop(client_w);
+                });
+            }
+        });
+        Ok(StallingProxy { addr, stop, conns })
+    }
+
+    /// `127.0.0.1:PORT`, to use in image references.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Unblock the accept loop, then every connection's threads.
+        let _ = TcpStream::connect(&self.addr);
+        if let Ok(list) = self.conns.lock() {
+            for c in list.iter() {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}

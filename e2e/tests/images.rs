@@ -864,3 +864,83 @@ async fn remove_image_frees_what_image_fs_info_reports() {
     crius.stop().await.unwrap();
     assert_no_leaks(&crius);
 }
+
+#[tokio::test]
+async fn a_daemon_killed_mid_pull_restarts_clean() {
+    let registry = Registry::start().unwrap();
+    // A small layer that completes and a big one that stalls: the kill
+    // finds a whole layer, a half-unpacked one and stored blobs.
+    let layers = [
+        LayerBlob::new(&busybox_layers().unwrap()[1], Compression::Gzip).unwrap(),
+        synth::bulk_layer(7, "big", 4 << 20).unwrap(),
+    ];
+    let image = synth::push(
+        registry.addr(),
+        "crius-e2e/killed",
+        "1",
+        &layers,
+        Flavour::Oci,
+        "killed",
+        &RegistryAuth::Anonymous,
+    )
+    .await
+    .unwrap();
+    let proxy = crius_e2e::StallingProxy::start(registry.addr(), 512 * 1024).unwrap();
+    let mut crius = Crius::start(CriusOptions::without_cni()).await.unwrap();
+    let root = crius.dir().root();
+    let mut img = crius.image_client();
+    let via_proxy = image.reference.replace(registry.addr(), proxy.addr());
+    let pulling = tokio::spawn(async move { pull(&mut img, &via_proxy, None).await });
+
+    // Wait until the big layer is being unpacked, then kill -9.
+    let small_layer = layers[0].diff_id.trim_start_matches("sha256:").to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let names = layer_dirs(&root);
+        if names.iter().any(|n| n.starts_with(".tmp-")) && names.contains(&small_layer) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pull never got under way: {names:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    crius.kill().unwrap();
+    assert!(pulling.await.unwrap().is_err());
+    assert!(
+        std::fs::read_dir(root.join("content/blobs/sha256"))
+            .unwrap()
+            .count()
+            > 0
+    );
+
+    // Start-up removes the half-unpacked layer and collects what no image
+    // references (the whole small layer, manifest and config).
+    crius.restart().await.unwrap();
+    let mut img = crius.image_client();
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+    assert_eq!(layer_dirs(&root), NONE);
+    assert_eq!(
+        std::fs::read_dir(root.join("content/blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(root.join("content/ingest"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    // And the pull works.
+    let id = pull(&mut img, &image.reference, None)
+        .await
+        .unwrap()
+        .into_inner()
+        .image_ref;
+    assert_eq!(id, image.image_id);
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
