@@ -886,7 +886,12 @@ async fn a_daemon_killed_mid_pull_restarts_clean() {
     .await
     .unwrap();
     let proxy = crius_e2e::StallingProxy::start(registry.addr(), 512 * 1024).unwrap();
-    let mut crius = Crius::start(CriusOptions::without_cni()).await.unwrap();
+    let mut crius = Crius::start(CriusOptions {
+        config: Some("[registry]\nprogress_interval_secs = 1\n".into()),
+        ..CriusOptions::without_cni()
+    })
+    .await
+    .unwrap();
     let root = crius.dir().root();
     let mut img = crius.image_client();
     let via_proxy = image.reference.replace(registry.addr(), proxy.addr());

@@ -711,3 +711,64 @@ async fn concurrent_pulls_share_one_download_and_present_layers_are_not_fetched(
     store.pull(&reference, None).await.unwrap();
     assert!(metrics.bytes.get() - before < 4096);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_layers_are_not_fetched_and_non_distributable_ones_are() {
+    require_root();
+    let reg = Registry::start(None);
+    let client = push_client();
+    let empty_tar = vec![0u8; 1024];
+    let l1 = layer1();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&l1), sha256(&empty_tar), sha256(&l1)]},
+    }))
+    .unwrap();
+    let layers = [
+        ImageLayer::new(
+            gzip(&l1),
+            manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE.into(),
+            None,
+        ),
+        ImageLayer::new(empty_tar, manifest::IMAGE_LAYER_MEDIA_TYPE.into(), None),
+        ImageLayer::new(
+            gzip(&l1),
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip".into(),
+            None,
+        ),
+    ];
+    let config_len = config.len() as u64;
+    let cfg = Config::new(config, manifest::IMAGE_CONFIG_MEDIA_TYPE.into(), None);
+    let m = OciImageManifest::build(&layers, &cfg, None);
+    let reference = format!("{}/test/empty:v1", reg.addr);
+    let r: Reference = reference.parse().unwrap();
+    client
+        .push(&r, &layers, cfg, &RegistryAuth::Anonymous, Some(m))
+        .await
+        .unwrap();
+
+    let root = tempfile::tempdir().unwrap();
+    let metrics = PullMetrics::register(&prometheus::Registry::new()).unwrap();
+    let store =
+        ImageStore::open(root.path(), RegistrySettings::default(), metrics.clone()).unwrap();
+    let image = store.pull(&reference, None).await.unwrap();
+    let paths = store.layer_paths(&image).unwrap();
+    assert_eq!(paths.len(), 3);
+    assert_eq!(std::fs::read_dir(&paths[1]).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read(paths[2].join("etc/hello")).unwrap(),
+        b"hello\n"
+    );
+    // Manifest, config, layer 1 twice (the same blob, two chain ids); the
+    // empty layer never.
+    let (body, _) = client
+        .pull_manifest_raw(
+            &r,
+            &RegistryAuth::Anonymous,
+            &[manifest::OCI_IMAGE_MEDIA_TYPE],
+        )
+        .await
+        .unwrap();
+    let gz = layers[0].data.len() as u64;
+    assert_eq!(metrics.bytes.get(), body.len() as u64 + config_len + 2 * gz);
+}
