@@ -148,8 +148,7 @@ async fn pull_with_credentials_and_refused_without() {
     let auth_file = secrets_dir.path().join("config.json");
     let mut crius = Crius::start(CriusOptions {
         // Everything crius and oci-client log, to look for leaks.
-        log_level: "trace,h2=info,hyper=info,hyper_util=info,tower=info,rustls=info,tonic=info"
-            .into(),
+        log_level: "trace".into(),
         config: Some(format!(
             "[registry]\nauth_file = \"{}\"\n",
             auth_file.display()
@@ -255,6 +254,7 @@ async fn pull_with_credentials_and_refused_without() {
     // or any file crius keeps.
     crius.stop().await.unwrap();
     let log = std::fs::read(crius.dir().daemon_log()).unwrap();
+    assert!(contains(&log, b"TRACE"), "the log is not at trace level");
     for secret in [REGISTRY_PASSWORD, b64.as_str()] {
         assert!(
             !contains(&log, secret.as_bytes()),
