@@ -12,10 +12,12 @@ impl Runtime {
     /// RemoveImage: removes the image `reference_or_id` names (id, tag or
     /// digest), every tag and digest of it, then the layers and blobs
     /// nothing uses any more. Removing an image that is not there is not
-    /// an error (the CRI asks for idempotence).
+    /// an error (the CRI asks for idempotence). Once the record is gone the
+    /// call succeeds: a failed collection is logged and retried by the
+    /// next one (a retried RemoveImage would find nothing to remove).
     pub async fn remove_image(&self, reference_or_id: &str) -> Result<()> {
         if self.images.remove(reference_or_id).await?.is_some() {
-            self.collect_image_garbage().await?;
+            self.collect_image_garbage_or_warn().await;
         }
         Ok(())
     }
@@ -27,8 +29,8 @@ impl Runtime {
     }
 
     /// Collection whose failure only warrants a warning (after
-    /// RemoveContainer, which is done either way, and at start-up); the
-    /// next collection retries.
+    /// RemoveImage and RemoveContainer, which are done either way, and at
+    /// start-up); the next collection retries.
     pub(crate) async fn collect_image_garbage_or_warn(&self) {
         if let Err(e) = self.collect_image_garbage().await {
             tracing::warn!(error = %e, "image garbage collection failed");
