@@ -593,8 +593,10 @@ impl<'a> Source<'a> {
             .await
             .map_err(|e| match e {
                 IngestError::Transfer { .. } => Error::Unavailable(format!(
-                    "download of blob {digest} of {} from {} failed: {e}",
-                    self.image_ref, self.ep
+                    "download of blob {digest} of {} from {} failed: {}",
+                    self.image_ref,
+                    self.ep,
+                    without_url_queries(&e.to_string())
                 )),
                 IngestError::Mismatch(m) => self.bad_content(format!("blob {digest}: {m}")),
                 IngestError::Store(e) => e,
@@ -714,7 +716,9 @@ fn descriptor_size(desc: &OciDescriptor) -> Result<u64, String> {
 }
 
 /// An error and its causes, `a: b: c` (reqwest's own message hides the
-/// cause, e.g. "connection refused").
+/// cause, e.g. "connection refused"), with the query strings of URLs cut
+/// off: a redirect to blob storage carries signed, short-lived credentials
+/// there.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -726,5 +730,41 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         }
         cur = c.source();
     }
-    s
+    without_url_queries(&s)
+}
+
+/// `s` with `?query` cut from every `http(s)://` URL in it.
+fn without_url_queries(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("://") {
+        let (head, tail) = rest.split_at(start);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == ')' || c == '"')
+            .unwrap_or(tail.len());
+        let url = &tail[..end];
+        out.push_str(url.split('?').next().unwrap_or(url));
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_queries_are_cut_from_errors() {
+        assert_eq!(
+            without_url_queries(
+                "error sending request for url (https://s3.example/blob?X-Amz-Signature=abc&x=1): \
+                 connection reset; see http://h/p?q \"x\""
+            ),
+            "error sending request for url (https://s3.example/blob): connection reset; \
+             see http://h/p \"x\""
+        );
+        assert_eq!(without_url_queries("no urls? none"), "no urls? none");
+    }
 }
