@@ -36,6 +36,7 @@ mod leaks;
 mod nodedir;
 mod registry;
 pub mod synth;
+pub mod token;
 
 use std::fmt;
 use std::net::{Ipv4Addr, TcpListener};

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::token::TokenServer;
 use crate::{Context, Result, err, free_port, log_tail, terminate};
 
 /// The user of a registry started with [`Registry::start_with_auth`].
@@ -19,6 +20,14 @@ pub const REGISTRY_USER: &str = "crius-e2e";
 pub const REGISTRY_PASSWORD: &str = "crius-e2e-Pa55word";
 /// `REGISTRY_USER:bcrypt(REGISTRY_PASSWORD)`.
 const HTPASSWD: &str = "crius-e2e:$2b$04$h3uYeUW5H2LymsfTjiNvHeHxc1WDCWYe9JA3XSf2IEzI6QuCf5W7G";
+
+/// How clients authenticate to a registry.
+enum Auth<'a> {
+    None,
+    Htpasswd,
+    /// Token authentication for these repositories.
+    Token(&'a [&'a str]),
+}
 
 /// How long the registry may take to answer `/v2/`.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -29,6 +38,7 @@ pub struct Registry {
     child: Child,
     addr: String,
     log: PathBuf,
+    token: Option<TokenServer>,
     // Dropped after the child is stopped (fields drop after `Drop::drop`).
     dir: tempfile::TempDir,
 }
@@ -38,29 +48,44 @@ impl Registry {
     /// `GET /v2/` answers 200. Retries on another port if the chosen one was
     /// taken meanwhile.
     pub fn start() -> Result<Registry> {
-        Self::start_inner(false)
+        Self::start_inner(Auth::None)
     }
 
     /// Like [`Registry::start`], but every request needs basic
     /// authentication as [`REGISTRY_USER`] / [`REGISTRY_PASSWORD`].
     pub fn start_with_auth() -> Result<Registry> {
-        Self::start_inner(true)
+        Self::start_inner(Auth::Htpasswd)
     }
 
-    fn start_inner(auth: bool) -> Result<Registry> {
+    /// Like [`Registry::start`], but with token authentication (as Docker
+    /// Hub, GHCR, Quay, Harbor): requests need a bearer token from a token
+    /// service started alongside (see [`crate::token`]), which grants pull
+    /// and push on `repositories` to [`REGISTRY_USER`] /
+    /// [`REGISTRY_PASSWORD`] and to the identity token
+    /// [`crate::token::IDENTITY_TOKEN`].
+    pub fn start_with_token_auth(repositories: &[&str]) -> Result<Registry> {
+        Self::start_inner(Auth::Token(repositories))
+    }
+
+    fn start_inner(auth: Auth<'_>) -> Result<Registry> {
         let dir = tempfile::Builder::new()
             .prefix("crius-e2e-registry-")
             .tempdir_in("/tmp")
             .context(|| "create the registry's temp dir")?;
+        let token = match auth {
+            Auth::Token(repositories) => Some(TokenServer::start(dir.path(), repositories)?),
+            _ => None,
+        };
         let mut last_error = err("registry never started");
         for _ in 0..3 {
             let port = free_port()?;
-            match Self::start_on(&dir, port, auth) {
+            match Self::start_on(&dir, port, &auth, token.as_ref()) {
                 Ok((child, log)) => {
                     return Ok(Registry {
                         child,
                         addr: format!("127.0.0.1:{port}"),
                         log,
+                        token,
                         dir,
                     });
                 }
@@ -70,7 +95,12 @@ impl Registry {
         Err(last_error)
     }
 
-    fn start_on(dir: &tempfile::TempDir, port: u16, auth: bool) -> Result<(Child, PathBuf)> {
+    fn start_on(
+        dir: &tempfile::TempDir,
+        port: u16,
+        auth: &Auth<'_>,
+        token: Option<&TokenServer>,
+    ) -> Result<(Child, PathBuf)> {
         let config = dir.path().join("config.yml");
         let storage = dir.path().join("storage");
         let mut yml = format!(
@@ -80,7 +110,17 @@ impl Registry {
              http:\n  addr: 127.0.0.1:{port}\n",
             storage.display()
         );
-        if auth {
+        if let Some(token) = token {
+            yml += &format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    \
+                 rootcertbundle: {}\n",
+                token.realm(),
+                crate::token::SERVICE,
+                crate::token::ISSUER,
+                token.cert().display()
+            );
+        }
+        if matches!(auth, Auth::Htpasswd) {
             let htpasswd = dir.path().join("htpasswd");
             std::fs::write(&htpasswd, format!("{HTPASSWD}\n"))
                 .context(|| format!("write {}", htpasswd.display()))?;
@@ -127,6 +167,12 @@ impl Registry {
     /// `127.0.0.1:PORT`, the registry part of image references.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// A valid bearer token (for `AuthConfig.registry_token`), if the
+    /// registry uses token authentication.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_ref().map(TokenServer::token)
     }
 
     /// Where the registry keeps the blob `digest` (`sha256:<hex>`), so a

@@ -1,6 +1,7 @@
 //! Images in depth, through the CRI ImageService of a real daemon against
-//! real registries (`docker-registry`): credentials (htpasswd) and a
-//! configured auth file, mirrors tried in order with fallback, layers with
+//! real registries (`docker-registry`): credentials (htpasswd basic auth,
+//! and token auth with a password, a registry token or an identity token)
+//! and a configured auth file, mirrors tried in order with fallback, layers with
 //! whiteouts, opaque directories and every file type producing exactly the
 //! expected tree (gzip and zstd), an index resolved to the node's platform,
 //! corrupted and truncated blobs refused, RemoveImage freeing what
@@ -947,5 +948,97 @@ async fn a_daemon_killed_mid_pull_restarts_clean() {
         .image_ref;
     assert_eq!(id, image.image_id);
     crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
+
+#[tokio::test]
+async fn token_auth_with_a_password_a_registry_token_and_an_identity_token() {
+    use crius_e2e::token::IDENTITY_TOKEN;
+    let repository = "crius-e2e/tokened";
+    let registry = Registry::start_with_token_auth(&[repository]).unwrap();
+    let basic = RegistryAuth::Basic(REGISTRY_USER.into(), REGISTRY_PASSWORD.into());
+    let layers = [LayerBlob::new(&busybox_layers().unwrap()[1], Compression::Gzip).unwrap()];
+    // oci-client itself trades the basic credentials for a token to push.
+    let pushed = synth::push(
+        registry.addr(),
+        repository,
+        "v1",
+        &layers,
+        Flavour::Oci,
+        "tokened",
+        &basic,
+    )
+    .await
+    .unwrap();
+    let registry_token = registry.token().unwrap().to_string();
+    let mut crius = Crius::start(CriusOptions {
+        log_level: "trace".into(),
+        ..CriusOptions::without_cni()
+    })
+    .await
+    .unwrap();
+    let mut img = crius.image_client();
+    let reference = pushed.reference.as_str();
+
+    assert_code(
+        pull(&mut img, reference, None).await,
+        Code::FailedPrecondition,
+        "authentication required",
+    );
+    let refused = AuthConfig {
+        identity_token: "not-the-identity-token".into(),
+        ..Default::default()
+    };
+    assert_code(
+        pull(&mut img, reference, Some(refused)).await,
+        Code::FailedPrecondition,
+        "identity token was refused",
+    );
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+
+    let forms = [
+        // Basic credentials, exchanged for a bearer token.
+        AuthConfig {
+            username: REGISTRY_USER.into(),
+            password: REGISTRY_PASSWORD.into(),
+            ..Default::default()
+        },
+        // A bearer token obtained elsewhere.
+        AuthConfig {
+            registry_token: registry_token.clone(),
+            ..Default::default()
+        },
+        // An OAuth2 refresh token, as `docker login` stores for Azure
+        // (with a placeholder user name).
+        AuthConfig {
+            username: "00000000-0000-0000-0000-000000000000".into(),
+            identity_token: IDENTITY_TOKEN.into(),
+            server_address: registry.addr().into(),
+            ..Default::default()
+        },
+    ];
+    for auth in forms {
+        let id = pull(&mut img, reference, Some(auth.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{e} with {:?}", auth.username))
+            .into_inner()
+            .image_ref;
+        assert_eq!(id, pushed.image_id);
+        remove(&mut img, reference).await;
+    }
+
+    crius.stop().await.unwrap();
+    let log = std::fs::read(crius.dir().daemon_log()).unwrap();
+    for secret in [REGISTRY_PASSWORD, IDENTITY_TOKEN, registry_token.as_str()] {
+        assert!(!contains(&log, secret.as_bytes()), "the log holds a secret");
+        for file in files_under(crius.dir().path()) {
+            let data = std::fs::read(&file).unwrap_or_default();
+            assert!(
+                !contains(&data, secret.as_bytes()),
+                "{} holds a secret",
+                file.display()
+            );
+        }
+    }
     assert_no_leaks(&crius);
 }

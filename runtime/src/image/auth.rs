@@ -15,6 +15,26 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+/// How to authenticate to one endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Login {
+    /// What oci-client does itself: anonymous, basic (exchanged for a
+    /// bearer token when the registry asks for one), or a bearer token.
+    Direct(RegistryAuth),
+    /// An identity token, to exchange for a bearer token first (see
+    /// `oauth`).
+    IdentityToken(String),
+}
+
+impl fmt::Debug for Login {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Login::Direct(a) => write!(f, "Direct({a:?})"),
+            Login::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
+        }
+    }
+}
+
 /// Registry credentials for one pull (the CRI `AuthConfig`).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
@@ -73,27 +93,26 @@ impl Credentials {
             || normalise_host(&self.server_address) == normalise_host(host)
     }
 
-    /// The authentication oci-client performs with these: a registry
-    /// token as a bearer token, else basic credentials (exchanged for a
-    /// bearer token when the registry asks for one). An identity token is
-    /// refused as unsupported. `what` names the
-    /// source in errors ("the pull request", "auth_file …").
-    pub fn registry_auth(&self, what: &str) -> Result<RegistryAuth> {
+    /// How to log in with these: a registry token as a bearer token, an
+    /// identity token through its exchange, else basic credentials
+    /// (exchanged for a bearer token when the registry asks for one).
+    /// `what` names the source in errors ("the pull request's
+    /// credentials", "auth_file …").
+    pub fn login(&self, what: &str) -> Result<Login> {
         if !self.registry_token.is_empty() {
-            return Ok(RegistryAuth::Bearer(self.registry_token.clone()));
+            return Ok(Login::Direct(RegistryAuth::Bearer(
+                self.registry_token.clone(),
+            )));
         }
         // Docker prefers an identity token over a user name and password.
         if !self.identity_token.is_empty() {
-            return Err(Error::FailedPrecondition(format!(
-                "{what}: identity tokens (OAuth2 refresh tokens) are not supported yet; \
-                 give a user name and password or a registry token"
-            )));
+            return Ok(Login::IdentityToken(self.identity_token.clone()));
         }
         if !self.username.is_empty() {
-            return Ok(RegistryAuth::Basic(
+            return Ok(Login::Direct(RegistryAuth::Basic(
                 self.username.clone(),
                 self.password.clone(),
-            ));
+            )));
         }
         if !self.auth.is_empty() {
             let decoded = base64::engine::general_purpose::STANDARD
@@ -109,10 +128,13 @@ impl Credentials {
                 Error::InvalidArgument(format!("{what}: auth is not base64 of \"user:password\""))
             })?;
             if !user.is_empty() || !password.is_empty() {
-                return Ok(RegistryAuth::Basic(user.into(), password.into()));
+                return Ok(Login::Direct(RegistryAuth::Basic(
+                    user.into(),
+                    password.into(),
+                )));
             }
         }
-        Ok(RegistryAuth::Anonymous)
+        Ok(Login::Direct(RegistryAuth::Anonymous))
     }
 }
 
@@ -210,38 +232,49 @@ mod tests {
     }
 
     #[test]
-    fn auth_forms() {
-        let basic = |u: &str, p: &str| RegistryAuth::Basic(u.into(), p.into());
+    fn login_forms() {
+        let basic = |u: &str, p: &str| Login::Direct(RegistryAuth::Basic(u.into(), p.into()));
         assert_eq!(
-            Credentials::basic("u", "p").registry_auth("x").unwrap(),
+            Credentials::basic("u", "p").login("x").unwrap(),
             basic("u", "p")
         );
         let c = Credentials {
             auth: base64::engine::general_purpose::STANDARD.encode("me:pa:ss"),
             ..Default::default()
         };
-        assert_eq!(c.registry_auth("x").unwrap(), basic("me", "pa:ss"));
+        assert_eq!(c.login("x").unwrap(), basic("me", "pa:ss"));
         let c = Credentials {
             registry_token: "tok".into(),
             username: "ignored".into(),
             ..Default::default()
         };
         assert_eq!(
-            c.registry_auth("x").unwrap(),
-            RegistryAuth::Bearer("tok".into())
+            c.login("x").unwrap(),
+            Login::Direct(RegistryAuth::Bearer("tok".into()))
         );
+        // ACR style: a placeholder user and an identity token.
+        let c = Credentials {
+            username: "00000000-0000-0000-0000-000000000000".into(),
+            identity_token: "refresh".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            c.login("x").unwrap(),
+            Login::IdentityToken("refresh".into())
+        );
+        assert!(!format!("{:?}", c.login("x").unwrap()).contains("refresh"));
         let c = Credentials {
             auth: "not base64!".into(),
             ..Default::default()
         };
-        let e = c.registry_auth("the pull request").unwrap_err().to_string();
+        let e = c.login("the pull request").unwrap_err().to_string();
         assert!(
             e.contains("the pull request") && !e.contains("not base64!"),
             "{e}"
         );
         assert_eq!(
-            Credentials::default().registry_auth("x").unwrap(),
-            RegistryAuth::Anonymous
+            Credentials::default().login("x").unwrap(),
+            Login::Direct(RegistryAuth::Anonymous)
         );
         assert!(Credentials::default().is_empty());
     }
@@ -274,8 +307,8 @@ mod tests {
         .unwrap();
         let hub = from_auth_file(&file, "index.docker.io").unwrap().unwrap();
         assert_eq!(
-            hub.registry_auth("x").unwrap(),
-            RegistryAuth::Basic("hub".into(), "secret".into())
+            hub.login("x").unwrap(),
+            Login::Direct(RegistryAuth::Basic("hub".into(), "secret".into()))
         );
         let lan = from_auth_file(&file, "reg.lan:5000").unwrap().unwrap();
         assert_eq!(lan.username, "u");

@@ -21,6 +21,7 @@ mod gc;
 mod layers;
 mod locks;
 mod manifest;
+mod oauth;
 mod pull;
 mod reference;
 mod registry;

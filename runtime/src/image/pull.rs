@@ -23,7 +23,7 @@ use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 use tokio::sync::mpsc;
 
-use super::auth::Credentials;
+use super::auth::{Credentials, Login};
 use super::content::{Digest, IngestError};
 use super::gc::Lease;
 use super::layers::{LayerSource, chain_ids};
@@ -31,6 +31,7 @@ use super::manifest::{
     ACCEPTED_MANIFESTS, Compression, Manifest, Platform, is_image_config, parse_config,
     select_platform,
 };
+use super::oauth::{self, ExchangeError};
 use super::reference::ImageRef;
 use super::registry::{self, Endpoint};
 use super::stream::{BlobReader, CHANNEL_DEPTH, Chunk, Progress};
@@ -120,15 +121,20 @@ async fn pull_from_endpoints(
     let lease = inner.leases.lease();
     let mut failures: Vec<String> = Vec::new();
     for (i, ep) in endpoints.iter().enumerate() {
-        let source = Source::new(inner, image_ref, ep, credentials, progress, &lease)?;
-        match source.resolve_manifest().await {
-            Ok(resolved) => {
+        let last = i + 1 == endpoints.len();
+        let resolved = match Source::new(inner, image_ref, ep, credentials, progress, &lease).await
+        {
+            Ok(source) => source.resolve_manifest().await.map(|r| (source, r)),
+            Err(e) => Err(e),
+        };
+        match resolved {
+            Ok((source, resolved)) => {
                 if !failures.is_empty() {
                     tracing::info!(reference = %image_ref, endpoint = %ep, "pulling from a fallback");
                 }
                 return source.pull(resolved).await;
             }
-            Err(e) if i + 1 < endpoints.len() => {
+            Err(e) if !last => {
                 tracing::info!(reference = %image_ref, endpoint = %ep, error = %e, "trying the next endpoint");
                 failures.push(format!("{ep}: {e}"));
             }
@@ -185,7 +191,7 @@ struct Source<'a> {
 }
 
 impl<'a> Source<'a> {
-    fn new(
+    async fn new(
         inner: &'a Arc<Inner>,
         image_ref: &'a ImageRef,
         ep: &'a Endpoint,
@@ -195,7 +201,30 @@ impl<'a> Source<'a> {
     ) -> Result<Source<'a>> {
         let settings = &inner.registry;
         let stall = Duration::from_secs(settings.stall_timeout_secs);
-        let (auth, with_credentials) = registry::credentials(settings, ep, image_ref, credentials)?;
+        let (login, with_credentials) =
+            registry::credentials(settings, ep, image_ref, credentials)?;
+        let auth = match login {
+            Login::Direct(auth) => auth,
+            Login::IdentityToken(token) => {
+                let http = registry::http_client(settings, ep, image_ref, stall)?;
+                let base = registry::base_url(ep);
+                oauth::exchange(&http, &base, image_ref.repository(), &token, stall)
+                    .await
+                    .map(RegistryAuth::Bearer)
+                    .map_err(|e| match e {
+                        ExchangeError::Unreachable(m) => Error::Unavailable(format!(
+                            "pull {image_ref}: identity token exchange for {ep} failed: {m}"
+                        )),
+                        ExchangeError::Refused(m) => Error::FailedPrecondition(format!(
+                            "pull {image_ref}: authentication required for {ep}: the identity \
+                             token was refused ({m})"
+                        )),
+                        ExchangeError::Protocol(m) => {
+                            Error::FailedPrecondition(format!("pull {image_ref}: {m}"))
+                        }
+                    })?
+            }
+        };
         Ok(Source {
             fetch_ref: registry::reference(image_ref, ep),
             client: registry::client(settings, ep, image_ref, stall)?,

@@ -14,7 +14,7 @@ use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientP
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
-use super::auth::{self, Credentials};
+use super::auth::{self, Credentials, Login};
 use super::reference::{ImageRef, uses_plain_http};
 use crate::config::RegistrySettings;
 use crate::error::{Error, Result};
@@ -140,14 +140,12 @@ fn same_host(key: &str, ep: &Endpoint, image: &ImageRef) -> bool {
     key == ep.host || (!ep.mirror && key == image.registry())
 }
 
-/// A registry client for one endpoint of one pull. `stall` bounds how
-/// long any single read may wait.
-pub fn client(
+/// The extra CA certificates and whether to skip verification, for `ep`.
+fn tls(
     settings: &RegistrySettings,
     ep: &Endpoint,
     image: &ImageRef,
-    stall: Duration,
-) -> Result<Client> {
+) -> Result<(Vec<Certificate>, bool)> {
     let mut extra_roots = Vec::new();
     for (key, file) in &settings.ca_files {
         if same_host(key, ep, image) {
@@ -156,13 +154,58 @@ pub fn client(
             })?);
         }
     }
+    let skip_verify = settings.skip_verify.iter().any(|k| same_host(k, ep, image));
+    Ok((extra_roots, skip_verify))
+}
+
+/// `http://host[:port]` or `https://host[:port]` of the endpoint.
+pub fn base_url(ep: &Endpoint) -> String {
+    let scheme = if ep.plain_http { "http" } else { "https" };
+    format!("{scheme}://{}", ep.host)
+}
+
+/// A plain HTTP client with the endpoint's TLS settings, for what
+/// oci-client does not do (the identity token exchange).
+pub fn http_client(
+    settings: &RegistrySettings,
+    ep: &Endpoint,
+    image: &ImageRef,
+    stall: Duration,
+) -> Result<reqwest::Client> {
+    let (extra_roots, skip_verify) = tls(settings, ep, image)?;
+    let mut certs = Vec::new();
+    for c in &extra_roots {
+        certs.push(
+            reqwest::Certificate::from_pem(&c.data)
+                .map_err(|e| Error::FailedPrecondition(format!("CA certificate for {ep}: {e}")))?,
+        );
+    }
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(skip_verify)
+        .tls_certs_merge(certs)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(stall)
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|e| Error::Internal(format!("build HTTP client for {ep}: {e}")))
+}
+
+/// A registry client for one endpoint of one pull. `stall` bounds how
+/// long any single read may wait.
+pub fn client(
+    settings: &RegistrySettings,
+    ep: &Endpoint,
+    image: &ImageRef,
+    stall: Duration,
+) -> Result<Client> {
+    let (extra_roots, skip_verify) = tls(settings, ep, image)?;
     let config = ClientConfig {
         protocol: if ep.plain_http {
             ClientProtocol::Http
         } else {
             ClientProtocol::Https
         },
-        accept_invalid_certificates: settings.skip_verify.iter().any(|k| same_host(k, ep, image)),
+        accept_invalid_certificates: skip_verify,
         extra_root_certificates: extra_roots,
         // Indexes are resolved by the puller, with variants and a clear
         // error.
@@ -196,11 +239,11 @@ pub fn credentials(
     ep: &Endpoint,
     image: &ImageRef,
     request: Option<&Credentials>,
-) -> Result<(RegistryAuth, bool)> {
+) -> Result<(Login, bool)> {
     if let Some(c) = request.filter(|c| !c.is_empty())
         && (c.applies_to(&ep.host) || (!ep.mirror && c.applies_to(image.registry())))
     {
-        return Ok((c.registry_auth("the pull request's credentials")?, true));
+        return Ok((c.login("the pull request's credentials")?, true));
     }
     let from_file = auth::from_auth_file(&settings.auth_file, &ep.host)?.or(if ep.mirror {
         None
@@ -210,9 +253,9 @@ pub fn credentials(
     match from_file {
         Some(c) if !c.is_empty() => {
             let what = format!("auth_file {}", settings.auth_file.display());
-            Ok((c.registry_auth(&what)?, true))
+            Ok((c.login(&what)?, true))
         }
-        _ => Ok((RegistryAuth::Anonymous, false)),
+        _ => Ok((Login::Direct(RegistryAuth::Anonymous), false)),
     }
 }
 
@@ -338,7 +381,7 @@ mod tests {
         let image = ImageRef::parse("registry.k8s.io/pause:3.10").unwrap();
         let mirror = ep("127.0.0.1:5000", true, true);
         let upstream = ep("registry.k8s.io", false, false);
-        let basic = |u: &str, p: &str| RegistryAuth::Basic(u.into(), p.into());
+        let basic = |u: &str, p: &str| Login::Direct(RegistryAuth::Basic(u.into(), p.into()));
 
         // No server address: the request's credentials go everywhere.
         let any = Credentials::basic("u", "p");
@@ -362,7 +405,7 @@ mod tests {
         // Nothing given, nothing in the file: anonymous.
         assert_eq!(
             credentials(&s, &upstream, &image, None).unwrap(),
-            (RegistryAuth::Anonymous, false)
+            (Login::Direct(RegistryAuth::Anonymous), false)
         );
     }
 }
