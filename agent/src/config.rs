@@ -314,6 +314,29 @@ mod tests {
         assert_eq!(c.cni.bin_dirs, d.cni.bin_dirs);
         assert_eq!(c.cni.plugin_timeout_secs, d.cni.plugin_timeout_secs);
         assert_eq!(c.cni.loopback_plugin, d.cni.loopback_plugin);
-        assert_eq!(c.registry.insecure, d.registry.insecure);
+        assert_eq!(c.registry, d.registry);
+    }
+
+    #[test]
+    fn the_shipped_registry_examples_parse() {
+        // The commented examples in the [registry] tables, uncommented.
+        let text: String = include_str!("../../deploy/crius.toml")
+            .lines()
+            .map(|l| {
+                l.strip_prefix("#   \"")
+                    .map_or(l.to_string(), |rest| format!("\"{rest}"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(&text, Path::new("deploy/crius.toml")).unwrap();
+        assert_eq!(
+            c.registry.mirrors["registry.k8s.io"],
+            ["http://127.0.0.1:5000"]
+        );
+        assert_eq!(c.registry.mirrors["docker.io"], ["https://mirror.gcr.io"]);
+        assert_eq!(
+            c.registry.ca_files["reg.lan:5000"],
+            Path::new("/etc/crius/certs/reg.lan.pem")
+        );
     }
 }

@@ -522,6 +522,7 @@ mod tests {
             size: 1,
             config: Default::default(),
             layers: vec![],
+            blobs: vec![],
         };
         img.config.user = "1000:1000".into();
         assert_eq!(image(&img).uid, Some(cri::Int64Value { value: 1000 }));

@@ -1,6 +1,5 @@
 //! The CRI ImageService: each RPC dispatches to its own file under
-//! `image/`; RPCs not yet implemented answer UNIMPLEMENTED naming the
-//! method.
+//! `image/`.
 
 use k8s_cri::v1::image_service_server::ImageService;
 use k8s_cri::v1::{
@@ -11,7 +10,6 @@ use k8s_cri::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::CriService;
-use crate::error::unimplemented;
 use crate::image;
 
 #[tonic::async_trait]
@@ -41,9 +39,11 @@ impl ImageService for CriService {
 
     async fn remove_image(
         &self,
-        _req: Request<RemoveImageRequest>,
+        req: Request<RemoveImageRequest>,
     ) -> Result<Response<RemoveImageResponse>, Status> {
-        Err(unimplemented("RemoveImage"))
+        image::remove_image::handle(&self.runtime, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn image_fs_info(

@@ -383,6 +383,14 @@ impl TarBuilder {
     }
 }
 
+/// The two layer tars of the busybox test images (see the module docs),
+/// uncompressed, for images built by [`crate::synth`].
+pub fn busybox_layers() -> Result<[Vec<u8>; 2]> {
+    let busybox = std::fs::read(BUSYBOX)
+        .context(|| format!("read {BUSYBOX} (is package busybox-static installed?)"))?;
+    Ok([layer1(&busybox)?, layer2()?])
+}
+
 fn layer1(busybox: &[u8]) -> Result<Vec<u8>> {
     let mut tar = TarBuilder::new();
     tar.dir("bin/", 0o755)?

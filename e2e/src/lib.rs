@@ -35,6 +35,8 @@ pub mod image;
 mod leaks;
 mod nodedir;
 mod registry;
+pub mod synth;
+pub mod token;
 
 use std::fmt;
 use std::net::{Ipv4Addr, TcpListener};
@@ -46,7 +48,7 @@ pub use daemon::{Crius, CriusOptions, connect_unix, crius_binary};
 pub use image::{PushedImage, TestImages};
 pub use leaks::{assert_no_leaks, find_leaks};
 pub use nodedir::NodeDir;
-pub use registry::Registry;
+pub use registry::{REGISTRY_PASSWORD, REGISTRY_USER, Registry, StallingProxy};
 
 /// A harness failure: what went wrong, with the context a test reader needs
 /// (daemon log tails included). `Debug` prints the plain message, so that

@@ -100,11 +100,48 @@ impl Default for CniSettings {
     }
 }
 
-/// The `[registry]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The `[registry]` table and its sub-tables.
+///
+/// Registry hosts are named as in image references: `host` or
+/// `host:port` (`docker.io`, `registry.k8s.io`, `reg.lan:5000`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrySettings {
     /// Registries (`host` or `host:port`) reached over plain HTTP. Loopback
     /// registries (localhost, 127.0.0.0/8, ::1) always are, as with Docker.
     pub insecure: Vec<String>,
+    /// Registries reached over TLS without verifying their certificate.
+    pub skip_verify: Vec<String>,
+    /// A Docker `config.json` whose `auths` give credentials for pulls
+    /// that carry none (and for mirrors); empty means none.
+    pub auth_file: PathBuf,
+    /// A layer download that receives no byte for this long is cancelled,
+    /// seconds.
+    pub stall_timeout_secs: u64,
+    /// How often a pull under way logs its progress, seconds.
+    pub progress_interval_secs: u64,
+    /// Layers of one image downloaded (and unpacked) at the same time.
+    pub concurrent_layers: usize,
+    /// Mirrors per registry host, tried in order before the registry
+    /// itself: `"http://host:port"` (plain HTTP), `"https://host"`, or
+    /// `"host[:port]"` (HTTPS unless listed in `insecure` or loopback).
+    pub mirrors: BTreeMap<String, Vec<String>>,
+    /// PEM files of CA certificates trusted (besides the system's) for a
+    /// registry host.
+    pub ca_files: BTreeMap<String, PathBuf>,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        RegistrySettings {
+            insecure: Vec::new(),
+            skip_verify: Vec::new(),
+            auth_file: PathBuf::new(),
+            stall_timeout_secs: 60,
+            progress_interval_secs: 10,
+            concurrent_layers: 3,
+            mirrors: BTreeMap::new(),
+            ca_files: BTreeMap::new(),
+        }
+    }
 }

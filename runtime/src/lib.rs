@@ -10,6 +10,7 @@ pub mod container;
 pub mod error;
 pub mod fsutil;
 pub mod image;
+mod image_gc;
 pub mod metrics;
 pub mod monitor;
 pub mod oci;
@@ -99,7 +100,8 @@ impl Runtime {
         for dir in [&config.root, &config.state] {
             fsutil::create_dir_all(dir)?;
         }
-        let images = ImageStore::open(&config.root, config.registry.clone())?;
+        let images =
+            ImageStore::open(&config.root, config.registry.clone(), metrics.pulls.clone())?;
         let cni = Cni::new(CniOptions {
             conf_dir: config.cni.conf_dir.clone(),
             bin_dirs: config.cni.bin_dirs.clone(),
@@ -149,6 +151,9 @@ impl Runtime {
         });
         rt.load()?;
         rt.recover_sandboxes().await;
+        // Layers and blobs of pulls a crash interrupted before they were
+        // recorded.
+        rt.collect_image_garbage_or_warn().await;
         Ok(rt)
     }
 
@@ -206,13 +211,9 @@ impl Runtime {
     /// layers. Walks the trees (as CRI-O does), off the async threads.
     pub async fn filesystem_usage(&self) -> Result<FilesystemUsage> {
         let root = self.config.root.clone();
+        let images = self.images.clone();
         tokio::task::spawn_blocking(move || {
-            let mut images = fsutil::DiskUsage::default();
-            for dir in ["content", "layers"] {
-                let u = fsutil::disk_usage(&root.join(dir))?;
-                images.bytes += u.bytes;
-                images.inodes += u.inodes;
-            }
+            let images = images.disk_usage()?;
             let containers = fsutil::disk_usage(&root.join("containers"))?;
             Ok(FilesystemUsage {
                 mountpoint: root,

@@ -1,10 +1,11 @@
 //! Pulls through `ImageStore` from a real registry (Debian's
 //! `docker-registry`, CNCF distribution) on a loopback port: OCI and
 //! Docker v2 schema 2 manifests, a multi-platform index, whiteouts, the
-//! image record, `get`, no re-download, and the error mapping.
+//! image record, `get`, no re-download, concurrent pulls sharing one
+//! download, a registry that stalls mid-blob, and the error mapping.
 //!
 //! Needs root (layers hold files owned by other users, whiteout devices
-//! and trusted.* xattrs); skipped otherwise.
+//! and trusted.* xattrs); fails without it.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use crius_runtime::Error;
 use crius_runtime::config::RegistrySettings;
 use crius_runtime::image::{Credentials, Image, ImageStore};
+use crius_runtime::metrics::PullMetrics;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::manifest::{self, ImageIndexEntry, OciImageIndex, OciImageManifest, Platform};
 use oci_client::secrets::RegistryAuth;
@@ -86,6 +88,11 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn open_store(root: &Path, settings: RegistrySettings) -> ImageStore {
+    let metrics = PullMetrics::register(&prometheus::Registry::new()).unwrap();
+    ImageStore::open(root, settings, metrics).unwrap()
 }
 
 fn free_port() -> u16 {
@@ -303,7 +310,7 @@ async fn pulls_oci_docker_and_index_images() {
     require_root();
     let reg = Registry::start(None);
     let root = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(root.path(), RegistrySettings::default()).unwrap();
+    let store = open_store(root.path(), RegistrySettings::default());
     let client = push_client();
     let host = &reg.addr;
 
@@ -422,7 +429,7 @@ async fn pulls_oci_docker_and_index_images() {
     assert_eq!(store.get(&oci_ref).unwrap().unwrap().id, moved.id);
 
     // Records survive a restart; nothing half-made is around.
-    let reopened = ImageStore::open(root.path(), RegistrySettings::default()).unwrap();
+    let reopened = open_store(root.path(), RegistrySettings::default());
     assert_eq!(reopened.list(), store.list());
     assert_eq!(
         std::fs::read_dir(root.path().join("content/ingest"))
@@ -440,7 +447,7 @@ async fn pull_errors_name_what_failed() {
     require_root();
     let reg = Registry::start(None);
     let root = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(root.path(), RegistrySettings::default()).unwrap();
+    let store = open_store(root.path(), RegistrySettings::default());
     push_image(
         &push_client(),
         &format!("{}/test/e:v1", reg.addr),
@@ -522,7 +529,7 @@ async fn pull_with_credentials() {
         "user:$2b$04$GNSp4C.pzFiRkaSpY0w3l.VHe6e5etaSeSxvIJP7cMzsd0tY6An9m",
     ));
     let root = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(root.path(), RegistrySettings::default()).unwrap();
+    let store = open_store(root.path(), RegistrySettings::default());
     let reference = format!("{}/test/private:v1", reg.addr);
     let basic = |p: &str| RegistryAuth::Basic("user".into(), p.into());
     push_image_as(
@@ -535,10 +542,7 @@ async fn pull_with_credentials() {
     )
     .await;
 
-    let creds = |p: &str| Credentials {
-        username: "user".into(),
-        password: p.into(),
-    };
+    let creds = |p: &str| Credentials::basic("user", p);
     for (given, says) in [
         (None, "authentication required for"),
         (Some(creds("wrong")), "rejected"),
@@ -556,4 +560,215 @@ async fn pull_with_credentials() {
         .unwrap();
     assert_eq!(image.repo_tags, [reference]);
     check_layers(&store, &image);
+}
+
+/// Pushes a one-layer image (gzip) of a file `big` holding `size` pseudo
+/// random bytes seeded by `seed`; returns the layer blob's size.
+async fn push_big_image(client: &Client, reference: &str, seed: u8, size: usize) -> u64 {
+    let mut data = vec![0u8; size];
+    let mut x = u64::from(seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = header(tar::EntryType::Regular, 0o644, 0);
+    h.set_size(size as u64);
+    b.append_data(&mut h, "big", &data[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&tar)]},
+    }))
+    .unwrap();
+    let layers = [ImageLayer::new(
+        gzip(&tar),
+        manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE.into(),
+        None,
+    )];
+    let cfg = Config::new(config, manifest::IMAGE_CONFIG_MEDIA_TYPE.into(), None);
+    let m = OciImageManifest::build(&layers, &cfg, None);
+    let r: Reference = reference.parse().unwrap();
+    client
+        .push(&r, &layers, cfg, &RegistryAuth::Anonymous, Some(m))
+        .await
+        .unwrap();
+    layers[0].data.len() as u64
+}
+
+/// A TCP proxy to `upstream` that forwards the first `limit` bytes each
+/// registry connection sends back, then holds the connection open without
+/// sending more: a registry that stalls mid-blob. Runs until the test's
+/// runtime ends.
+async fn stalling_proxy(upstream: String, limit: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                });
+                let mut sent = 0;
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match sr.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let n = n.min(limit - sent);
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                    sent += n;
+                    if sent == limit {
+                        // Stall: keep the connection, send nothing more.
+                        std::future::pending::<()>().await;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_download_is_cancelled_and_leaves_nothing() {
+    require_root();
+    let reg = Registry::start(None);
+    let client = push_client();
+    push_big_image(&client, &format!("{}/test/big:v1", reg.addr), 1, 2 << 20).await;
+    let proxy = stalling_proxy(reg.addr.clone(), 256 * 1024).await;
+    let root = tempfile::tempdir().unwrap();
+    let store = open_store(
+        root.path(),
+        RegistrySettings {
+            stall_timeout_secs: 1,
+            ..Default::default()
+        },
+    );
+    let reference = format!("{proxy}/test/big:v1");
+    match store.pull(&reference, None).await {
+        Err(Error::Unavailable(m)) => {
+            assert!(
+                m.contains("stalled") && m.contains("no data for 1 s") && m.contains(&reference),
+                "{m}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(store.list().is_empty());
+    let left: Vec<_> = std::fs::read_dir(root.path().join("layers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "layers left: {left:?}");
+    // Straight from the registry it works.
+    store
+        .pull(&format!("{}/test/big:v1", reg.addr), None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_pulls_share_one_download_and_present_layers_are_not_fetched() {
+    require_root();
+    let reg = Registry::start(None);
+    let client = push_client();
+    let reference = format!("{}/test/shared:v1", reg.addr);
+    let layer = push_big_image(&client, &reference, 2, 1 << 20).await;
+    let root = tempfile::tempdir().unwrap();
+    let metrics = PullMetrics::register(&prometheus::Registry::new()).unwrap();
+    let store =
+        ImageStore::open(root.path(), RegistrySettings::default(), metrics.clone()).unwrap();
+
+    let pulls: Vec<_> = (0..4).map(|_| store.pull(&reference, None)).collect();
+    let images = futures_util::future::join_all(pulls).await;
+    let id = images[0].as_ref().unwrap().id.clone();
+    for image in &images {
+        assert_eq!(image.as_ref().unwrap().id, id);
+    }
+    // Each pull fetched the manifest; the config and the layer came once.
+    let fetched = metrics.bytes.get();
+    assert!(
+        fetched >= layer && fetched < layer + 4 * 4096,
+        "fetched {fetched} bytes for a {layer}-byte layer"
+    );
+    assert_eq!(metrics.pulls.with_label_values(&["success"]).get(), 4);
+
+    // Again, with the layer present: only manifest and config.
+    let before = metrics.bytes.get();
+    store.pull(&reference, None).await.unwrap();
+    assert!(metrics.bytes.get() - before < 4096);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_layers_are_not_fetched_and_non_distributable_ones_are() {
+    require_root();
+    let reg = Registry::start(None);
+    let client = push_client();
+    let empty_tar = vec![0u8; 1024];
+    let l1 = layer1();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&l1), sha256(&empty_tar), sha256(&l1)]},
+    }))
+    .unwrap();
+    let layers = [
+        ImageLayer::new(
+            gzip(&l1),
+            manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE.into(),
+            None,
+        ),
+        ImageLayer::new(empty_tar, manifest::IMAGE_LAYER_MEDIA_TYPE.into(), None),
+        ImageLayer::new(
+            gzip(&l1),
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip".into(),
+            None,
+        ),
+    ];
+    let config_len = config.len() as u64;
+    let cfg = Config::new(config, manifest::IMAGE_CONFIG_MEDIA_TYPE.into(), None);
+    let m = OciImageManifest::build(&layers, &cfg, None);
+    let reference = format!("{}/test/empty:v1", reg.addr);
+    let r: Reference = reference.parse().unwrap();
+    client
+        .push(&r, &layers, cfg, &RegistryAuth::Anonymous, Some(m))
+        .await
+        .unwrap();
+
+    let root = tempfile::tempdir().unwrap();
+    let metrics = PullMetrics::register(&prometheus::Registry::new()).unwrap();
+    let store =
+        ImageStore::open(root.path(), RegistrySettings::default(), metrics.clone()).unwrap();
+    let image = store.pull(&reference, None).await.unwrap();
+    let paths = store.layer_paths(&image).unwrap();
+    assert_eq!(paths.len(), 3);
+    assert_eq!(std::fs::read_dir(&paths[1]).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read(paths[2].join("etc/hello")).unwrap(),
+        b"hello\n"
+    );
+    // Manifest, config, layer 1 twice (the same blob, two chain ids); the
+    // empty layer never.
+    let (body, _) = client
+        .pull_manifest_raw(
+            &r,
+            &RegistryAuth::Anonymous,
+            &[manifest::OCI_IMAGE_MEDIA_TYPE],
+        )
+        .await
+        .unwrap();
+    let gz = layers[0].data.len() as u64;
+    assert_eq!(metrics.bytes.get(), body.len() as u64 + config_len + 2 * gz);
 }

@@ -105,6 +105,9 @@ impl Runtime {
             .images
             .get(&config.image)?
             .ok_or_else(|| Error::not_found("image", config.image.clone()))?;
+        // Keeps the layers from image garbage collection until the
+        // container is recorded below.
+        let _layers_hold = self.images.hold(&image);
         let oci = self.oci_runtime(&sb.runtime_handler)?;
         let id = new_id()?;
         let key = container_name_key(&sb.id, &config);
@@ -125,6 +128,7 @@ impl Runtime {
                 .first()
                 .cloned()
                 .unwrap_or_else(|| image.id.clone()),
+            image_layers: image.layers.clone(),
             state: ContainerState::Created,
             created_at: now_nanos(),
             started_at: 0,
@@ -389,6 +393,7 @@ impl Runtime {
         self.containers
             .release_name(&container_name_key(&c.sandbox_id, &c.config), &c.id);
         tracing::info!(container = %c.id, "container removed");
+        self.collect_image_garbage_or_warn().await;
         Ok(())
     }
 

@@ -155,6 +155,10 @@ pub struct Container {
     pub image_id: String,
     /// The image reference it resolved to (a repo digest when known).
     pub image_ref: String,
+    /// Chain ids of the image layers its rootfs stacks, base first: kept
+    /// by image garbage collection while the container exists.
+    #[serde(default)]
+    pub image_layers: Vec<String>,
     /// State.
     pub state: ContainerState,
     /// Times, Unix nanoseconds; 0 means not yet.

@@ -241,6 +241,54 @@ impl ContentStore {
     }
 }
 
+impl ContentStore {
+    /// Reads a whole blob; `None` if it is not there.
+    pub fn read(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        let path = self.path(digest);
+        match std::fs::read(&path) {
+            Ok(data) => Ok(Some(data)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(crate::Error::io(format!("read {}", path.display()), e)),
+        }
+    }
+
+    /// The digests of every blob.
+    pub fn list(&self) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        let entries =
+            std::fs::read_dir(&self.blobs).context(|| format!("read {}", self.blobs.display()))?;
+        for entry in entries {
+            let entry = entry.context(|| format!("read {}", self.blobs.display()))?;
+            if let Some(name) = entry.file_name().to_str()
+                && let Ok(d) = Digest::parse(&format!("sha256:{name}"))
+            {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves a blob out of sight (into `ingest/`, which `open` empties)
+    /// and returns where it went, for deletion; `None` if it was not there.
+    pub fn doom(&self, digest: &Digest) -> Result<Option<PathBuf>> {
+        let from = self.path(digest);
+        let to = self.ingest.join(format!(
+            "gc-{}-{}{}",
+            digest.hex(),
+            unique(),
+            fsutil::TMP_SUFFIX
+        ));
+        match std::fs::rename(&from, &to) {
+            Ok(()) => Ok(Some(to)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(crate::Error::io(
+                format!("remove blob {}", from.display()),
+                e,
+            )),
+        }
+    }
+}
+
 fn mismatch(want: &Digest, got: &Digest) -> IngestError {
     IngestError::Mismatch(format!(
         "digest mismatch: content hashes to {got}, not {want}"

@@ -7,6 +7,7 @@
 //! whole. `open` removes the temp directories a crash left.
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -49,9 +50,7 @@ struct LayerRecord<'a> {
 /// What to unpack, and where it belongs in its stack.
 #[derive(Debug)]
 pub struct LayerSource<'a> {
-    /// The compressed blob in the content store.
-    pub blob: &'a Path,
-    /// Its digest (for the record and errors).
+    /// The blob's digest (for the record and errors).
     pub blob_digest: &'a Digest,
     /// Its media type (compression).
     pub media_type: &'a str,
@@ -102,29 +101,25 @@ impl LayerStore {
         self.locks.lock(chain_id.as_str()).await
     }
 
-    /// Unpacks a layer into place (blocking; call under [`Self::lock`]),
-    /// verifying its diff id. `what` names the layer and image in errors.
-    /// On failure nothing is left behind.
-    pub fn unpack(&self, src: &LayerSource<'_>, what: &str) -> Result<()> {
-        let final_dir = self.dir.join(src.chain_id.hex());
-        let tmp = TempPath::new(self.dir.join(format!(
-            "{TMP_PREFIX}{}-{}",
-            src.chain_id.hex(),
-            unique()
-        )));
-        let fs_dir = tmp.path().join("fs");
-        fsutil::create_dir_all(&fs_dir)?;
-
-        let got = unpack_layer(src.blob, src.media_type, &fs_dir).map_err(|e| match e {
-            UnpackError::Io { entry, op, source } => Error::Io {
-                context: format!("unpack {what}: entry {entry:?}: {op}"),
-                source,
-            },
-            other => Error::External {
-                what: format!("unpack {what}"),
-                message: other.to_string(),
-            },
-        })?;
+    /// Unpacks a layer read from `blob` into place (blocking; call under
+    /// [`Self::lock`]), verifying its diff id. `blob` must fail (not end)
+    /// if the blob turns out not to be what its digest promises: the layer
+    /// becomes visible only once `blob` has ended and the diff id matched.
+    /// `what` names the layer and image in errors. On failure nothing is
+    /// left behind.
+    pub fn unpack<R: Read>(&self, src: &LayerSource<'_>, blob: R, what: &str) -> Result<()> {
+        let tmp = self.temp_dir(src.chain_id)?;
+        let got =
+            unpack_layer(blob, src.media_type, &tmp.path().join("fs")).map_err(|e| match e {
+                UnpackError::Io { entry, op, source } => Error::Io {
+                    context: format!("unpack {what}: entry {entry:?}: {op}"),
+                    source,
+                },
+                other => Error::External {
+                    what: format!("unpack {what}"),
+                    message: other.to_string(),
+                },
+            })?;
         if &got != src.diff_id {
             return Err(Error::External {
                 what: format!("unpack {what}"),
@@ -134,6 +129,31 @@ impl LayerStore {
                 ),
             });
         }
+        self.commit(tmp, src)
+    }
+
+    /// Puts an empty layer into place (one whose diff id is that of an
+    /// empty tar: nothing needs fetching). Blocking; call under
+    /// [`Self::lock`].
+    pub fn create_empty(&self, src: &LayerSource<'_>) -> Result<()> {
+        let tmp = self.temp_dir(src.chain_id)?;
+        self.commit(tmp, src)
+    }
+
+    fn temp_dir(&self, chain_id: &Digest) -> Result<TempPath> {
+        let tmp = TempPath::new(self.dir.join(format!(
+            "{TMP_PREFIX}{}-{}",
+            chain_id.hex(),
+            unique()
+        )));
+        fsutil::create_dir_all(&tmp.path().join("fs"))?;
+        Ok(tmp)
+    }
+
+    /// Records where the layer in `tmp` came from, makes it durable and
+    /// renames it into place.
+    fn commit(&self, tmp: TempPath, src: &LayerSource<'_>) -> Result<()> {
+        let final_dir = self.dir.join(src.chain_id.hex());
         let record = LayerRecord {
             chain_id: src.chain_id.as_str(),
             diff_id: src.diff_id.as_str(),
@@ -167,6 +187,34 @@ impl LayerStore {
         fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .context(|| format!("fsync {}", self.dir.display()))
+    }
+
+    /// The chain ids of every unpacked layer.
+    pub fn list(&self) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir).context(|| format!("read {}", self.dir.display()))? {
+            let entry = entry.context(|| format!("read {}", self.dir.display()))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Ok(d) = Digest::parse(&format!("sha256:{name}")) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves a layer out of sight (to a temp name `open` removes) and
+    /// returns where it went, for deletion; `None` if it was not there.
+    pub fn doom(&self, chain_id: &Digest) -> Result<Option<PathBuf>> {
+        let from = self.dir.join(chain_id.hex());
+        let to = self
+            .dir
+            .join(format!("{TMP_PREFIX}gc-{}-{}", chain_id.hex(), unique()));
+        match fs::rename(&from, &to) {
+            Ok(()) => Ok(Some(to)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("remove layer {}", from.display()), e)),
+        }
     }
 }
 

@@ -173,7 +173,7 @@ pub enum Compression {
     None,
     /// gzip.
     Gzip,
-    /// zstd (not supported yet).
+    /// zstd.
     Zstd,
 }
 

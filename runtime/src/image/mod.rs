@@ -1,31 +1,36 @@
-//! The image store: pulls images from registries, keeps their blobs by
-//! digest and their layers unpacked (shared between images), and records
-//! what images the node has.
+//! The image store: pulls images from registries (through mirrors, with
+//! credentials), keeps manifests and configs by digest and layers
+//! unpacked (shared between images and containers), records what images
+//! the node has, and collects what nothing uses any more.
 //!
 //! On disk, under crius's root:
-//! - `content/blobs/sha256/<hex>` — manifests, configs, compressed layers;
-//!   `content/ingest/` — blobs being downloaded.
+//! - `content/blobs/sha256/<hex>` — manifests, indexes, configs;
+//!   `content/ingest/` — blobs being downloaded or deleted.
 //! - `layers/<chain id hex>/fs` — a layer's tree, overlayfs-ready
 //!   (whiteouts as 0/0 character devices, opaque directories marked with
 //!   `trusted.overlay.opaque`); `layers/<chain id hex>/layer.json` — where
-//!   it came from; `layers/.tmp-*` — layers being unpacked.
+//!   it came from; `layers/.tmp-*` — layers being unpacked or deleted.
 //! - `images/<config digest hex>.json` — image records.
 //!
 //! Whatever is being written is invisible until whole (temp + rename);
 //! [`ImageStore::open`] removes what a crash left half-made.
 
+mod auth;
 mod content;
+mod gc;
 mod layers;
 mod locks;
 mod manifest;
+mod oauth;
 mod pull;
 mod reference;
+mod registry;
 mod store;
+mod stream;
 mod tmp;
-mod unpack;
+pub mod unpack;
 
-use std::collections::BTreeMap;
-use std::fmt;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -33,11 +38,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RegistrySettings;
 use crate::error::{Error, Result};
+use crate::fsutil::{self, DiskUsage};
+use crate::metrics::PullMetrics;
 
+pub use auth::Credentials;
+pub use gc::Collected;
 pub use reference::ImageRef;
 
-/// The node's images. `Send + Sync`; share it through an `Arc`.
-#[derive(Debug)]
+/// The node's images. `Send + Sync`; clones share one store.
+#[derive(Debug, Clone)]
 pub struct ImageStore {
     inner: Arc<Inner>,
 }
@@ -45,29 +54,21 @@ pub struct ImageStore {
 /// What pulls share (and move into blocking tasks).
 #[derive(Debug)]
 struct Inner {
+    root: PathBuf,
     content: content::ContentStore,
     layers: layers::LayerStore,
     records: store::ImageRecords,
     registry: RegistrySettings,
     blob_locks: locks::KeyLocks,
+    leases: Arc<gc::Leases>,
+    metrics: PullMetrics,
 }
 
-/// Registry credentials for one pull.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// The user name.
-    pub username: String,
-    /// The password or token.
-    pub password: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
+/// Keeps an image's layers from garbage collection while it lives (see
+/// [`ImageStore::hold`]).
+#[derive(Debug)]
+pub struct LayerHold {
+    _lease: gc::Lease,
 }
 
 /// An image the node has.
@@ -86,6 +87,10 @@ pub struct Image {
     pub config: ImageConfig,
     /// Chain ids of the layers, base first.
     pub layers: Vec<String>,
+    /// Digests of the manifests (index, platform manifest) and config
+    /// stored for it.
+    #[serde(default)]
+    pub blobs: Vec<String>,
 }
 
 /// The container defaults an image config carries.
@@ -114,18 +119,26 @@ pub struct ImageConfig {
 impl ImageStore {
     /// Opens the store under `root` (crius's root directory): loads the
     /// image records and removes half-made downloads and unpacks a crash
-    /// left behind.
-    pub fn open(root: &Path, registry: RegistrySettings) -> Result<ImageStore> {
+    /// left behind. `InvalidArgument` if the registry settings are wrong.
+    pub fn open(
+        root: &Path,
+        registry: RegistrySettings,
+        metrics: PullMetrics,
+    ) -> Result<ImageStore> {
+        registry::validate(&registry)?;
         // oci-client's TLS needs a process-wide rustls provider; another
         // part of crius may have installed one already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(ImageStore {
             inner: Arc::new(Inner {
+                root: root.to_path_buf(),
                 content: content::ContentStore::open(&root.join("content"))?,
                 layers: layers::LayerStore::open(&root.join("layers"))?,
                 records: store::ImageRecords::open(&root.join("images"))?,
                 registry,
                 blob_locks: locks::KeyLocks::default(),
+                leases: Arc::new(gc::Leases::default()),
+                metrics,
             }),
         })
     }
@@ -133,17 +146,20 @@ impl ImageStore {
     /// Pulls `reference` (normalised: `busybox` is
     /// `docker.io/library/busybox:latest`) and records it; returns the
     /// record. A tag that pointed to another image moves to this one.
+    /// `credentials` are the request's; without them (or for endpoints
+    /// they are not meant for) the configured auth file is looked up.
     ///
-    /// Errors: `InvalidArgument` for a bad reference; `NotFound` when the
-    /// registry has no such manifest (or none for this node's platform);
-    /// `Unavailable` when the registry cannot be reached (or fails
-    /// transiently); `FailedPrecondition` when it requires authentication
-    /// or rejects the credentials; `External` when it serves bad content
-    /// (digest or size mismatch, malformed manifest or layer, zstd).
-    /// A failed pull leaves no temp files and no record; blobs and layers
-    /// it completed and verified stay for the next attempt. If the future
-    /// is dropped mid-pull, a layer unpack under way finishes (or cleans
-    /// up) on its own blocking thread.
+    /// Errors: `InvalidArgument` for a bad reference or undecodable
+    /// credentials; `NotFound` when the registry has no such manifest (or
+    /// none for this node's platform); `Unavailable` when the registry
+    /// cannot be reached, fails transiently or stalls; `FailedPrecondition`
+    /// when it requires authentication or rejects the credentials;
+    /// `External` when it serves bad content (digest or size mismatch,
+    /// malformed manifest or layer). A failed pull leaves no temp files
+    /// and no record; layers it completed and verified stay for the next
+    /// attempt (or the next collection). If the future is dropped
+    /// mid-pull, a layer unpack under way cleans up on its own blocking
+    /// thread.
     pub async fn pull(&self, reference: &str, credentials: Option<&Credentials>) -> Result<Image> {
         pull::pull(&self.inner, reference, credentials).await
     }
@@ -158,6 +174,59 @@ impl ImageStore {
     /// digest. `InvalidArgument` if `reference_or_id` is none of these.
     pub fn get(&self, reference_or_id: &str) -> Result<Option<Image>> {
         self.inner.records.resolve(reference_or_id)
+    }
+
+    /// Removes the image `reference_or_id` names (id, tag or digest) with
+    /// all its tags and digests, as containerd does; returns it, or `None`
+    /// if there is no such image. Its layers and blobs stay until
+    /// [`Self::collect_garbage`].
+    pub async fn remove(&self, reference_or_id: &str) -> Result<Option<Image>> {
+        let Some(image) = self.get(reference_or_id)? else {
+            return Ok(None);
+        };
+        let inner = self.inner.clone();
+        let id = image.id.clone();
+        let removed = tokio::task::spawn_blocking(move || inner.records.remove(&id))
+            .await
+            .map_err(|e| Error::Internal(format!("remove image task: {e}")))??;
+        if removed {
+            tracing::info!(image = %image.id, tags = ?image.repo_tags, "image removed");
+        }
+        Ok(removed.then_some(image))
+    }
+
+    /// Deletes the layers and blobs no image record references, no lease
+    /// holds and `in_use` does not name (chain ids of layers containers
+    /// use; called under the lease lock, so it must be quick). Deciding
+    /// and moving the garbage aside is quick and done in place; deleting
+    /// it runs on a blocking thread.
+    pub async fn collect_garbage(
+        &self,
+        in_use: impl FnOnce() -> HashSet<String>,
+    ) -> Result<Collected> {
+        let (collected, doomed) = self.inner.doom_garbage(in_use)?;
+        tokio::task::spawn_blocking(move || doomed.delete())
+            .await
+            .map_err(|e| Error::Internal(format!("delete image garbage task: {e}")))?;
+        if !collected.layers.is_empty() || !collected.blobs.is_empty() {
+            tracing::info!(
+                layers = collected.layers.len(),
+                blobs = collected.blobs.len(),
+                "collected unused image layers and blobs"
+            );
+        }
+        Ok(collected)
+    }
+
+    /// Keeps `image`'s layers from garbage collection until the hold is
+    /// dropped: taken by CreateContainer before it looks for the layers,
+    /// dropped once the container is recorded (and so in use).
+    pub fn hold(&self, image: &Image) -> LayerHold {
+        let lease = self.inner.leases.lease();
+        for chain_id in &image.layers {
+            lease.add(chain_id);
+        }
+        LayerHold { _lease: lease }
     }
 
     /// The unpacked layer directories of `image`, lowest (base) first:
@@ -175,5 +244,98 @@ impl ImageStore {
                 Ok(self.inner.layers.fs_path(&digest))
             })
             .collect()
+    }
+
+    /// The image's config as the registry served it (JSON), if stored.
+    pub fn config_json(&self, image: &Image) -> Result<Option<Vec<u8>>> {
+        let digest = content::Digest::parse(&image.id)
+            .map_err(|m| Error::Internal(format!("image id: {m}")))?;
+        self.inner.content.read(&digest)
+    }
+
+    /// ImageStatus's verbose information, a JSON object (as containerd's):
+    /// the image config as served (`imageSpec`), the layers' chain ids
+    /// (`chainIDs`) and the stored manifests and config (`blobs`).
+    pub fn verbose_info(&self, image: &Image) -> Result<String> {
+        let spec: serde_json::Value = match self.config_json(image)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Internal(format!(
+                    "image {}: stored config is not JSON: {e}",
+                    image.id
+                ))
+            })?,
+            None => serde_json::Value::Null,
+        };
+        let info = serde_json::json!({
+            "id": image.id,
+            "chainIDs": image.layers,
+            "blobs": image.blobs,
+            "imageSpec": spec,
+        });
+        Ok(info.to_string())
+    }
+
+    /// Space and inodes the store takes (blobs, layers, records), counted
+    /// as `du` counts them.
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let mut total = DiskUsage::default();
+        for dir in ["content", "layers", "images"] {
+            let u = fsutil::disk_usage(&self.inner.root.join(dir))?;
+            total.bytes += u.bytes;
+            total.inodes += u.inodes;
+        }
+        Ok(total)
+    }
+}
+
+impl Inner {
+    /// Decides what is garbage and moves it out of sight, under the lease
+    /// lock.
+    fn doom_garbage(
+        &self,
+        in_use: impl FnOnce() -> HashSet<String>,
+    ) -> Result<(Collected, gc::Doomed)> {
+        let mut collected = Collected::default();
+        let mut doomed = gc::Doomed::default();
+        let r = self.leases.locked(|held| -> Result<()> {
+            let mut keep = in_use();
+            for image in self.records.list() {
+                keep.extend(image.layers.iter().cloned());
+                keep.extend(image.blobs.iter().cloned());
+                // Records from before `blobs` existed: the config and the
+                // manifests their digests name.
+                keep.insert(image.id.clone());
+                for d in &image.repo_digests {
+                    if let Some((_, digest)) = d.rsplit_once('@') {
+                        keep.insert(digest.to_string());
+                    }
+                }
+            }
+            for chain_id in self.layers.list()? {
+                if !gc::keeps(&keep, held, chain_id.as_str())
+                    && let Some(p) = self.layers.doom(&chain_id)?
+                {
+                    collected.layers.push(chain_id.to_string());
+                    doomed.paths.push(p);
+                }
+            }
+            for digest in self.content.list()? {
+                if !gc::keeps(&keep, held, digest.as_str())
+                    && let Some(p) = self.content.doom(&digest)?
+                {
+                    collected.blobs.push(digest.to_string());
+                    doomed.paths.push(p);
+                }
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => Ok((collected, doomed)),
+            Err(e) => {
+                // What was moved aside already goes anyway.
+                doomed.delete();
+                Err(e)
+            }
+        }
     }
 }

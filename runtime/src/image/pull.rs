@@ -1,38 +1,49 @@
 //! Pulling an image: resolve the reference to a manifest (through an index
-//! to this node's platform), fetch the config and the layers into the
-//! content store, unpack the layers, record the image.
+//! to this node's platform) at the first endpoint that has it (mirrors,
+//! then the registry), fetch the config, stream the layers into the layer
+//! store (a few at a time, each unpacked while it downloads), record the
+//! image.
 //!
-//! Every blob is verified against its digest and size as it streams (see
-//! [`ContentStore::ingest`]); every layer against its diff id as it
-//! unpacks. Blobs and layers already present are not fetched again.
+//! Every blob is verified against its digest (by oci-client's stream) and
+//! its size (here) as it streams; every layer against its diff id as it
+//! unpacks; nothing becomes visible before both matched. Layers already unpacked and blobs already stored are not
+//! fetched again; concurrent pulls of the same layer wait for one download.
+//! Compressed layer blobs are not kept: once unpacked nothing reads them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use futures_util::future::ready;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::Client;
+use oci_client::Reference;
+use oci_client::RegistryOperation;
+use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
+use tokio::sync::mpsc;
 
-use super::content::{ContentStore, Digest, IngestError};
+use super::auth::{Credentials, Login};
+use super::content::{Digest, IngestError};
+use super::gc::Lease;
 use super::layers::{LayerSource, chain_ids};
 use super::manifest::{
     ACCEPTED_MANIFESTS, Compression, Manifest, Platform, is_image_config, parse_config,
     select_platform,
 };
-use super::reference::{ImageRef, uses_plain_http};
-use super::{Credentials, Image, Inner};
+use super::oauth::{self, ExchangeError};
+use super::reference::ImageRef;
+use super::registry::{self, Endpoint};
+use super::stream::{BlobReader, CHANNEL_DEPTH, Chunk, Progress};
+use super::{Image, Inner};
 use crate::error::{Error, IoContext, Result};
 
-/// Layers fetched and unpacked at the same time.
-const CONCURRENT_LAYERS: usize = 3;
 /// An image config larger than this is not one.
 const MAX_CONFIG_SIZE: u64 = 32 << 20;
-const USER_AGENT: &str = concat!("crius/", env!("CARGO_PKG_VERSION"));
+/// The diff id of an empty layer (an empty tar: 1024 zero bytes). Such a
+/// layer is not fetched.
+const EMPTY_LAYER_DIFF_ID: &str =
+    "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
 
 /// Pulls `reference` into the store; see [`super::ImageStore::pull`].
 pub async fn pull(
@@ -40,62 +51,203 @@ pub async fn pull(
     reference: &str,
     credentials: Option<&Credentials>,
 ) -> Result<Image> {
-    let image_ref = ImageRef::parse(reference)?;
-    let puller = Puller::new(inner.clone(), image_ref, credentials)?;
-    puller.run().await
+    let started = Instant::now();
+    let result = pull_with_progress(inner, reference, credentials).await;
+    let metrics = &inner.metrics;
+    metrics
+        .pulls
+        .with_label_values(&[result_label(&result)])
+        .inc();
+    metrics.duration.observe(started.elapsed().as_secs_f64());
+    if let Err(e) = &result {
+        tracing::info!(reference, error = %e, elapsed = ?started.elapsed(), "pull failed");
+    }
+    result
 }
 
-struct Puller {
-    inner: Arc<Inner>,
-    image_ref: ImageRef,
-    /// What is fetched: the reference by digest if it has one, else by tag.
+/// The `result` label of the pulls counter.
+fn result_label(r: &Result<Image>) -> &'static str {
+    match r {
+        Ok(_) => "success",
+        Err(Error::InvalidArgument(_)) => "invalid_reference",
+        Err(Error::NotFound { .. }) => "not_found",
+        Err(Error::FailedPrecondition(_)) => "auth_failed",
+        Err(Error::Unavailable(_)) => "unavailable",
+        Err(Error::External { .. }) => "bad_content",
+        Err(_) => "error",
+    }
+}
+
+async fn pull_with_progress(
+    inner: &Arc<Inner>,
+    reference: &str,
+    credentials: Option<&Credentials>,
+) -> Result<Image> {
+    let image_ref = ImageRef::parse(reference)?;
+    let progress = Progress::default();
+    let work = pull_from_endpoints(inner, &image_ref, credentials, &progress);
+    tokio::pin!(work);
+    let every = Duration::from_secs(inner.registry.progress_interval_secs);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let started = Instant::now();
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            _ = ticks.tick() => {
+                let (done, total) = progress.get();
+                tracing::info!(
+                    reference = %image_ref,
+                    done_bytes = done,
+                    total_bytes = total,
+                    elapsed = ?started.elapsed(),
+                    "pull in progress: {:.1} of {:.1} MiB",
+                    done as f64 / 1048576.0,
+                    total as f64 / 1048576.0,
+                );
+            }
+        }
+    }
+}
+
+/// Tries the endpoints in order until one resolves the reference, then
+/// pulls everything from that one.
+async fn pull_from_endpoints(
+    inner: &Arc<Inner>,
+    image_ref: &ImageRef,
+    credentials: Option<&Credentials>,
+    progress: &Progress,
+) -> Result<Image> {
+    let endpoints = registry::endpoints(&inner.registry, image_ref)?;
+    let lease = inner.leases.lease();
+    let mut failures: Vec<String> = Vec::new();
+    for (i, ep) in endpoints.iter().enumerate() {
+        let last = i + 1 == endpoints.len();
+        let resolved = match Source::new(inner, image_ref, ep, credentials, progress, &lease).await
+        {
+            Ok(source) => source.resolve_manifest().await.map(|r| (source, r)),
+            Err(e) => Err(e),
+        };
+        match resolved {
+            Ok((source, resolved)) => {
+                if !failures.is_empty() {
+                    tracing::info!(reference = %image_ref, endpoint = %ep, "pulling from a fallback");
+                }
+                return source.pull(resolved).await;
+            }
+            Err(e) if !last => {
+                tracing::info!(reference = %image_ref, endpoint = %ep, error = %e, "trying the next endpoint");
+                failures.push(format!("{ep}: {e}"));
+            }
+            Err(e) => return Err(with_earlier_failures(e, &failures)),
+        }
+    }
+    Err(Error::Internal(format!(
+        "no endpoint to pull {image_ref} from"
+    )))
+}
+
+/// Adds what the mirrors said to the registry's error (a not-found keeps
+/// its own form; the mirrors' errors were logged).
+fn with_earlier_failures(e: Error, failures: &[String]) -> Error {
+    if failures.is_empty() {
+        return e;
+    }
+    let note = format!(" (tried first: {})", failures.join("; "));
+    match e {
+        Error::Unavailable(m) => Error::Unavailable(m + &note),
+        Error::FailedPrecondition(m) => Error::FailedPrecondition(m + &note),
+        Error::External { what, message } => Error::External {
+            what,
+            message: message + &note,
+        },
+        other => other,
+    }
+}
+
+/// What the reference resolved to.
+struct Resolved {
+    manifest: OciImageManifest,
+    /// The digest the reference named or its tag pointed to (an index's,
+    /// for an index).
+    top_digest: Digest,
+    /// Manifests (index, platform manifest) stored for the image.
+    blobs: Vec<Digest>,
+}
+
+/// One endpoint of one pull.
+struct Source<'a> {
+    inner: &'a Arc<Inner>,
+    image_ref: &'a ImageRef,
+    ep: &'a Endpoint,
+    /// What is fetched: the reference by digest if it has one, else by
+    /// tag; pointed at the mirror for a mirror.
     fetch_ref: Reference,
     client: Client,
     auth: RegistryAuth,
     with_credentials: bool,
+    stall: Duration,
+    progress: &'a Progress,
+    lease: &'a Lease,
 }
 
-impl Puller {
-    fn new(
-        inner: Arc<Inner>,
-        image_ref: ImageRef,
+impl<'a> Source<'a> {
+    async fn new(
+        inner: &'a Arc<Inner>,
+        image_ref: &'a ImageRef,
+        ep: &'a Endpoint,
         credentials: Option<&Credentials>,
-    ) -> Result<Puller> {
-        let host = image_ref.registry_host().to_string();
-        let plain_http = uses_plain_http(image_ref.registry(), &inner.registry.insecure)
-            || uses_plain_http(&host, &inner.registry.insecure);
-        let config = ClientConfig {
-            protocol: if plain_http {
-                ClientProtocol::HttpsExcept(vec![host.clone()])
-            } else {
-                ClientProtocol::Https
-            },
-            // Indexes are resolved here, with variants and a clear error.
-            platform_resolver: None,
-            connect_timeout: Some(Duration::from_secs(30)),
-            read_timeout: Some(Duration::from_secs(60)),
-            user_agent: USER_AGENT,
-            ..ClientConfig::default()
+        progress: &'a Progress,
+        lease: &'a Lease,
+    ) -> Result<Source<'a>> {
+        let settings = &inner.registry;
+        let stall = Duration::from_secs(settings.stall_timeout_secs);
+        let (login, with_credentials) =
+            registry::credentials(settings, ep, image_ref, credentials)?;
+        let auth = match login {
+            Login::Direct(auth) => auth,
+            Login::IdentityToken(token) => {
+                let http = registry::http_client(settings, ep, image_ref, stall)?;
+                let base = registry::base_url(ep);
+                oauth::exchange(&http, &base, image_ref.repository(), &token, stall)
+                    .await
+                    .map(RegistryAuth::Bearer)
+                    .map_err(|e| match e {
+                        ExchangeError::Unreachable(m) => Error::Unavailable(format!(
+                            "pull {image_ref}: identity token exchange for {ep} failed: {m}"
+                        )),
+                        ExchangeError::Refused(m) => Error::FailedPrecondition(format!(
+                            "pull {image_ref}: authentication required for {ep}: the identity \
+                             token was refused ({m})"
+                        )),
+                        ExchangeError::Protocol(m) => {
+                            Error::FailedPrecondition(format!("pull {image_ref}: {m}"))
+                        }
+                    })?
+            }
         };
-        let client = Client::try_from(config)
-            .map_err(|e| Error::Internal(format!("build registry client for {host}: {e}")))?;
-        let auth = match credentials {
-            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
-            None => RegistryAuth::Anonymous,
-        };
-        Ok(Puller {
-            fetch_ref: image_ref.fetch_reference(),
+        Ok(Source {
+            fetch_ref: registry::reference(image_ref, ep),
+            client: registry::client(settings, ep, image_ref, stall)?,
             inner,
             image_ref,
-            client,
+            ep,
             auth,
-            with_credentials: credentials.is_some(),
+            with_credentials,
+            stall,
+            progress,
+            lease,
         })
     }
 
-    async fn run(self) -> Result<Image> {
-        let (manifest, top_digest) = self.resolve_manifest().await?;
+    /// Fetches the config and the layers and records the image.
+    async fn pull(&self, resolved: Resolved) -> Result<Image> {
+        let Resolved {
+            manifest,
+            top_digest,
+            mut blobs,
+        } = resolved;
         let (config, diff_ids, config_digest) = self.fetch_config(&manifest).await?;
+        blobs.push(config_digest.clone());
 
         if diff_ids.len() != manifest.layers.len() {
             return Err(self.bad_content(format!(
@@ -109,25 +261,27 @@ impl Puller {
             .map(|d| Digest::parse(d).map_err(|e| self.bad_content(format!("image config: {e}"))))
             .collect::<Result<Vec<_>>>()?;
         let chains = chain_ids(&diff_ids);
-        let mut size = manifest.config.size.max(0) as u64;
+        let mut size = descriptor_size(&manifest.config).map_err(|m| self.bad_content(m))?;
         for layer in &manifest.layers {
             // Refuse unsupported layers before fetching anything big.
-            match Compression::from_media_type(&layer.media_type) {
-                Ok(Some(Compression::Zstd)) => {
-                    return Err(self.bad_content(format!(
-                        "layer {} is zstd-compressed: zstd layers are not supported yet",
-                        layer.digest
-                    )));
-                }
-                Err(m) => return Err(self.bad_content(format!("layer {}: {m}", layer.digest))),
-                Ok(_) => {}
+            if let Err(m) = Compression::from_media_type(&layer.media_type) {
+                return Err(self.bad_content(format!("layer {}: {m}", layer.digest)));
             }
-            size += descriptor_size(layer).map_err(|m| self.bad_content(m))?;
+            Digest::parse(&layer.digest).map_err(|m| self.bad_content(m))?;
+            let layer_size = descriptor_size(layer).map_err(|m| self.bad_content(m))?;
+            size += layer_size;
+            self.progress.add_total(layer_size);
         }
 
         self.ensure_layers(&manifest.layers, &diff_ids, &chains)
             .await?;
 
+        let mut blob_names: Vec<String> = Vec::new();
+        for b in blobs {
+            if !blob_names.contains(&b.to_string()) {
+                blob_names.push(b.to_string());
+            }
+        }
         let image = Image {
             id: config_digest.to_string(),
             repo_tags: self.image_ref.repo_tag().into_iter().collect(),
@@ -135,19 +289,19 @@ impl Puller {
             size,
             config,
             layers: chains.iter().map(|c| c.to_string()).collect(),
+            blobs: blob_names,
         };
         let inner = self.inner.clone();
         let image = tokio::task::spawn_blocking(move || inner.records.record(image))
             .await
             .map_err(|e| Error::Internal(format!("record image: {e}")))??;
-        tracing::info!(reference = %self.image_ref, id = %image.id, "pulled image");
+        tracing::info!(reference = %self.image_ref, id = %image.id, from = %self.ep, "pulled image");
         Ok(image)
     }
 
     /// Fetches the manifest the reference names and, for an index, the
-    /// one for this node's platform. Returns it and the digest the
-    /// reference resolved to (the index's, for an index).
-    async fn resolve_manifest(&self) -> Result<(OciImageManifest, Digest)> {
+    /// one for this node's platform, and stores them.
+    async fn resolve_manifest(&self) -> Result<Resolved> {
         self.client
             .auth(&self.fetch_ref, &self.auth, RegistryOperation::Pull)
             .await
@@ -157,6 +311,7 @@ impl Puller {
             .pull_manifest_raw(&self.fetch_ref, &self.auth, ACCEPTED_MANIFESTS)
             .await
             .map_err(|e| self.registry_error(e, None))?;
+        self.inner.metrics.bytes.inc_by(body.len() as u64);
         let top_digest = Digest::of(&body);
         if let Some(want) = self.image_ref.digest()
             && want != top_digest.as_str()
@@ -165,7 +320,8 @@ impl Puller {
                 "manifest hashes to {top_digest}, not the requested {want}"
             )));
         }
-        self.inner.content.put(&body).await?;
+        self.store_manifest(&body).await?;
+        let mut blobs = vec![top_digest.clone()];
         let manifest = match Manifest::parse(&body).map_err(|m| self.bad_content(m))? {
             Manifest::Image(m) => *m,
             Manifest::Index(index) => {
@@ -178,15 +334,16 @@ impl Puller {
                     )
                 })?;
                 let want = Digest::parse(&entry.digest).map_err(|m| self.bad_content(m))?;
+                let mut platform_ref = self.image_ref.with_digest(want.as_str());
+                if self.ep.mirror {
+                    platform_ref.set_mirror_registry(self.ep.host.clone());
+                }
                 let (body, _) = self
                     .client
-                    .pull_manifest_raw(
-                        &self.image_ref.with_digest(want.as_str()),
-                        &self.auth,
-                        ACCEPTED_MANIFESTS,
-                    )
+                    .pull_manifest_raw(&platform_ref, &self.auth, ACCEPTED_MANIFESTS)
                     .await
                     .map_err(|e| self.registry_error(e, Some(&want)))?;
+                self.inner.metrics.bytes.inc_by(body.len() as u64);
                 let got = Digest::of(&body);
                 if got != want || i64::try_from(body.len()).ok() != Some(entry.size) {
                     return Err(self.bad_content(format!(
@@ -195,7 +352,8 @@ impl Puller {
                         body.len()
                     )));
                 }
-                self.inner.content.put(&body).await?;
+                self.store_manifest(&body).await?;
+                blobs.push(got);
                 match Manifest::parse(&body).map_err(|m| self.bad_content(m))? {
                     Manifest::Image(m) => *m,
                     Manifest::Index(_) => {
@@ -206,7 +364,16 @@ impl Puller {
                 }
             }
         };
-        Ok((manifest, top_digest))
+        Ok(Resolved {
+            manifest,
+            top_digest,
+            blobs,
+        })
+    }
+
+    async fn store_manifest(&self, body: &[u8]) -> Result<()> {
+        self.lease.add(Digest::of(body).as_str());
+        self.inner.content.put(body).await.map(|_| ())
     }
 
     async fn fetch_config(
@@ -224,7 +391,7 @@ impl Puller {
         if size > MAX_CONFIG_SIZE {
             return Err(self.bad_content(format!("image config of {size} bytes is too large")));
         }
-        let (digest, path) = self.fetch_blob(desc, &AtomicBool::new(false)).await?;
+        let (digest, path) = self.fetch_blob(desc).await?;
         let data = tokio::fs::read(&path)
             .await
             .context(|| format!("read {}", path.display()))?;
@@ -236,9 +403,8 @@ impl Puller {
     /// Makes sure every layer is unpacked, a few at a time.
     ///
     /// On the first failure, layers not started are skipped and downloads
-    /// under way stop, but unpacks under way (blocking, not cancellable)
-    /// are waited for: when this returns, nothing of the pull is still
-    /// being written.
+    /// under way stop, but unpacks under way are waited for: when this
+    /// returns, nothing of the pull is still being written.
     async fn ensure_layers(
         &self,
         layers: &[OciDescriptor],
@@ -264,14 +430,14 @@ impl Puller {
                     }
                     r
                 })
-                .buffer_unordered(CONCURRENT_LAYERS)
+                .buffer_unordered(self.inner.registry.concurrent_layers.max(1))
                 .collect()
                 .await;
         // In completion order: the first error is the cause.
         results.into_iter().collect()
     }
 
-    /// Makes sure one layer is unpacked, fetching its blob if needed.
+    /// Makes sure one layer is unpacked, streaming it in if needed.
     async fn ensure_layer(
         &self,
         desc: &OciDescriptor,
@@ -280,41 +446,161 @@ impl Puller {
         parent: Option<&Digest>,
         failed: &AtomicBool,
     ) -> Result<()> {
+        let size = descriptor_size(desc).map_err(|m| self.bad_content(m))?;
+        // Leased before looking, so a collection cannot take it after.
+        self.lease.add(chain_id.as_str());
         let _guard = self.inner.layers.lock(chain_id).await;
-        if self.inner.layers.has(chain_id) || failed.load(Ordering::Relaxed) {
+        if self.inner.layers.has(chain_id) {
+            self.progress.add_done(size);
             return Ok(());
         }
-        let (blob_digest, blob) = self.fetch_blob(desc, failed).await?;
-        let what = format!("layer {blob_digest} of {}", self.image_ref);
-        let inner = self.inner.clone();
-        let (media_type, diff_id, chain_id) =
-            (desc.media_type.clone(), diff_id.clone(), chain_id.clone());
-        let parent = parent.cloned();
-        tokio::task::spawn_blocking(move || {
-            let src = LayerSource {
-                blob: &blob,
-                blob_digest: &blob_digest,
-                media_type: &media_type,
-                diff_id: &diff_id,
-                chain_id: &chain_id,
-                parent: parent.as_ref(),
-            };
-            inner.layers.unpack(&src, &what)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("unpack layer task: {e}")))?
+        if failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let layer = OwnedLayer {
+            blob_digest: Digest::parse(&desc.digest).map_err(|m| self.bad_content(m))?,
+            media_type: desc.media_type.clone(),
+            diff_id: diff_id.clone(),
+            chain_id: chain_id.clone(),
+            parent: parent.cloned(),
+        };
+        if diff_id.as_str() == EMPTY_LAYER_DIFF_ID {
+            let inner = self.inner.clone();
+            tokio::task::spawn_blocking(move || inner.layers.create_empty(&layer.source()))
+                .await
+                .map_err(|e| Error::Internal(format!("create empty layer task: {e}")))??;
+            self.progress.add_done(size);
+            return Ok(());
+        }
+        self.stream_layer(desc, size, layer, failed).await
     }
 
-    /// Makes sure a blob is in the content store; returns its digest and
-    /// path. The download stops (and fails) once `stop` is set.
-    async fn fetch_blob(
+    /// Downloads a layer blob and unpacks it as it arrives.
+    async fn stream_layer(
         &self,
         desc: &OciDescriptor,
-        stop: &AtomicBool,
-    ) -> Result<(Digest, std::path::PathBuf)> {
+        size: u64,
+        layer: OwnedLayer,
+        failed: &AtomicBool,
+    ) -> Result<()> {
+        let digest = layer.blob_digest.clone();
+        let stream = self
+            .client
+            .pull_blob_stream(&self.fetch_ref, desc)
+            .await
+            .map_err(|e| self.registry_error(e, Some(&digest)))?;
+        if let Some(len) = stream.content_length
+            && len != size
+        {
+            return Err(self.bad_content(format!(
+                "blob {digest}: registry sends {len} bytes, the manifest says {size}"
+            )));
+        }
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let what = format!("layer {digest} of {}", self.image_ref);
+        let inner = self.inner.clone();
+        let unpack = tokio::task::spawn_blocking(move || {
+            inner
+                .layers
+                .unpack(&layer.source(), BlobReader::new(rx), &what)
+        });
+        let fed = self.feed(stream, &digest, size, &tx, failed).await;
+        if let Ok(true) = fed {
+            // The reader ends only now; a closed channel means the
+            // unpacker has already failed, which the join reports.
+            let _ = tx.send(Chunk::End).await;
+        }
+        drop(tx);
+        let unpacked = unpack
+            .await
+            .map_err(|e| Error::Internal(format!("unpack layer task: {e}")))?;
+        match fed {
+            // The download's failure is the cause; the unpacker only saw
+            // its input cut off.
+            Err(e) => Err(e),
+            Ok(_) => unpacked,
+        }
+    }
+
+    /// Passes the blob's chunks to the unpacker, checking the size and
+    /// watching for stalls; oci-client's stream checks the digest (and
+    /// fails at the end on a mismatch). `Ok(false)`: the unpacker stopped
+    /// taking chunks (it failed).
+    async fn feed(
+        &self,
+        mut stream: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin,
+        digest: &Digest,
+        size: u64,
+        tx: &mpsc::Sender<Chunk>,
+        failed: &AtomicBool,
+    ) -> Result<bool> {
+        let mut got = 0u64;
+        loop {
+            if failed.load(Ordering::Relaxed) {
+                return Err(Error::Internal(format!(
+                    "download of blob {digest} stopped: another layer failed"
+                )));
+            }
+            let next = match tokio::time::timeout(self.stall, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    return Err(Error::Unavailable(format!(
+                        "pull {}: download of blob {digest} from {} stalled: no data for {} s \
+                         after {got} of {size} bytes; cancelled",
+                        self.image_ref,
+                        self.ep,
+                        self.stall.as_secs(),
+                    )));
+                }
+            };
+            let chunk = match next {
+                None => break,
+                Some(Ok(chunk)) => chunk,
+                Some(Err(source)) => {
+                    let mismatch = source
+                        .get_ref()
+                        .and_then(|e| e.downcast_ref::<DigestError>());
+                    if let Some(DigestError::VerificationError { actual, .. }) = mismatch {
+                        return Err(self.bad_content(format!(
+                            "blob {digest}: digest mismatch: content hashes to {actual}"
+                        )));
+                    }
+                    return Err(Error::Unavailable(format!(
+                        "pull {}: download of blob {digest} from {} failed after {got} of {size} \
+                         bytes: {}",
+                        self.image_ref,
+                        self.ep,
+                        error_chain(&source)
+                    )));
+                }
+            };
+            got += chunk.len() as u64;
+            if got > size {
+                return Err(self.bad_content(format!(
+                    "blob {digest}: more than the {size} bytes the manifest announces"
+                )));
+            }
+            self.inner.metrics.bytes.inc_by(chunk.len() as u64);
+            self.progress.add_done(chunk.len() as u64);
+            if tx.send(Chunk::Data(chunk)).await.is_err() {
+                return Ok(false);
+            }
+        }
+        if got != size {
+            return Err(self.bad_content(format!(
+                "blob {digest}: truncated: got {got} of {size} bytes"
+            )));
+        }
+        Ok(true)
+    }
+
+    /// Makes sure a (small) blob is in the content store; returns its
+    /// digest and path.
+    async fn fetch_blob(&self, desc: &OciDescriptor) -> Result<(Digest, std::path::PathBuf)> {
         let digest = Digest::parse(&desc.digest).map_err(|m| self.bad_content(m))?;
         let size = descriptor_size(desc).map_err(|m| self.bad_content(m))?;
-        let content: &ContentStore = &self.inner.content;
+        let content = &self.inner.content;
+        self.lease.add(digest.as_str());
         let _guard = self.inner.blob_locks.lock(digest.as_str()).await;
         if content.has(&digest, size) {
             return Ok((digest.clone(), content.path(&digest)));
@@ -331,31 +617,28 @@ impl Puller {
                 "blob {digest}: registry sends {len} bytes, the manifest says {size}"
             )));
         }
-        let stream = stream.take_while(|_| ready(!stop.load(Ordering::Relaxed)));
         let path = content
             .ingest(&digest, size, stream)
             .await
             .map_err(|e| match e {
                 IngestError::Transfer { .. } => Error::Unavailable(format!(
-                    "download of blob {digest} of {} from {} failed: {e}",
+                    "download of blob {digest} of {} from {} failed: {}",
                     self.image_ref,
-                    self.host()
+                    self.ep,
+                    without_url_queries(&e.to_string())
                 )),
                 IngestError::Mismatch(m) => self.bad_content(format!("blob {digest}: {m}")),
                 IngestError::Store(e) => e,
             })?;
+        self.inner.metrics.bytes.inc_by(size);
         tracing::debug!(blob = %digest, size, reference = %self.image_ref, "fetched blob");
         Ok((digest, path))
-    }
-
-    fn host(&self) -> &str {
-        self.image_ref.registry_host()
     }
 
     /// The registry served something that is not what it should be.
     fn bad_content(&self, message: String) -> Error {
         Error::External {
-            what: format!("pull {} from {}", self.image_ref, self.host()),
+            what: format!("pull {} from {}", self.image_ref, self.ep),
             message,
         }
     }
@@ -364,22 +647,20 @@ impl Puller {
         Error::FailedPrecondition(if self.with_credentials {
             format!(
                 "pull {}: authentication required for {}: the credentials were rejected",
-                self.image_ref,
-                self.host()
+                self.image_ref, self.ep
             )
         } else {
             format!(
                 "pull {}: authentication required for {} (or the repository does not exist)",
-                self.image_ref,
-                self.host()
+                self.image_ref, self.ep
             )
         })
     }
 
-    /// Maps an oci-client error to ours, naming the registry, the image
+    /// Maps an oci-client error to ours, naming the endpoint, the image
     /// and (for a blob) the blob.
     fn registry_error(&self, e: OciDistributionError, blob: Option<&Digest>) -> Error {
-        let host = self.host();
+        let ep = self.ep;
         let subject = match blob {
             Some(d) => format!("{} (blob {d})", self.image_ref),
             None => self.image_ref.to_string(),
@@ -393,11 +674,11 @@ impl Puller {
                 let detail = error_chain(&re);
                 if re.is_connect() || re.is_timeout() {
                     Error::Unavailable(format!(
-                        "registry {host} unreachable while pulling {subject}: {detail}"
+                        "registry {ep} unreachable while pulling {subject}: {detail}"
                     ))
                 } else {
                     Error::Unavailable(format!(
-                        "request to registry {host} failed while pulling {subject}: {detail}"
+                        "request to registry {ep} failed while pulling {subject}: {detail}"
                     ))
                 }
             }
@@ -415,7 +696,7 @@ impl Puller {
                     self.auth_error()
                 } else if has(OciErrorCode::Toomanyrequests) {
                     Error::Unavailable(format!(
-                        "registry {host} is rate-limiting pulls of {subject}: {envelope}"
+                        "registry {ep} is rate-limiting pulls of {subject}: {envelope}"
                     ))
                 } else {
                     self.bad_content(format!("{subject}: {envelope}"))
@@ -425,7 +706,7 @@ impl Puller {
                 404 => missing(),
                 401 | 403 => self.auth_error(),
                 408 | 429 | 500..=599 => Error::Unavailable(format!(
-                    "registry {host} answered {code} while pulling {subject}: {message}"
+                    "registry {ep} answered {code} while pulling {subject}: {message}"
                 )),
                 _ => self.bad_content(format!("{subject}: HTTP {code}: {message}")),
             },
@@ -437,13 +718,36 @@ impl Puller {
     }
 }
 
+/// A layer's identity, owned (to move into a blocking task).
+struct OwnedLayer {
+    blob_digest: Digest,
+    media_type: String,
+    diff_id: Digest,
+    chain_id: Digest,
+    parent: Option<Digest>,
+}
+
+impl OwnedLayer {
+    fn source(&self) -> LayerSource<'_> {
+        LayerSource {
+            blob_digest: &self.blob_digest,
+            media_type: &self.media_type,
+            diff_id: &self.diff_id,
+            chain_id: &self.chain_id,
+            parent: self.parent.as_ref(),
+        }
+    }
+}
+
 fn descriptor_size(desc: &OciDescriptor) -> Result<u64, String> {
     u64::try_from(desc.size)
         .map_err(|_| format!("descriptor {} has size {}", desc.digest, desc.size))
 }
 
 /// An error and its causes, `a: b: c` (reqwest's own message hides the
-/// cause, e.g. "connection refused").
+/// cause, e.g. "connection refused"), with the query strings of URLs cut
+/// off: a redirect to blob storage carries signed, short-lived credentials
+/// there.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -455,5 +759,41 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         }
         cur = c.source();
     }
-    s
+    without_url_queries(&s)
+}
+
+/// `s` with `?query` cut from every `http(s)://` URL in it.
+fn without_url_queries(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("://") {
+        let (head, tail) = rest.split_at(start);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == ')' || c == '"')
+            .unwrap_or(tail.len());
+        let url = &tail[..end];
+        out.push_str(url.split('?').next().unwrap_or(url));
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_queries_are_cut_from_errors() {
+        assert_eq!(
+            without_url_queries(
+                "error sending request for url (https://s3.example/blob?X-Amz-Signature=abc&x=1): \
+                 connection reset; see http://h/p?q \"x\""
+            ),
+            "error sending request for url (https://s3.example/blob): connection reset; \
+             see http://h/p \"x\""
+        );
+        assert_eq!(without_url_queries("no urls? none"), "no urls? none");
+    }
 }

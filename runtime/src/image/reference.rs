@@ -37,6 +37,11 @@ impl ImageRef {
         format!("{}/{}", self.inner.registry(), self.inner.repository())
     }
 
+    /// The repository, e.g. `library/busybox`.
+    pub fn repository(&self) -> &str {
+        self.inner.repository()
+    }
+
     /// The registry as named in the reference (`docker.io`, `localhost:5000`).
     pub fn registry(&self) -> &str {
         self.inner.registry()

@@ -160,11 +160,13 @@ impl ImageRecords {
                 let mut merged = pulled.clone();
                 merged.repo_tags = old.repo_tags.clone();
                 merged.repo_digests = old.repo_digests.clone();
+                merged.blobs = old.blobs.clone();
                 merged
             }
             None => Image {
                 repo_tags: Vec::new(),
                 repo_digests: Vec::new(),
+                blobs: Vec::new(),
                 ..pulled.clone()
             },
         };
@@ -178,6 +180,11 @@ impl ImageRecords {
                 image.repo_digests.push(d);
             }
         }
+        for b in pulled.blobs {
+            if !image.blobs.contains(&b) {
+                image.blobs.push(b);
+            }
+        }
 
         // Untag the old holders first: a crash in between loses a tag
         // (pull again), never leaves it on two images.
@@ -188,6 +195,21 @@ impl ImageRecords {
         images.insert(image.id.clone(), image.clone());
         *self.index.write().unwrap_or_else(PoisonError::into_inner) = Index::build(images);
         Ok(image)
+    }
+}
+
+impl ImageRecords {
+    /// Deletes the record of image `id` (`sha256:<hex>`); false if there
+    /// was none.
+    pub fn remove(&self, id: &str) -> Result<bool> {
+        let _update = self.update.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut images = self.read().images.clone();
+        if images.remove(id).is_none() {
+            return Ok(false);
+        }
+        self.table.delete(key(id))?;
+        *self.index.write().unwrap_or_else(PoisonError::into_inner) = Index::build(images);
+        Ok(true)
     }
 }
 
@@ -207,6 +229,7 @@ mod tests {
             size: 1,
             config: Default::default(),
             layers: vec![],
+            blobs: vec![],
         }
     }
 
@@ -290,5 +313,21 @@ mod tests {
         assert_eq!(b.repo_tags, [BB, "docker.io/library/busybox:2"]);
         assert_eq!(b.repo_digests, [d2]);
         assert_eq!(recs.list().len(), 2);
+    }
+
+    #[test]
+    fn remove_takes_every_name_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = ImageRecords::open(dir.path()).unwrap();
+        recs.record(image('a', &[BB, "docker.io/library/busybox:1"], &[BB_D]))
+            .unwrap();
+        recs.record(image('b', &["quay.io/x/y:1"], &[])).unwrap();
+        assert!(recs.remove(&id('a')).unwrap());
+        assert!(!recs.remove(&id('a')).unwrap());
+        assert_eq!(recs.resolve(BB).unwrap(), None);
+        assert_eq!(recs.resolve(BB_D).unwrap(), None);
+        let recs = ImageRecords::open(dir.path()).unwrap();
+        assert_eq!(recs.list().len(), 1);
+        assert_eq!(recs.resolve(BB).unwrap(), None);
     }
 }

@@ -1,5 +1,5 @@
-//! Unpacking a layer blob (tar, gzip'd or not) into an empty directory in
-//! the form overlayfs reads as a lower layer.
+//! Unpacking a layer blob (a tar: plain, gzip or zstd) into an empty
+//! directory in the form overlayfs reads as a lower layer.
 //!
 //! Entries keep their mode, numeric owner, mtime, xattrs, symlinks,
 //! hardlinks (within the layer), device nodes and fifos. OCI whiteouts
@@ -34,6 +34,9 @@ const WHITEOUT_META_PREFIX: &str = ".wh..wh.";
 const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
+/// Files at least this large get their writeback started as soon as they
+/// are written (see [`start_writeback`]).
+const EARLY_WRITEBACK_MIN: u64 = 256 * 1024;
 
 /// Why a layer could not be unpacked. The caller adds which layer of
 /// which image.
@@ -73,39 +76,44 @@ impl fmt::Display for UnpackError {
     }
 }
 
-/// Unpacks the layer blob at `blob` into `dest` (an empty directory) and
-/// returns the digest of the uncompressed tar (its diff id). The
-/// compression comes from `media_type`, or from the blob's first bytes
-/// when the type does not say.
-pub fn unpack_layer(blob: &Path, media_type: &str, dest: &Path) -> Result<Digest, UnpackError> {
-    let file = File::open(blob).map_err(|source| UnpackError::Io {
-        entry: String::new(),
-        op: "open layer blob",
-        source,
-    })?;
-    let mut input = BufReader::with_capacity(256 * 1024, file);
-    let compression = match Compression::from_media_type(media_type) {
-        Ok(Some(c)) => c,
-        Ok(None) => Compression::sniff(input.fill_buf().map_err(UnpackError::Read)?),
-        Err(m) => return Err(UnpackError::Unsupported(m)),
+/// Unpacks a layer blob read from `blob` into `dest` (an empty
+/// directory) and returns the digest of the uncompressed tar (its diff
+/// id). The compression comes from `media_type`, or from the blob's first
+/// bytes when the type does not say.
+///
+/// `blob` is always read to its end, even past the end of the compressed
+/// stream (padding some writers leave), so that a source which verifies
+/// the blob as it is read has verified all of it when this returns.
+pub fn unpack_layer<R: Read>(
+    mut blob: R,
+    media_type: &str,
+    dest: &Path,
+) -> Result<Digest, UnpackError> {
+    let diff_id = {
+        let mut input = BufReader::with_capacity(256 * 1024, &mut blob);
+        let compression = match Compression::from_media_type(media_type) {
+            Ok(Some(c)) => c,
+            Ok(None) => Compression::sniff(input.fill_buf().map_err(UnpackError::Read)?),
+            Err(m) => return Err(UnpackError::Unsupported(m)),
+        };
+        let decoded: Box<dyn Read + '_> = match compression {
+            Compression::None => Box::new(input),
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+            Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::with_buffer(input).map_err(UnpackError::Read)?,
+            ),
+        };
+        let mut hashing = HashingReader {
+            inner: decoded,
+            verifier: Verifier::default(),
+        };
+        apply_tar(&mut hashing, dest)?;
+        // The diff id covers the whole stream, end-of-archive padding too.
+        io::copy(&mut hashing, &mut io::sink()).map_err(UnpackError::Read)?;
+        hashing.verifier.finish()
     };
-    let decoded: Box<dyn Read> = match compression {
-        Compression::None => Box::new(input),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-        Compression::Zstd => {
-            return Err(UnpackError::Unsupported(
-                "zstd-compressed layers are not supported yet".into(),
-            ));
-        }
-    };
-    let mut hashing = HashingReader {
-        inner: decoded,
-        verifier: Verifier::default(),
-    };
-    apply_tar(&mut hashing, dest)?;
-    // The diff id covers the whole stream, end-of-archive padding too.
-    io::copy(&mut hashing, &mut io::sink()).map_err(UnpackError::Read)?;
-    Ok(hashing.verifier.finish())
+    io::copy(&mut blob, &mut io::sink()).map_err(UnpackError::Read)?;
+    Ok(diff_id)
 }
 
 struct HashingReader<R> {
@@ -284,6 +292,9 @@ impl Unpacker<'_> {
                         format!("{name:?}: got {written} of {} bytes", entry.size()),
                     )));
                 }
+                if written >= EARLY_WRITEBACK_MIN {
+                    start_writeback(&file);
+                }
                 apply_meta(&full, &meta, Target::File(&file)).map_err(io_err("set metadata"))?;
             }
             EntryType::Symlink => {
@@ -345,15 +356,16 @@ impl Unpacker<'_> {
     /// Reads the entry's owner, mode, mtime and xattrs (before its data).
     fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<Meta, String> {
         let h = entry.header();
-        let id = |v: io::Result<u64>, what: &str| -> Result<u32, String> {
-            let v = v.map_err(|e| format!("bad {what}: {e}"))?;
+        let raw = h.as_old();
+        let id = |v: io::Result<u64>, field: &[u8], what: &str| -> Result<u32, String> {
+            let v = numeric(v, field, what)?;
             u32::try_from(v).map_err(|_| format!("{what} {v} out of range"))
         };
-        let uid = id(h.uid(), "uid")?;
-        let gid = id(h.gid(), "gid")?;
-        let mode = h.mode().map_err(|e| format!("bad mode: {e}"))? & 0o7777;
-        let mtime = h.mtime().map_err(|e| format!("bad mtime: {e}"))?;
-        let mtime = i64::try_from(mtime).map_err(|_| format!("mtime {mtime} out of range"))?;
+        let mut uid = id(h.uid(), &raw.uid, "uid")?;
+        let mut gid = id(h.gid(), &raw.gid, "gid")?;
+        let mode = numeric(h.mode().map(u64::from), &raw.mode, "mode")? as u32 & 0o7777;
+        let mtime = numeric(h.mtime(), &raw.mtime, "mtime")?;
+        let mut mtime = i64::try_from(mtime).map_err(|_| format!("mtime {mtime} out of range"))?;
         let mut xattrs = Vec::new();
         if let Some(exts) = entry
             .pax_extensions()
@@ -361,8 +373,23 @@ impl Unpacker<'_> {
         {
             for ext in exts {
                 let ext = ext.map_err(|e| format!("bad pax header: {e}"))?;
-                if let Some(key) = ext.key_bytes().strip_prefix(PAX_XATTR_PREFIX.as_bytes()) {
+                let key = ext.key_bytes();
+                if let Some(key) = key.strip_prefix(PAX_XATTR_PREFIX.as_bytes()) {
                     xattrs.push((key.to_vec(), ext.value_bytes().to_vec()));
+                    continue;
+                }
+                // Values too large for the header (Go's writer, for one,
+                // puts them here).
+                let value = String::from_utf8_lossy(ext.value_bytes());
+                let bad = |what: &str| format!("bad pax {what} {value:?}");
+                match key {
+                    b"uid" => uid = value.trim().parse().map_err(|_| bad("uid"))?,
+                    b"gid" => gid = value.trim().parse().map_err(|_| bad("gid"))?,
+                    b"mtime" => {
+                        let whole = value.trim().split('.').next().unwrap_or_default();
+                        mtime = whole.parse().map_err(|_| bad("mtime"))?;
+                    }
+                    _ => {}
                 }
             }
         }
@@ -467,6 +494,28 @@ impl Unpacker<'_> {
             Ok(_) => Ok(()),
             Err(_) => Err("not in this layer".into()),
         }
+    }
+}
+
+/// Asks the kernel to start writing a file's data to disk now, without
+/// waiting, so that the layer's final syncfs finds most of it written
+/// (disk writes then overlap the rest of the download). Best effort.
+fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a file descriptor the caller keeps open;
+    // no memory is passed.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// A numeric header field; a blank one (all NUL or spaces, as some
+/// writers leave uid and gid) is 0, as GNU tar and Go read it.
+fn numeric(parsed: io::Result<u64>, field: &[u8], what: &str) -> Result<u64, String> {
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(_) if field.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        Err(e) => Err(format!("bad {what}: {e}")),
     }
 }
 
@@ -862,41 +911,96 @@ mod tests {
     }
 
     #[test]
-    fn gzip_and_plain_layers_and_diff_id() {
+    fn gzip_zstd_and_plain_layers_and_diff_id() {
         let tar = TarBuilder::new().file("a", b"hello").bytes();
         let diff_id = Digest::of(&tar);
-        let dir = tempfile::tempdir().unwrap();
-        let plain = dir.path().join("plain");
-        fs::write(&plain, &tar).unwrap();
-        let gz = dir.path().join("gz");
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         enc.write_all(&tar).unwrap();
-        fs::write(&gz, enc.finish().unwrap()).unwrap();
+        let gz = enc.finish().unwrap();
+        let zst = zstd::encode_all(&tar[..], 3).unwrap();
+        // Two zstd frames back to back are one stream.
+        let (head, tail) = tar.split_at(700);
+        let mut zst2 = zstd::encode_all(head, 1).unwrap();
+        zst2.extend(zstd::encode_all(tail, 1).unwrap());
         for (blob, media_type) in [
-            (&plain, "application/vnd.oci.image.layer.v1.tar"),
+            (&tar, "application/vnd.oci.image.layer.v1.tar"),
             (&gz, "application/vnd.oci.image.layer.v1.tar+gzip"),
             (&gz, "application/octet-stream"),
-            (&plain, ""),
+            (&tar, ""),
+            (&zst, "application/vnd.oci.image.layer.v1.tar+zstd"),
+            (&zst2, "application/vnd.oci.image.layer.v1.tar+zstd"),
+            (&zst, ""),
         ] {
             let out = tempfile::tempdir().unwrap();
-            let got = unpack_layer(blob, media_type, out.path()).unwrap();
+            let mut reader = &blob[..];
+            let got = unpack_layer(&mut reader, media_type, out.path()).unwrap();
             assert_eq!(got, diff_id, "{media_type}");
+            assert!(reader.is_empty(), "the blob is read to its end");
             assert_eq!(fs::read(out.path().join("a")).unwrap(), b"hello");
+        }
+        // Declared gzip or zstd, but plain: a read error, not a panic.
+        for media_type in [
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ] {
+            let out = tempfile::tempdir().unwrap();
+            let e = unpack_layer(&tar[..], media_type, out.path());
+            assert!(matches!(e, Err(UnpackError::Read(_))), "{e:?}");
         }
         let out = tempfile::tempdir().unwrap();
         let e = unpack_layer(
-            &gz,
-            "application/vnd.oci.image.layer.v1.tar+zstd",
+            &tar[..],
+            "application/vnd.oci.image.layer.v1.tar+lz4",
             out.path(),
         );
-        assert!(matches!(e, Err(UnpackError::Unsupported(ref m)) if m.contains("zstd")));
-        // Declared gzip, but plain: a read error, not a panic.
-        let e = unpack_layer(
-            &plain,
-            "application/vnd.oci.image.layer.v1.tar+gzip",
-            out.path(),
-        );
-        assert!(matches!(e, Err(UnpackError::Read(_))), "{e:?}");
+        assert!(matches!(e, Err(UnpackError::Unsupported(_))), "{e:?}");
+    }
+
+    #[test]
+    fn blank_numbers_are_zero_and_pax_overrides_the_header() {
+        let mut b = tar::Builder::new(Vec::new());
+        // A header as some writers leave it: uid, gid, mtime fields blank.
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(1);
+        h.set_path("blank").unwrap();
+        {
+            let old = h.as_old_mut();
+            old.uid = [0; 8];
+            old.gid = [b' '; 8];
+            old.mtime = [0; 12];
+        }
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        // Owner and mtime in PAX records only.
+        let uid = nix::unistd::geteuid().as_raw().to_string();
+        let gid = nix::unistd::getegid().as_raw().to_string();
+        b.append_pax_extensions([
+            ("uid", uid.as_bytes()),
+            ("gid", gid.as_bytes()),
+            ("mtime", &b"1650000000.25"[..]),
+        ])
+        .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o600);
+        h.set_uid(4242);
+        h.set_size(1);
+        b.append_data(&mut h, "pax", &b"y"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        let (dir, r) = apply(&tar);
+        if !is_root() {
+            // Owner 0 cannot be given away unprivileged.
+            assert!(r.is_err());
+            return;
+        }
+        r.unwrap();
+        let blank = fs::metadata(dir.path().join("blank")).unwrap();
+        assert_eq!((blank.uid(), blank.gid(), blank.mtime()), (0, 0, 0));
+        let pax = fs::metadata(dir.path().join("pax")).unwrap();
+        assert_eq!(pax.uid().to_string(), uid);
+        assert_eq!(pax.mtime(), 1_650_000_000);
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub struct Args {
     pub conflist: Option<PathBuf>,
     /// `sandboxes`: the pods' PID namespace mode, "container" or "pod".
     pub pid_namespace: String,
+    pub runs: usize,
+    pub single_mib: usize,
+    pub five_mib: usize,
 }
 
 /// Parses `crius-bench COMMAND [--flag value]…`.
@@ -31,6 +34,9 @@ pub fn parse() -> Result<Args> {
         registry: None,
         conflist: None,
         pid_namespace: "container".into(),
+        runs: 5,
+        single_mib: 41,
+        five_mib: 200,
     };
     while let Some(flag) = argv.next() {
         let value = argv
@@ -46,6 +52,9 @@ pub fn parse() -> Result<Args> {
             "--registry" => args.registry = Some(value),
             "--conflist" => args.conflist = Some(value.into()),
             "--pid-namespace" => args.pid_namespace = value,
+            "--runs" => args.runs = value.parse().map_err(bad)?,
+            "--single-mib" => args.single_mib = value.parse().map_err(bad)?,
+            "--five-mib" => args.five_mib = value.parse().map_err(bad)?,
             _ => return Err(err(format!("unknown flag {flag}"))),
         }
     }

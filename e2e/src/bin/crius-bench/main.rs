@@ -8,6 +8,7 @@
 //! crius-bench push --registry HOST:PORT   # the test images, for trying things by hand
 //! crius-bench sandboxes [--count N] [--conflist FILE] [--pid-namespace pod|container]
 //!                       [--endpoint SOCKET --pid PID]
+//! crius-bench pull [--runs N] [--single-mib M] [--five-mib M] [--endpoint SOCKET --pid PID]
 //! ```
 //!
 //! Build it and crius in release mode first (`cargo build --release
@@ -17,6 +18,7 @@
 mod args;
 mod idle;
 mod pods;
+mod pull;
 mod push;
 mod sandboxes;
 mod target;
@@ -31,10 +33,12 @@ async fn main() -> std::process::ExitCode {
         Ok(args) if args.command == "pods" => pods::run(&args).await,
         Ok(args) if args.command == "push" => push::run(&args).await,
         Ok(args) if args.command == "sandboxes" => sandboxes::run(&args).await,
+        Ok(args) if args.command == "pull" => pull::run(&args).await,
         Ok(_) => Err(err(
-            "usage: crius-bench idle|pods|push|sandboxes [--seconds S] [--count N] [--handler H] \
-             [--endpoint SOCKET --pid PID] [--registry HOST:PORT] [--conflist FILE] \
-             [--pid-namespace pod|container]",
+            "usage: crius-bench idle|pods|push|sandboxes|pull [--seconds S] [--count N] \
+             [--handler H] [--endpoint SOCKET --pid PID] [--registry HOST:PORT] \
+             [--conflist FILE] [--pid-namespace pod|container] [--runs N] [--single-mib M] \
+             [--five-mib M]",
         )),
         Err(e) => Err(e),
     };
