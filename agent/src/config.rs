@@ -309,6 +309,8 @@ mod tests {
             d.runtime.default_cgroup_parent
         );
         assert_eq!(c.runtime.oci_timeout_secs, d.runtime.oci_timeout_secs);
+        assert_eq!(c.runtime.default_ulimits, d.runtime.default_ulimits);
+        assert_eq!(c.runtime.pids_limit, d.runtime.pids_limit);
         assert_eq!(c.cni.conf_dir, d.cni.conf_dir);
         assert_eq!(c.cni.bin_dirs, d.cni.bin_dirs);
         assert_eq!(c.cni.plugin_timeout_secs, d.cni.plugin_timeout_secs);

@@ -37,6 +37,11 @@ pub struct RuntimeSettings {
     pub default_cgroup_parent: String,
     /// Timeout of a single OCI runtime call, seconds.
     pub oci_timeout_secs: u64,
+    /// Resource limits of every container's process, `name=soft:hard`
+    /// (`nofile=1024:4096`); empty keeps what the monitor inherits.
+    pub default_ulimits: Vec<String>,
+    /// The most processes each container may have; 0 means no limit.
+    pub pids_limit: i64,
 }
 
 /// One OCI runtime (a RuntimeClass handler).
@@ -65,6 +70,8 @@ impl Default for RuntimeSettings {
             monitor_path: PathBuf::new(),
             default_cgroup_parent: "/crius".into(),
             oci_timeout_secs: 60,
+            default_ulimits: Vec::new(),
+            pids_limit: 0,
         }
     }
 }

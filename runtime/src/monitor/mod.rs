@@ -12,6 +12,7 @@
 //! Monitor side: [`main`], the whole of the `crius-monitor` binary — plain
 //! std and nix, one blocking `poll` loop, no async runtime.
 
+pub mod control;
 pub mod cri_log;
 mod exit_status;
 mod process;
@@ -52,4 +53,13 @@ pub struct MonitorConfig {
     pub log_path: Option<PathBuf>,
     /// Where the monitor records the container's [`ExitStatus`].
     pub exit_file: PathBuf,
+    /// The control FIFO ([`control`]) the monitor reads requests from,
+    /// made by the daemon; `None`: no requests.
+    #[serde(default)]
+    pub control_fifo: Option<PathBuf>,
+    /// The container's cgroup file counting OOM kills (`memory.events` on
+    /// cgroup v2, `memory.oom_control` on v1), read once the container has
+    /// ended.
+    #[serde(default)]
+    pub oom_file: Option<PathBuf>,
 }

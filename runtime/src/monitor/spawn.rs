@@ -179,6 +179,8 @@ mod tests {
             pid_file: dir.path().join("pid"),
             log_path: None,
             exit_file: dir.path().join("exit"),
+            control_fifo: None,
+            oom_file: None,
         };
         let err = spawn(Path::new("/bin/false"), &config, dir.path())
             .await

@@ -5,8 +5,11 @@
 //! container's init. Every other verb is a short call run with
 //! `tokio::process`, killed when it outlives the configured timeout.
 
+mod exec;
 mod lookup;
 mod message;
+
+pub use exec::ExecOutput;
 
 pub(crate) use lookup::find_executable;
 pub(crate) use message::runtime_message;
@@ -133,6 +136,26 @@ impl OciRuntime {
         }
     }
 
+    /// Applies new cgroup resources to a created or running container
+    /// (`<runtime> update --resources -`, the JSON on stdin).
+    pub async fn update(
+        &self,
+        id: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        check_id(id)?;
+        let json = serde_json::to_vec(resources)
+            .map_err(|e| Error::Internal(format!("encode resources of container {id}: {e}")))?;
+        self.run_with_input(
+            "update",
+            id,
+            &["update", "--resources", "-", id],
+            Some(json),
+        )
+        .await
+        .map(drop)
+    }
+
     /// The container's state, or `None` when the runtime does not know it.
     pub async fn state(&self, id: &str) -> Result<Option<OciState>> {
         check_id(id)?;
@@ -159,17 +182,37 @@ impl OciRuntime {
 
     /// Runs `<bin> --root R <args…>`, killing it after the timeout.
     async fn run(&self, verb: &str, id: &str, args: &[&str]) -> Result<Output> {
+        self.run_with_input(verb, id, args, None).await
+    }
+
+    /// [`run`](Self::run) with `input` written to its stdin.
+    async fn run_with_input(
+        &self,
+        verb: &str,
+        id: &str,
+        args: &[&str],
+        input: Option<Vec<u8>>,
+    ) -> Result<Output> {
         let what = format!("{} {verb} {id}", self.name);
-        let child = tokio::process::Command::new(&self.path)
+        let mut child = tokio::process::Command::new(&self.path)
             .arg("--root")
             .arg(&self.root)
             .args(args.iter().map(OsStr::new))
-            .stdin(Stdio::null())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .context(|| format!("run {what} ({})", self.path.display()))?;
+        if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+            use tokio::io::AsyncWriteExt;
+            // A runtime that exits without reading says why on stderr.
+            let _ = stdin.write_all(&data).await;
+        }
         let out = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
             // Dropping the future drops the child, which kills it.
             Err(_) => {
