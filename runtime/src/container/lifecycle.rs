@@ -231,6 +231,7 @@ impl Runtime {
             apparmor_profile,
             rlimits: &rlimits,
             pids_limit: self.config.runtime.pids_limit,
+            available_capabilities: own_capabilities(),
         })?;
         c.user = Some(identity);
         let spec_json = serde_json::to_vec(&spec)
@@ -484,6 +485,20 @@ fn oom_file(cgroups_path: &str, cgroup_v2: bool) -> Option<PathBuf> {
     }
     let v1 = Path::new("/sys/fs/cgroup/memory");
     v1.is_dir().then(|| v1.join(rel).join("memory.oom_control"))
+}
+
+/// The capabilities in crius's own bounding set, read once; `None` if
+/// /proc cannot tell (then nothing is left out).
+fn own_capabilities() -> Option<&'static oci_spec::runtime::Capabilities> {
+    static CAPS: std::sync::OnceLock<Option<oci_spec::runtime::Capabilities>> =
+        std::sync::OnceLock::new();
+    CAPS.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+        let mask = u64::from_str_radix(hex.trim(), 16).ok()?;
+        Some(spec::capabilities_in_mask(mask))
+    })
+    .as_ref()
 }
 
 /// Whether the kernel has AppArmor enabled.

@@ -148,6 +148,20 @@ pub struct SpecInput<'a> {
     /// The pids limit of every container (`runtime.pids_limit`); 0 or
     /// less means none.
     pub pids_limit: i64,
+    /// The capabilities crius itself may hand out (its bounding set; root
+    /// here lacks CAP_SYS_RESOURCE): "ALL" and privileged mean these, and
+    /// a capability outside them is left out, or the runtime would fail.
+    pub available_capabilities: Option<&'a Capabilities>,
+}
+
+/// The capabilities whose bits are set in a `CapBnd`-style mask.
+pub fn capabilities_in_mask(mask: u64) -> Capabilities {
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
+        .filter_map(|(_, name)| capability(name).ok())
+        .collect()
 }
 
 /// One resource limit of the container's process.
@@ -593,11 +607,14 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
     let config = input.config;
     let image = input.image;
     let sc = &config.security;
-    let caps = if sc.privileged {
+    let mut caps = if sc.privileged {
         capabilities(&["ALL".to_string()], &[])?
     } else {
         capabilities(&sc.add_capabilities, &sc.drop_capabilities)?
     };
+    if let Some(available) = input.available_capabilities {
+        caps.retain(|c| available.contains(c));
+    }
     let cwd = if !config.working_dir.is_empty() {
         config.working_dir.clone()
     } else if !image.working_dir.is_empty() {
@@ -644,6 +661,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
                 .bounding(caps.clone())
                 .effective(caps.clone())
                 .permitted(caps.clone())
+                // The builder's defaults would give every process, root
+                // or not, ambient capabilities; none are inherited, as
+                // with containerd since CVE-2022-24769.
+                .inheritable(Capabilities::new())
+                .ambient(Capabilities::new())
                 .build()
                 .map_err(spec_error)?,
         )
@@ -851,6 +873,7 @@ mod tests {
             apparmor_profile: None,
             rlimits: &[],
             pids_limit: 0,
+            available_capabilities: None,
         })
         .unwrap()
     }
@@ -941,6 +964,7 @@ mod tests {
             apparmor_profile: Some("my-profile".into()),
             rlimits: &[],
             pids_limit: 0,
+            available_capabilities: None,
         };
         let spec = build(&input).unwrap();
         assert_eq!(linux(&spec).seccomp().as_ref(), Some(&profile));
@@ -1019,6 +1043,7 @@ mod tests {
             apparmor_profile: None,
             rlimits: &rlimits,
             pids_limit: 100,
+            available_capabilities: None,
         })
         .unwrap();
         let l = linux(&spec);
@@ -1036,6 +1061,56 @@ mod tests {
         assert_eq!(
             (rl.typ(), rl.soft(), rl.hard()),
             (PosixRlimitType::RlimitNofile, 1024, 4096)
+        );
+    }
+
+    #[test]
+    fn capabilities_are_limited_to_what_crius_holds() {
+        let available = capabilities_in_mask(0x1ff_ffff_ffff & !(1 << 24));
+        assert!(!available.contains(&Capability::SysResource));
+        assert!(available.contains(&Capability::CheckpointRestore));
+        let mut c = ContainerConfig::default();
+        c.security.privileged = true;
+        let img = image();
+        let sb = sandbox();
+        let id = Identity {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+        };
+        let spec = build(&SpecInput {
+            config: &c,
+            image: &img,
+            sandbox: &sb,
+            identity: &id,
+            cgroups_path: "/c".into(),
+            min_oom_score_adj: 0,
+            cgroup_namespace: false,
+            devices: &[],
+            seccomp_profile: None,
+            apparmor_profile: None,
+            rlimits: &[],
+            pids_limit: 0,
+            available_capabilities: Some(&available),
+        })
+        .unwrap();
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert_eq!(
+            caps.bounding().as_ref().unwrap().len(),
+            ALL_CAPABILITIES.len() - 1
+        );
+        assert!(
+            !caps
+                .effective()
+                .as_ref()
+                .unwrap()
+                .contains(&Capability::SysResource)
         );
     }
 
@@ -1121,6 +1196,7 @@ mod tests {
             apparmor_profile: None,
             rlimits: &[],
             pids_limit: 0,
+            available_capabilities: None,
         })
         .unwrap_err();
         assert!(e.to_string().contains("/data"), "{e}");
