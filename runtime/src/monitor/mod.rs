@@ -18,6 +18,7 @@ mod exit_status;
 mod process;
 mod spawn;
 mod sync;
+mod trim;
 mod wait;
 
 use std::path::PathBuf;
