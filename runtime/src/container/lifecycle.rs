@@ -177,6 +177,7 @@ impl Runtime {
         c: &mut Container,
         oci: &OciRuntime,
     ) -> Result<()> {
+        let began = std::time::Instant::now();
         let bundle = self.container_state_dir(&c.id);
         let rootfs_dir = bundle.join("rootfs");
         fsutil::create_dir_all(&bundle)?;
@@ -240,6 +241,7 @@ impl Runtime {
         if let Some(dir) = c.log_path.as_ref().and_then(|p| p.parent()) {
             fsutil::create_dir_all(dir)?;
         }
+        let prepared = began.elapsed();
         let pid_file = bundle.join("pid");
         let control_fifo = bundle.join(CONTROL_FIFO);
         control::create_fifo(&control_fifo)?;
@@ -260,6 +262,12 @@ impl Runtime {
         .await?;
         c.pid = spawned.container_pid;
         c.monitor_pid = spawned.monitor_pid;
+        tracing::debug!(
+            container = %c.id,
+            prepare_ms = prepared.as_secs_f64() * 1000.0,
+            create_ms = (began.elapsed() - prepared).as_secs_f64() * 1000.0,
+            "rootfs and spec made; monitor ran the runtime's create"
+        );
         Ok(())
     }
 
@@ -357,7 +365,7 @@ impl Runtime {
         }
         let oci = self.oci_runtime(&c.runtime_handler)?;
         let started_at = now_nanos();
-        if let Err(e) = oci.start(&c.id).await {
+        if let Err(e) = oci.start_created(&c.id, c.pid).await {
             // It will never run: report it exited, and end what the
             // runtime made so the monitor goes.
             entry.update(|r| {

@@ -5,6 +5,7 @@
 //! ```text
 //! crius-bench idle [--seconds S] [--endpoint SOCKET --pid PID]
 //! crius-bench pods [--count N] [--handler H] [--endpoint SOCKET --pid PID]
+//! crius-bench containers [--count N] [--handler H] [--endpoint SOCKET --pid PID]
 //! crius-bench push --registry HOST:PORT   # the test images, for trying things by hand
 //! ```
 //!
@@ -13,6 +14,7 @@
 //! loopback registry this starts (containerd does: loopback is plain HTTP).
 
 mod args;
+mod containers;
 mod idle;
 mod pods;
 mod push;
@@ -26,9 +28,10 @@ async fn main() -> std::process::ExitCode {
     let result = match args::parse() {
         Ok(args) if args.command == "idle" => idle::run(&args).await,
         Ok(args) if args.command == "pods" => pods::run(&args).await,
+        Ok(args) if args.command == "containers" => containers::run(&args).await,
         Ok(args) if args.command == "push" => push::run(&args).await,
         Ok(_) => Err(err(
-            "usage: crius-bench idle|pods|push [--seconds S] [--count N] [--handler H] \
+            "usage: crius-bench idle|pods|containers|push [--seconds S] [--count N] [--handler H] \
              [--endpoint SOCKET --pid PID] [--registry HOST:PORT]",
         )),
         Err(e) => Err(e),
