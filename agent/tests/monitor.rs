@@ -146,6 +146,8 @@ impl Fixture {
             exit_file: self.dir.join("exit"),
             control_fifo: None,
             oom_file: None,
+            console_socket: None,
+            stdin: false,
         }
     }
 

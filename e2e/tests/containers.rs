@@ -446,6 +446,29 @@ async fn exit_reasons(handler: &str, pod: &str) {
     let (status, _) = s.run(&config).await;
     assert_eq!((status.exit_code, status.message.as_str()), (0, ""));
 
+    // A terminal: the output comes through it (a terminal ends lines with
+    // \r\n); stdin kept open is a pipe, not /dev/null.
+    let mut config = s.config(
+        "tty",
+        "tty; echo on-a-terminal; readlink /proc/self/fd/0",
+        Default::default(),
+    );
+    config.tty = true;
+    config.stdin = true;
+    let (status, out) = s.run(&config).await;
+    assert_eq!(status.exit_code, 0, "{status:?} {out:?}");
+    let out: Vec<&str> = out.iter().map(|l| l.trim_end_matches('\r')).collect();
+    assert!(out[0].starts_with("/dev/pts/"), "{out:?}");
+    assert_eq!(out[1], "on-a-terminal");
+    let mut config = s.config("stdin", "readlink /proc/self/fd/0", Default::default());
+    config.stdin = true;
+    let (_, out) = s.run(&config).await;
+    assert!(out[0].starts_with("pipe:"), "{out:?}");
+    let (_, out) = s
+        .run(&s.config("no-stdin", "readlink /proc/self/fd/0", Default::default()))
+        .await;
+    assert_eq!(out, ["/dev/null"]);
+
     // A command that does not exist: CreateContainer says so.
     let mut config = s.config("missing", "true", Default::default());
     config.command = vec!["/no/such/binary".into()];

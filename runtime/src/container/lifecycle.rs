@@ -26,6 +26,8 @@ use crate::{Runtime, container_name_key};
 /// How long a container may take to die after SIGKILL before the stop is
 /// reported as failed.
 const KILL_GRACE: Duration = Duration::from_secs(30);
+/// The socket the runtime sends a container's terminal to, in its bundle.
+const CONSOLE_SOCKET: &str = "console.sock";
 /// The reason of a container whose start failed (as Docker names it).
 const CANNOT_RUN: &str = "ContainerCannotRun";
 /// The exit code reported for a container that never ran (containerd's).
@@ -245,17 +247,31 @@ impl Runtime {
         let pid_file = bundle.join("pid");
         let control_fifo = bundle.join(CONTROL_FIFO);
         control::create_fifo(&control_fifo)?;
+        let console_socket = c.config.tty.then(|| bundle.join(CONSOLE_SOCKET));
+        let create_command = match &console_socket {
+            // Relative to the bundle, the runtime's working directory: the
+            // absolute path may be too long for a socket address.
+            Some(_) => oci.create_command_with_console(
+                &c.id,
+                &bundle,
+                &pid_file,
+                Path::new(CONSOLE_SOCKET),
+            ),
+            None => oci.create_command(&c.id, &bundle, &pid_file),
+        };
         let spawned = monitor::spawn(
             &self.monitor_bin,
             &MonitorConfig {
                 container_id: c.id.clone(),
-                create_command: oci.create_command(&c.id, &bundle, &pid_file),
+                create_command,
                 bundle: bundle.clone(),
                 pid_file,
                 log_path: c.log_path.clone(),
                 exit_file: exit_file(&bundle),
                 control_fifo: Some(control_fifo),
                 oom_file: oom_file(&cgroups_path, self.cgroup_v2),
+                console_socket,
+                stdin: c.config.stdin,
             },
             &bundle,
         )

@@ -12,6 +12,7 @@
 //! Monitor side: [`main`], the whole of the `crius-monitor` binary — plain
 //! std and nix, one blocking `poll` loop, no async runtime.
 
+mod console;
 pub mod control;
 pub mod cri_log;
 mod exit_status;
@@ -63,4 +64,13 @@ pub struct MonitorConfig {
     /// ended.
     #[serde(default)]
     pub oom_file: Option<PathBuf>,
+    /// Where the runtime sends the terminal's master (`--console-socket`
+    /// in the create command) for a container with a terminal; its output
+    /// is then read from the terminal.
+    #[serde(default)]
+    pub console_socket: Option<PathBuf>,
+    /// Keep the container's stdin open: a pipe whose write end the monitor
+    /// holds (for attach), instead of /dev/null.
+    #[serde(default)]
+    pub stdin: bool,
 }

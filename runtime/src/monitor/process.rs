@@ -34,6 +34,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, pipe2, setsid};
 
+use super::console::ConsoleSocket;
 use super::control::{Control, take_requests};
 use super::cri_log::{LineSplitter, Stream, timestamp_now};
 use super::exit_status::{ExitStatus, oom_kills, unix_nanos_now, write_exit_file};
@@ -207,6 +208,11 @@ impl Output {
                 Ok(n) => return Read::Data(n),
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return Read::Empty,
+                // A terminal whose last process has gone.
+                Err(Errno::EIO) => {
+                    self.fd = None;
+                    return Read::Eof;
+                }
                 Err(e) => {
                     eprintln!(
                         "crius-monitor: read container {}: {e}",
@@ -238,6 +244,9 @@ struct Monitor {
     control: Option<File>,
     control_pending: Vec<u8>,
     container_pid: Pid,
+    /// The write end of the container's stdin, held open so that it does
+    /// not read end-of-file (attach will write to it).
+    _stdin: Option<OwnedFd>,
     /// Children reaped before the container's pid was known.
     reaped_early: Vec<(Pid, WaitStatus)>,
     buf: Vec<u8>,
@@ -256,6 +265,18 @@ impl Monitor {
             .as_deref()
             .map(open_control)
             .transpose()?;
+        let console = config
+            .console_socket
+            .as_deref()
+            .map(ConsoleSocket::bind)
+            .transpose()?;
+        let (stdin_r, stdin_w) = match config.stdin {
+            true => {
+                let (r, w) = pipe2(OFlag::O_CLOEXEC).context(|| "create stdin pipe")?;
+                (Some(r), Some(w))
+            }
+            false => (None, None),
+        };
         let (out_r, out_w) = output_pipe()?;
         let (err_r, err_w) = output_pipe()?;
         let mut monitor = Monitor {
@@ -277,6 +298,7 @@ impl Monitor {
             control,
             control_pending: Vec::new(),
             container_pid: Pid::from_raw(0),
+            _stdin: stdin_w,
             reaped_early: Vec::new(),
             buf: vec![0; READ_BUF],
             records: Vec::new(),
@@ -295,7 +317,10 @@ impl Monitor {
         let create_pid = Command::new(program)
             .args(&argv[1..])
             .current_dir(&config.bundle)
-            .stdin(Stdio::null())
+            .stdin(match stdin_r {
+                Some(r) => Stdio::from(r),
+                None => Stdio::null(),
+            })
             .stdout(out_w)
             .stderr(err_w)
             .spawn()
@@ -327,6 +352,13 @@ impl Monitor {
             eprintln!("crius-monitor: {program} create said: {said}");
         }
         monitor.container_pid = read_pid_file(&config.pid_file)?;
+        if let Some(console) = &console {
+            // The container writes to its terminal, not to the pipes.
+            let master = console.receive_master()?;
+            fcntl(&master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+                .context(|| "make the terminal non-blocking")?;
+            monitor.outputs[0].fd = Some(master);
+        }
         Ok(monitor)
     }
 

@@ -181,6 +181,8 @@ mod tests {
             exit_file: dir.path().join("exit"),
             control_fifo: None,
             oom_file: None,
+            console_socket: None,
+            stdin: false,
         };
         let err = spawn(Path::new("/bin/false"), &config, dir.path())
             .await

@@ -102,6 +102,26 @@ impl OciRuntime {
         ]
     }
 
+    /// [`create_command`](Self::create_command) for a container with a
+    /// terminal: the runtime sends the terminal's master to
+    /// `console_socket`.
+    pub fn create_command_with_console(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        console_socket: &Path,
+    ) -> Vec<String> {
+        let mut argv = self.create_command(id, bundle, pid_file);
+        let id = argv.pop().unwrap_or_default();
+        argv.extend([
+            "--console-socket".to_string(),
+            console_socket.to_string_lossy().into_owned(),
+            id,
+        ]);
+        argv
+    }
+
     /// Starts the user process of a created container.
     pub async fn start(&self, id: &str) -> Result<()> {
         check_id(id)?;
