@@ -239,7 +239,7 @@ impl Runtime {
         c.user = Some(identity);
         let spec_json = serde_json::to_vec(&spec)
             .map_err(|e| Error::Internal(format!("encode OCI spec of container {}: {e}", c.id)))?;
-        fsutil::atomic_write(&bundle.join("config.json"), &spec_json)?;
+        fsutil::replace_file(&bundle.join("config.json"), &spec_json)?;
         if let Some(dir) = c.log_path.as_ref().and_then(|p| p.parent()) {
             fsutil::create_dir_all(dir)?;
         }
