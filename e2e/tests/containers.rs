@@ -673,3 +673,56 @@ async fn running_container(handler: &str, pod: &str) {
         .unwrap();
     s.finish().await;
 }
+
+/// A container keeps running through a daemon crash; the restarted daemon
+/// execs in it, has its monitor reopen the log, and sees it end.
+#[tokio::test]
+async fn a_container_outlives_a_daemon_crash() {
+    let mut s = Setup::new("", "crash").await;
+    let script =
+        "while :; do if [ -e /tmp/say ]; then cat /tmp/say; rm /tmp/say; fi; sleep 1; done";
+    let config = s.config("survivor", script, Default::default());
+    let id = s.create_and_start(&config).await;
+    s.crius.kill().unwrap();
+    s.crius.restart().await.unwrap();
+    s.rt = s.crius.runtime_client();
+
+    let status = cri::container_status(&mut s.rt, &id).await.unwrap();
+    assert_eq!(status.state, ContainerState::ContainerRunning as i32);
+    let r = exec(&mut s.rt, &id, &["sh", "-c", "echo still-here"], 10)
+        .await
+        .unwrap();
+    assert_eq!(r.stdout, b"still-here\n");
+    let log_path = s.log_path("survivor");
+    std::fs::rename(&log_path, log_path.with_extension("log.1")).unwrap();
+    s.rt.reopen_container_log(ReopenContainerLogRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    exec(
+        &mut s.rt,
+        &id,
+        &["sh", "-c", "echo after-crash > /tmp/say"],
+        10,
+    )
+    .await
+    .unwrap();
+    wait_for_log(&log_path, "after-crash").await;
+
+    s.rt.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 0,
+    })
+    .await
+    .unwrap();
+    let status = cri::container_status(&mut s.rt, &id).await.unwrap();
+    assert_eq!(
+        (status.state, status.exit_code),
+        (ContainerState::ContainerExited as i32, 137)
+    );
+    s.rt.remove_container(RemoveContainerRequest { container_id: id })
+        .await
+        .unwrap();
+    s.finish().await;
+}

@@ -103,7 +103,7 @@ fn run() -> i32 {
     if let Err(e) = null.and_then(|null| Ok(nix::unistd::dup2_stdout(null)?)) {
         eprintln!("crius-monitor: replace stdout: {e}");
     }
-    super::trim::drop_code_pages();
+    super::trim::after_start_up();
     monitor.run(&config)
 }
 

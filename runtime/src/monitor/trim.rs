@@ -9,6 +9,17 @@
 //! the windows it uses. The pages stay in the page cache (shared with the
 //! other monitors); only this process's mapping of them goes.
 
+/// Gives back what start-up left: the heap's free memory (the config, the
+/// runtime's captured output) and the start-up code's pages.
+pub(crate) fn after_start_up() {
+    // SAFETY: malloc_trim only returns free heap memory to the kernel; it
+    // is safe to call at any time in a single-threaded process.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    drop_code_pages();
+}
+
 /// Drops this process's resident pages of read-only file mappings that
 /// were never written (code, read-only data): they are identical to the
 /// file and refaulted from it on use. Writable mappings, and read-only ones
