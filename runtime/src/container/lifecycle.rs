@@ -87,6 +87,17 @@ impl Runtime {
         self.container_table.put(&c.id, c)
     }
 
+    /// [`save_container`](Self::save_container) for a state change that a
+    /// machine crash makes moot (started, exited: after a reboot the
+    /// container runs no more whatever the record says), without waiting
+    /// for the disk. Saves StartContainer two fsyncs.
+    pub(super) fn save_container_state(&self, c: &Container) -> Result<()> {
+        if c.removed {
+            return Ok(());
+        }
+        self.container_table.put_unsynced(&c.id, c)
+    }
+
     /// Creates a container in a ready pod: its rootfs, its OCI bundle and
     /// its monitor, which runs the OCI runtime's `create`. Returns its id.
     /// On failure nothing of it is left.
@@ -343,7 +354,7 @@ impl Runtime {
                         r.message = format!("lost track of the container: {e}");
                     }
                 }
-                rt.save_container(r)
+                rt.save_container_state(r)
             });
             match (status, saved) {
                 (Ok(st), Ok(())) => {
@@ -403,7 +414,7 @@ impl Runtime {
                 r.state = ContainerState::Running;
             }
             r.started_at = started_at;
-            self.save_container(r)
+            self.save_container_state(r)
         })?;
         tracing::info!(container = %c.id, "container started");
         Ok(())
