@@ -15,9 +15,10 @@ use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks};
 use k8s_cri::v1::{
     Capability, ContainerConfig, ContainerFilter, ContainerState, ContainerStateValue,
     ContainerStatus, Device, ExecSyncRequest, Int64Value, LinuxContainerConfig,
-    LinuxContainerResources, LinuxContainerSecurityContext, Mount, PodSandboxConfig,
-    RemoveContainerRequest, ReopenContainerLogRequest, SecurityProfile, StopContainerRequest,
-    UpdateContainerResourcesRequest, security_profile::ProfileType,
+    LinuxContainerResources, LinuxContainerSecurityContext, LinuxSandboxSecurityContext, Mount,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, RemoveContainerRequest,
+    ReopenContainerLogRequest, SecurityProfile, StopContainerRequest,
+    UpdateContainerResourcesRequest, UserNamespace, security_profile::ProfileType,
 };
 use tonic::Code;
 
@@ -325,6 +326,24 @@ async fn security_settings(handler: &str, pod: &str) {
         .await
         .unwrap_err();
     assert!(format!("{err:?}").contains("AppArmor"), "{err:?}");
+    // A pod asking for a user namespace gets no container running as the
+    // node's root.
+    let mut userns_pod = s.pod.clone();
+    userns_pod.linux.as_mut().unwrap().security_context = Some(LinuxSandboxSecurityContext {
+        namespace_options: Some(NamespaceOption {
+            userns_options: Some(UserNamespace {
+                mode: NamespaceMode::Pod as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let config = s.config("userns", "true", Default::default());
+    let err = cri::create_container(&mut s.rt, &s.pod_id, &userns_pod, &config)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("user namespace"), "{err:?}");
     assert_eq!(
         cri::container_ids(&mut s.rt, None).await.unwrap(),
         [] as [String; 0]
