@@ -24,6 +24,7 @@ apt-get install -y -q runc crun containernetworking-plugins iptables protobuf-co
 bash deploy/prepare-node.sh
 cargo build --release --bins
 install -m 0755 target/release/crius target/release/crius-monitor /usr/local/bin/
+install -D -m 0755 deploy/prepare-node.sh /usr/local/libexec/crius/prepare-node.sh
 install -d /etc/crius /etc/cni/net.d
 [ -e /etc/crius/crius.toml ] || install -m 0644 deploy/crius.toml /etc/crius/crius.toml
 [ -e /etc/crictl.yaml ] || install -m 0644 deploy/crictl.yaml /etc/crictl.yaml

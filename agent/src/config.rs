@@ -310,6 +310,8 @@ mod tests {
         );
         assert_eq!(c.runtime.oci_timeout_secs, d.runtime.oci_timeout_secs);
         assert_eq!(c.runtime.shm_size, d.runtime.shm_size);
+        assert_eq!(c.runtime.default_ulimits, d.runtime.default_ulimits);
+        assert_eq!(c.runtime.pids_limit, d.runtime.pids_limit);
         assert_eq!(c.cni.conf_dir, d.cni.conf_dir);
         assert_eq!(c.cni.bin_dirs, d.cni.bin_dirs);
         assert_eq!(c.cni.plugin_timeout_secs, d.cni.plugin_timeout_secs);

@@ -144,6 +144,10 @@ impl Fixture {
             pid_file,
             log_path: Some(self.log_path()),
             exit_file: self.dir.join("exit"),
+            control_fifo: None,
+            oom_file: None,
+            console_socket: None,
+            stdin: false,
         }
     }
 

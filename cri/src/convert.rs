@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crius_runtime::container::{
-    Container, ContainerConfig, ContainerState, Mount, Propagation, Resources, SecurityContext,
+    Container, ContainerConfig, ContainerState, Device, Mount, Propagation, Resources,
+    SecurityContext, SecurityProfile, SupplementalGroupsPolicy,
 };
 use crius_runtime::image::Image;
 use crius_runtime::sandbox::{
@@ -242,16 +243,37 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
                     )));
                 }
             }
+            if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+                return Err(Status::invalid_argument(format!(
+                    "mount {}: id-mapped mounts are not supported (no user namespaces)",
+                    m.container_path
+                )));
+            }
+            if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
+                return Err(Status::invalid_argument(format!(
+                    "mount {}: image volumes are not supported",
+                    m.container_path
+                )));
+            }
             Ok(Mount {
                 container_path: m.container_path,
                 host_path: m.host_path,
                 readonly: m.readonly,
                 propagation: propagation(m.propagation)?,
+                recursive_read_only: m.recursive_read_only,
             })
         })
         .collect::<Result<_, _>>()?;
+    let devices = config
+        .devices
+        .into_iter()
+        .map(|d| Device {
+            container_path: d.container_path,
+            host_path: d.host_path,
+            permissions: d.permissions,
+        })
+        .collect();
     let linux = config.linux.unwrap_or_default();
-    let r = linux.resources.unwrap_or_default();
     let sc = linux.security_context.unwrap_or_default();
     let caps = sc.capabilities.unwrap_or_default();
     let pid_target_id = match sc.namespace_options {
@@ -266,6 +288,34 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
         }
         _ => String::new(),
     };
+    if !caps.add_ambient_capabilities.is_empty() {
+        return Err(Status::invalid_argument(
+            "ambient capabilities are not supported",
+        ));
+    }
+    // The string fields are deprecated but older kubelets and crictl
+    // configs still send them.
+    #[allow(deprecated)]
+    let (seccomp_path, apparmor_path) = (&sc.seccomp_profile_path, &sc.apparmor_profile);
+    let seccomp = match sc.seccomp {
+        Some(p) => security_profile(&p, "seccomp")?,
+        None => profile_from_path(seccomp_path, "seccomp")?,
+    };
+    let apparmor = match sc.apparmor {
+        Some(p) => security_profile(&p, "apparmor")?,
+        None => profile_from_path(apparmor_path, "apparmor")?,
+    };
+    let supplemental_groups_policy =
+        match cri::SupplementalGroupsPolicy::try_from(sc.supplemental_groups_policy) {
+            Ok(cri::SupplementalGroupsPolicy::Merge) => SupplementalGroupsPolicy::Merge,
+            Ok(cri::SupplementalGroupsPolicy::Strict) => SupplementalGroupsPolicy::Strict,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown supplemental_groups_policy {}",
+                    sc.supplemental_groups_policy
+                )));
+            }
+        };
     Ok(ContainerConfig {
         name: meta.name,
         attempt: meta.attempt,
@@ -279,22 +329,14 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
             .map(|kv| (kv.key, kv.value))
             .collect(),
         mounts,
+        devices,
         labels: btree(&config.labels),
         annotations: btree(&config.annotations),
         log_path: config.log_path,
         stdin: config.stdin,
         stdin_once: config.stdin_once,
         tty: config.tty,
-        resources: Resources {
-            cpu_period: r.cpu_period,
-            cpu_quota: r.cpu_quota,
-            cpu_shares: r.cpu_shares,
-            memory_limit: r.memory_limit_in_bytes,
-            memory_swap_limit: r.memory_swap_limit_in_bytes,
-            oom_score_adj: r.oom_score_adj,
-            cpuset_cpus: r.cpuset_cpus,
-            cpuset_mems: r.cpuset_mems,
-        },
+        resources: resources(linux.resources.unwrap_or_default()),
         security: SecurityContext {
             run_as_user: sc.run_as_user.map(|v| v.value),
             run_as_group: sc.run_as_group.map(|v| v.value),
@@ -304,9 +346,93 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
             no_new_privs: sc.no_new_privs,
             add_capabilities: caps.add_capabilities,
             drop_capabilities: caps.drop_capabilities,
+            privileged: sc.privileged,
+            masked_paths: sc.masked_paths,
+            readonly_paths: sc.readonly_paths,
+            seccomp,
+            apparmor,
+            supplemental_groups_policy,
         },
         pid_target_id,
     })
+}
+
+/// A CRI security profile (seccomp or AppArmor).
+fn security_profile(p: &cri::SecurityProfile, what: &str) -> Result<SecurityProfile, Status> {
+    match cri::security_profile::ProfileType::try_from(p.profile_type) {
+        Ok(cri::security_profile::ProfileType::RuntimeDefault) => {
+            Ok(SecurityProfile::RuntimeDefault)
+        }
+        Ok(cri::security_profile::ProfileType::Unconfined) => Ok(SecurityProfile::Unconfined),
+        Ok(cri::security_profile::ProfileType::Localhost) if !p.localhost_ref.is_empty() => {
+            Ok(SecurityProfile::Localhost(p.localhost_ref.clone()))
+        }
+        Ok(cri::security_profile::ProfileType::Localhost) => Err(Status::invalid_argument(
+            format!("{what} profile type Localhost needs a localhost_ref"),
+        )),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown {what} profile type {}",
+            p.profile_type
+        ))),
+    }
+}
+
+/// The deprecated string form: "", "unconfined", "runtime/default",
+/// "docker/default", "localhost/<ref>".
+fn profile_from_path(s: &str, what: &str) -> Result<SecurityProfile, Status> {
+    match s {
+        "" | "unconfined" => Ok(SecurityProfile::Unconfined),
+        "runtime/default" | "docker/default" => Ok(SecurityProfile::RuntimeDefault),
+        _ => match s.strip_prefix("localhost/") {
+            Some(r) if !r.is_empty() => Ok(SecurityProfile::Localhost(r.to_string())),
+            _ => Err(Status::invalid_argument(format!(
+                "unknown {what} profile {s:?}"
+            ))),
+        },
+    }
+}
+
+/// CRI Linux resources as the runtime takes them.
+pub fn resources(r: cri::LinuxContainerResources) -> Resources {
+    Resources {
+        cpu_period: r.cpu_period,
+        cpu_quota: r.cpu_quota,
+        cpu_shares: r.cpu_shares,
+        memory_limit: r.memory_limit_in_bytes,
+        memory_swap_limit: r.memory_swap_limit_in_bytes,
+        oom_score_adj: r.oom_score_adj,
+        cpuset_cpus: r.cpuset_cpus,
+        cpuset_mems: r.cpuset_mems,
+        hugepage_limits: r
+            .hugepage_limits
+            .into_iter()
+            .map(|h| (h.page_size, h.limit))
+            .collect(),
+        unified: r.unified.into_iter().collect(),
+    }
+}
+
+/// Runtime resources as ContainerStatus reports them.
+fn resources_to_cri(r: &Resources) -> cri::LinuxContainerResources {
+    cri::LinuxContainerResources {
+        cpu_period: r.cpu_period,
+        cpu_quota: r.cpu_quota,
+        cpu_shares: r.cpu_shares,
+        memory_limit_in_bytes: r.memory_limit,
+        memory_swap_limit_in_bytes: r.memory_swap_limit,
+        oom_score_adj: r.oom_score_adj,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        cpuset_mems: r.cpuset_mems.clone(),
+        hugepage_limits: r
+            .hugepage_limits
+            .iter()
+            .map(|(page_size, limit)| cri::HugepageLimit {
+                page_size: page_size.clone(),
+                limit: *limit,
+            })
+            .collect(),
+        unified: hash(&r.unified),
+    }
 }
 
 /// The CRI state of a container.
@@ -372,6 +498,7 @@ pub fn container_status(c: &Container) -> cri::ContainerStatus {
                 host_path: m.host_path.clone(),
                 readonly: m.readonly,
                 propagation: propagation_to_cri(m.propagation),
+                recursive_read_only: m.recursive_read_only,
                 ..Default::default()
             })
             .collect(),
@@ -380,8 +507,17 @@ pub fn container_status(c: &Container) -> cri::ContainerStatus {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
-        resources: None,
-        user: None,
+        resources: Some(cri::ContainerResources {
+            linux: Some(resources_to_cri(&c.config.resources)),
+            windows: None,
+        }),
+        user: c.user.as_ref().map(|u| cri::ContainerUser {
+            linux: Some(cri::LinuxContainerUser {
+                uid: i64::from(u.uid),
+                gid: i64::from(u.gid),
+                supplemental_groups: u.additional_gids.iter().map(|g| i64::from(*g)).collect(),
+            }),
+        }),
     }
 }
 
@@ -511,6 +647,87 @@ mod tests {
         assert!(e.message().contains("host_path"), "{}", e.message());
         let e = with_mount("/srv", "data").unwrap_err();
         assert!(e.message().contains("container_path"), "{}", e.message());
+    }
+
+    fn ctr_with(sc: cri::LinuxContainerSecurityContext) -> Result<ContainerConfig, Status> {
+        container_config(Some(cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata::default()),
+            image: Some(cri::ImageSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            }),
+            linux: Some(cri::LinuxContainerConfig {
+                security_context: Some(sc),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    #[allow(deprecated)] // the string forms are tested on purpose
+    fn security_profiles_from_both_forms() {
+        let c = ctr_with(Default::default()).unwrap();
+        assert_eq!(c.security.seccomp, SecurityProfile::Unconfined);
+        let c = ctr_with(cri::LinuxContainerSecurityContext {
+            seccomp: Some(cri::SecurityProfile {
+                profile_type: cri::security_profile::ProfileType::Localhost as i32,
+                localhost_ref: "/p.json".into(),
+            }),
+            apparmor_profile: "runtime/default".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.security.seccomp,
+            SecurityProfile::Localhost("/p.json".into())
+        );
+        assert_eq!(c.security.apparmor, SecurityProfile::RuntimeDefault);
+        let c = ctr_with(cri::LinuxContainerSecurityContext {
+            seccomp_profile_path: "localhost//x.json".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.security.seccomp,
+            SecurityProfile::Localhost("/x.json".into())
+        );
+        for bad in [
+            cri::LinuxContainerSecurityContext {
+                seccomp_profile_path: "bogus".into(),
+                ..Default::default()
+            },
+            cri::LinuxContainerSecurityContext {
+                seccomp: Some(cri::SecurityProfile {
+                    profile_type: cri::security_profile::ProfileType::Localhost as i32,
+                    localhost_ref: String::new(),
+                }),
+                ..Default::default()
+            },
+            cri::LinuxContainerSecurityContext {
+                supplemental_groups_policy: 7,
+                ..Default::default()
+            },
+        ] {
+            assert_eq!(
+                ctr_with(bad).unwrap_err().code(),
+                tonic::Code::InvalidArgument
+            );
+        }
+    }
+
+    #[test]
+    fn status_reports_resources_and_user() {
+        let mut r = cri::LinuxContainerResources {
+            memory_limit_in_bytes: 1 << 20,
+            ..Default::default()
+        };
+        r.hugepage_limits.push(cri::HugepageLimit {
+            page_size: "2MB".into(),
+            limit: 2 << 20,
+        });
+        let res = resources(r.clone());
+        assert_eq!(resources_to_cri(&res), r);
     }
 
     #[test]

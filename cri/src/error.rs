@@ -12,6 +12,8 @@ pub fn to_status(err: Error) -> Status {
         Error::AlreadyExists { .. } => Code::AlreadyExists,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::Unavailable(_) => Code::Unavailable,
+        // kubelet takes DeadlineExceeded from ExecSync as a probe timeout.
+        Error::Timeout(_) => Code::DeadlineExceeded,
         Error::External { .. }
         | Error::Io { .. }
         | Error::Store { .. }

@@ -171,6 +171,51 @@ impl TestImages {
     }
 }
 
+/// The tag of the pause image [`push_pause`] pushes.
+pub const PAUSE_TAG: &str = "pause";
+
+/// Pushes `<registry>/crius-e2e/busybox:pause`: layer 1 of the test images
+/// with an entrypoint that sleeps for ever, the infra ("pause") image a
+/// runtime that keeps one per pod needs (containerd's `sandbox_image`).
+/// Returns its reference.
+pub async fn push_pause(registry: &str) -> Result<String> {
+    let client = registry_client();
+    let repository = format!("{registry}/{REPOSITORY}");
+    let busybox = std::fs::read(BUSYBOX)
+        .context(|| format!("read {BUSYBOX} (is package busybox-static installed?)"))?;
+    let layer = Layer::new(layer1(&busybox)?)?;
+    let config = json!({
+        "created": "2024-01-01T00:00:00Z",
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": ["/bin/sleep", "2147483647"], "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+    });
+    let config = serde_json::to_vec(&config).context(|| "serialize the pause config")?;
+    let config_digest = sha256_digest(&config);
+    let pusher = Pusher {
+        client: &client,
+        repository: &repository,
+    };
+    let blob_ref = pusher.reference("blobs")?;
+    client
+        .push_blob(&blob_ref, layer.gzip.clone(), &layer.digest)
+        .await
+        .context(|| format!("push the pause layer to {repository}"))?;
+    client
+        .push_blob(&blob_ref, config.clone(), &config_digest)
+        .await
+        .context(|| format!("push the pause config to {repository}"))?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": OCI_LAYER, "digest": layer.digest, "size": layer.gzip.len()}],
+    });
+    pusher.manifest(PAUSE_TAG, OCI_MANIFEST, &manifest).await?;
+    Ok(format!("{repository}:{PAUSE_TAG}"))
+}
+
 /// An oci-client for plain-HTTP registries that resolves image indexes to
 /// linux/amd64 (the platform the tests run on).
 pub fn registry_client() -> Client {

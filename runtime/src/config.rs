@@ -40,6 +40,11 @@ pub struct RuntimeSettings {
     /// Size of a pod's /dev/shm (a quantity such as `64Mi`); a pod may ask
     /// for another with the `crius.io/shm-size` annotation.
     pub shm_size: String,
+    /// Resource limits of every container's process, `name=soft:hard`
+    /// (`nofile=1024:4096`); empty keeps what the monitor inherits.
+    pub default_ulimits: Vec<String>,
+    /// The most processes each container may have; 0 means no limit.
+    pub pids_limit: i64,
 }
 
 /// One OCI runtime (a RuntimeClass handler).
@@ -69,6 +74,8 @@ impl Default for RuntimeSettings {
             default_cgroup_parent: "/crius".into(),
             oci_timeout_secs: 60,
             shm_size: "64Mi".into(),
+            default_ulimits: Vec::new(),
+            pids_limit: 0,
         }
     }
 }

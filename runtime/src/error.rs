@@ -71,6 +71,9 @@ pub enum Error {
         #[source]
         source: Box<crius_cni::Error>,
     },
+    /// An operation ran out of the time it was given (ExecSync's timeout).
+    #[error("{0}")]
+    Timeout(String),
     /// Anything else that is our fault.
     #[error("{0}")]
     Internal(String),

@@ -63,6 +63,20 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
         fsutil::atomic_write(&path, &data)
     }
 
+    /// Replaces a record without waiting for the disk: readers and a
+    /// restarted daemon see the old or the new record whole, but a machine
+    /// crash may keep the old one. For updates that a machine crash makes
+    /// moot anyway (a container started or exited: after a reboot it runs
+    /// no more, whatever its record says).
+    pub fn put_unsynced(&self, key: &str, value: &T) -> Result<()> {
+        let path = self.path(key)?;
+        let data = serde_json::to_vec(value).map_err(|e| Error::Store {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        fsutil::replace_file(&path, &data)
+    }
+
     /// Reads a record, `None` if there is none.
     pub fn get(&self, key: &str) -> Result<Option<T>> {
         let path = self.path(key)?;

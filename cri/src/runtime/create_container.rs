@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crius_runtime::Runtime;
-use k8s_cri::v1::{CreateContainerRequest, CreateContainerResponse};
+use k8s_cri::v1::{CreateContainerRequest, CreateContainerResponse, NamespaceMode};
 use tonic::Status;
 
 use crate::convert;
@@ -16,6 +16,21 @@ pub async fn handle(
 ) -> Result<CreateContainerResponse, Status> {
     if req.pod_sandbox_id.is_empty() {
         return Err(missing("pod_sandbox_id"));
+    }
+    // kubelet sends the pod's config along. A pod that asked for its own
+    // user namespace (hostUsers: false) must not get containers running
+    // as the node's root: crius has no user namespaces yet.
+    let userns = req
+        .sandbox_config
+        .as_ref()
+        .and_then(|p| p.linux.as_ref())
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|sc| sc.namespace_options.as_ref())
+        .and_then(|ns| ns.userns_options.as_ref());
+    if userns.is_some_and(|u| u.mode == NamespaceMode::Pod as i32) {
+        return Err(Status::invalid_argument(
+            "the pod asks for a user namespace (hostUsers: false); crius does not support user namespaces yet",
+        ));
     }
     let config = convert::container_config(req.config)?;
     let container_id = rt

@@ -9,10 +9,14 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::{Container, ContainerConfig, ContainerState, rootfs, spec, user};
+use super::{
+    Container, ContainerConfig, ContainerState, SecurityProfile, devices, rootfs, seccomp, spec,
+    termination, user,
+};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::image::Image;
+use crate::monitor::control::{self, CONTROL_FIFO};
 use crate::monitor::{self, MonitorConfig};
 use crate::oci::OciRuntime;
 use crate::sandbox::{Sandbox, SandboxState};
@@ -22,6 +26,12 @@ use crate::{Runtime, container_name_key};
 /// How long a container may take to die after SIGKILL before the stop is
 /// reported as failed.
 const KILL_GRACE: Duration = Duration::from_secs(30);
+/// The socket the runtime sends a container's terminal to, in its bundle.
+const CONSOLE_SOCKET: &str = "console.sock";
+/// The reason of a container whose start failed (as Docker names it).
+const CANNOT_RUN: &str = "ContainerCannotRun";
+/// The exit code reported for a container that never ran (containerd's).
+const CANNOT_RUN_EXIT_CODE: i32 = 128;
 
 /// Which containers ListContainers returns; empty fields match everything.
 #[derive(Debug, Clone, Default)]
@@ -70,11 +80,22 @@ impl Runtime {
     /// Saves a container's record unless it has been removed. Called with
     /// the record locked, so a late update cannot bring back a removed
     /// container's file.
-    fn save_container(&self, c: &Container) -> Result<()> {
+    pub(super) fn save_container(&self, c: &Container) -> Result<()> {
         if c.removed {
             return Ok(());
         }
         self.container_table.put(&c.id, c)
+    }
+
+    /// [`save_container`](Self::save_container) for a state change that a
+    /// machine crash makes moot (started, exited: after a reboot the
+    /// container runs no more whatever the record says), without waiting
+    /// for the disk. Saves StartContainer two fsyncs.
+    pub(super) fn save_container_state(&self, c: &Container) -> Result<()> {
+        if c.removed {
+            return Ok(());
+        }
+        self.container_table.put_unsynced(&c.id, c)
     }
 
     /// Creates a container in a ready pod: its rootfs, its OCI bundle and
@@ -146,6 +167,8 @@ impl Runtime {
                 image.config.stop_signal.clone()
             },
             removed: false,
+            user: None,
+            oom_killed: false,
             config,
         };
         let made = self.set_up_container(&sb, &image, &mut c, oci).await;
@@ -171,6 +194,7 @@ impl Runtime {
         c: &mut Container,
         oci: &OciRuntime,
     ) -> Result<()> {
+        let began = std::time::Instant::now();
         let bundle = self.container_state_dir(&c.id);
         let rootfs_dir = bundle.join("rootfs");
         fsutil::create_dir_all(&bundle)?;
@@ -184,38 +208,98 @@ impl Runtime {
             }
         }
         let identity = user::resolve(&rootfs_dir, &image.config.user, &c.config.security)?;
+        let security = &c.config.security;
+        let mut device_nodes = devices::resolve(&c.config.devices)?;
+        if security.privileged {
+            device_nodes.extend(devices::host_devices());
+        }
+        let seccomp_profile = match &security.seccomp {
+            SecurityProfile::Localhost(path) if !security.privileged => {
+                Some(seccomp::load_profile(Path::new(path))?)
+            }
+            _ => None,
+        };
+        let apparmor_profile = spec::apparmor_profile(
+            &security.apparmor,
+            security.privileged,
+            apparmor_enabled(),
+            apparmor_loaded,
+        )?;
+        let rlimits = self
+            .config
+            .runtime
+            .default_ulimits
+            .iter()
+            .map(|u| {
+                spec::parse_ulimit(u)
+                    .map_err(|e| Error::FailedPrecondition(format!("runtime.default_ulimits: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let cgroups_path = format!("{}/{}", sb.cgroup_parent.trim_end_matches('/'), c.id);
         let spec = spec::build(&spec::SpecInput {
             config: &c.config,
             image: &image.config,
             sandbox: sb,
             identity: &identity,
-            cgroups_path: format!("{}/{}", sb.cgroup_parent.trim_end_matches('/'), c.id),
+            cgroups_path: cgroups_path.clone(),
             min_oom_score_adj: self.min_oom_score_adj,
             cgroup_namespace: self.cgroup_v2,
             pid_target: self.pid_target_namespace(sb, &c.config)?,
+            devices: &device_nodes,
+            seccomp_profile: seccomp_profile.as_ref(),
+            apparmor_profile,
+            rlimits: &rlimits,
+            pids_limit: self.config.runtime.pids_limit,
+            available_capabilities: own_capabilities(),
         })?;
+        c.user = Some(identity);
         let spec_json = serde_json::to_vec(&spec)
             .map_err(|e| Error::Internal(format!("encode OCI spec of container {}: {e}", c.id)))?;
-        fsutil::atomic_write(&bundle.join("config.json"), &spec_json)?;
+        fsutil::replace_file(&bundle.join("config.json"), &spec_json)?;
         if let Some(dir) = c.log_path.as_ref().and_then(|p| p.parent()) {
             fsutil::create_dir_all(dir)?;
         }
+        let prepared = began.elapsed();
         let pid_file = bundle.join("pid");
+        let control_fifo = bundle.join(CONTROL_FIFO);
+        control::create_fifo(&control_fifo)?;
+        let console_socket = c.config.tty.then(|| bundle.join(CONSOLE_SOCKET));
+        let create_command = match &console_socket {
+            // Relative to the bundle, the runtime's working directory: the
+            // absolute path may be too long for a socket address.
+            Some(_) => oci.create_command_with_console(
+                &c.id,
+                &bundle,
+                &pid_file,
+                Path::new(CONSOLE_SOCKET),
+            ),
+            None => oci.create_command(&c.id, &bundle, &pid_file),
+        };
         let spawned = monitor::spawn(
             &self.monitor_bin,
             &MonitorConfig {
                 container_id: c.id.clone(),
-                create_command: oci.create_command(&c.id, &bundle, &pid_file),
+                create_command,
                 bundle: bundle.clone(),
                 pid_file,
                 log_path: c.log_path.clone(),
                 exit_file: exit_file(&bundle),
+                control_fifo: Some(control_fifo),
+                oom_file: oom_file(&cgroups_path, self.cgroup_v2),
+                console_socket,
+                stdin: c.config.stdin,
             },
             &bundle,
         )
         .await?;
         c.pid = spawned.container_pid;
         c.monitor_pid = spawned.monitor_pid;
+        tracing::debug!(
+            container = %c.id,
+            prepare_ms = prepared.as_secs_f64() * 1000.0,
+            create_ms = (began.elapsed() - prepared).as_secs_f64() * 1000.0,
+            "rootfs and spec made; monitor ran the runtime's create"
+        );
         Ok(())
     }
 
@@ -249,16 +333,24 @@ impl Runtime {
             let status = monitor::wait_exit(c.monitor_pid, &exit).await;
             let saved = entry.update(|r| {
                 match &status {
+                    // A start that failed has said why; the kill that
+                    // followed is no news.
+                    _ if r.reason == CANNOT_RUN => {}
                     Ok(st) => {
                         r.state = ContainerState::Exited;
                         r.exit_code = st.exit_code;
                         r.finished_at = st.finished_at;
-                        r.reason = if st.exit_code == 0 {
+                        r.oom_killed = st.oom_killed;
+                        r.reason = if st.oom_killed {
+                            "OOMKilled"
+                        } else if st.exit_code == 0 {
                             "Completed"
                         } else {
                             "Error"
                         }
                         .into();
+                        r.message =
+                            termination::message(&r.config, r.log_path.as_deref(), st.exit_code);
                     }
                     Err(e) => {
                         r.state = ContainerState::Unknown;
@@ -267,7 +359,7 @@ impl Runtime {
                         r.message = format!("lost track of the container: {e}");
                     }
                 }
-                rt.save_container(r)
+                rt.save_container_state(r)
             });
             match (status, saved) {
                 (Ok(st), Ok(())) => {
@@ -305,12 +397,20 @@ impl Runtime {
         }
         let oci = self.oci_runtime(&c.runtime_handler)?;
         let started_at = now_nanos();
-        if let Err(e) = oci.start(&c.id).await {
+        if let Err(e) = oci.start_created(&c.id, c.pid).await {
+            // It will never run: report it exited, and end what the
+            // runtime made so the monitor goes.
             entry.update(|r| {
-                r.reason = "StartError".into();
+                r.state = ContainerState::Exited;
+                r.exit_code = CANNOT_RUN_EXIT_CODE;
+                r.finished_at = now_nanos();
+                r.reason = CANNOT_RUN.into();
                 r.message = e.to_string();
                 let _ = self.save_container(r);
             });
+            if let Err(e) = oci.kill(&c.id, Signal::SIGKILL as i32, false).await {
+                tracing::debug!(container = %c.id, error = %e, "killing a container that could not start");
+            }
             return Err(e);
         }
         entry.update(|r| {
@@ -319,7 +419,7 @@ impl Runtime {
                 r.state = ContainerState::Running;
             }
             r.started_at = started_at;
-            self.save_container(r)
+            self.save_container_state(r)
         })?;
         tracing::info!(container = %c.id, "container started");
         Ok(())
@@ -418,6 +518,43 @@ impl Runtime {
 
 fn exit_file(bundle: &Path) -> PathBuf {
     bundle.join("exit")
+}
+
+/// The cgroup file counting the container's OOM kills: `memory.events` on
+/// a cgroup v2 host, `memory.oom_control` of the v1 memory controller.
+fn oom_file(cgroups_path: &str, cgroup_v2: bool) -> Option<PathBuf> {
+    let rel = cgroups_path.trim_start_matches('/');
+    if cgroup_v2 {
+        return Some(Path::new("/sys/fs/cgroup").join(rel).join("memory.events"));
+    }
+    let v1 = Path::new("/sys/fs/cgroup/memory");
+    v1.is_dir().then(|| v1.join(rel).join("memory.oom_control"))
+}
+
+/// The capabilities in crius's own bounding set, read once; `None` if
+/// /proc cannot tell (then nothing is left out).
+fn own_capabilities() -> Option<&'static oci_spec::runtime::Capabilities> {
+    static CAPS: std::sync::OnceLock<Option<oci_spec::runtime::Capabilities>> =
+        std::sync::OnceLock::new();
+    CAPS.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+        let mask = u64::from_str_radix(hex.trim(), 16).ok()?;
+        Some(spec::capabilities_in_mask(mask))
+    })
+    .as_ref()
+}
+
+/// Whether the kernel has AppArmor enabled.
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+}
+
+/// Whether an AppArmor profile of that name is loaded.
+fn apparmor_loaded(name: &str) -> bool {
+    std::fs::read_to_string("/sys/kernel/security/apparmor/profiles")
+        .is_ok_and(|all| all.lines().any(|l| l.split(" (").next() == Some(name)))
 }
 
 /// Parses "SIGTERM", "TERM" or "15".

@@ -2,9 +2,13 @@
 //! rootfs on overlayfs, and the lifecycle through the monitor and the OCI
 //! runtime.
 
+mod devices;
+mod exec;
 mod lifecycle;
 mod rootfs;
+pub mod seccomp;
 pub mod spec;
+mod termination;
 mod user;
 
 use std::collections::BTreeMap;
@@ -12,7 +16,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use exec::ExecOutput;
 pub use lifecycle::ContainerFilter;
+pub use user::Identity;
 
 /// What CreateContainer asks for.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -33,6 +39,9 @@ pub struct ContainerConfig {
     pub envs: Vec<(String, String)>,
     /// Bind mounts.
     pub mounts: Vec<Mount>,
+    /// Host devices made available in the container.
+    #[serde(default)]
+    pub devices: Vec<Device>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
     /// Annotations.
@@ -73,6 +82,21 @@ pub struct Mount {
     pub readonly: bool,
     /// Propagation.
     pub propagation: Propagation,
+    /// Read-only all the way down (submounts too; needs kernel 5.12 and
+    /// an OCI runtime that knows `rro`).
+    #[serde(default)]
+    pub recursive_read_only: bool,
+}
+
+/// A host device node given to the container.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    /// Path in the container.
+    pub container_path: String,
+    /// The device node (or a directory of them) on the host.
+    pub host_path: String,
+    /// Cgroup permissions: a combination of `r`, `w` and `m`.
+    pub permissions: String,
 }
 
 /// Mount propagation between host and container.
@@ -106,6 +130,38 @@ pub struct Resources {
     pub cpuset_cpus: String,
     /// Memory nodes allowed.
     pub cpuset_mems: String,
+    /// Hugepage limits: page size ("2MB", "1GB") and limit in bytes.
+    #[serde(default)]
+    pub hugepage_limits: Vec<(String, u64)>,
+    /// cgroup v2 files and values, written as they are (cgroup v2 hosts
+    /// only).
+    #[serde(default)]
+    pub unified: BTreeMap<String, String>,
+}
+
+/// Which security profile (seccomp or AppArmor) a container runs under.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecurityProfile {
+    /// None: the process is not confined (what an absent profile means,
+    /// as with containerd).
+    #[default]
+    Unconfined,
+    /// The runtime's default profile.
+    RuntimeDefault,
+    /// A profile on the node: a file path for seccomp, a loaded profile
+    /// name for AppArmor.
+    Localhost(String),
+}
+
+/// How the container's supplementary groups are made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SupplementalGroupsPolicy {
+    /// The groups the image's /etc/group gives the user, plus the
+    /// configured ones.
+    #[default]
+    Merge,
+    /// Only the configured groups.
+    Strict,
 }
 
 /// Identity and privileges of a container's process.
@@ -127,6 +183,26 @@ pub struct SecurityContext {
     pub add_capabilities: Vec<String>,
     /// Capabilities to drop.
     pub drop_capabilities: Vec<String>,
+    /// Privileged: every capability, the host's devices, no masked or
+    /// read-only paths, no seccomp or AppArmor confinement, writable
+    /// sysfs and cgroupfs.
+    #[serde(default)]
+    pub privileged: bool,
+    /// Paths to mask; empty means the runtime's defaults.
+    #[serde(default)]
+    pub masked_paths: Vec<String>,
+    /// Paths to make read-only; empty means the runtime's defaults.
+    #[serde(default)]
+    pub readonly_paths: Vec<String>,
+    /// The seccomp profile.
+    #[serde(default)]
+    pub seccomp: SecurityProfile,
+    /// The AppArmor profile (ignored where the kernel has no AppArmor).
+    #[serde(default)]
+    pub apparmor: SecurityProfile,
+    /// How supplementary groups are made.
+    #[serde(default)]
+    pub supplemental_groups_policy: SupplementalGroupsPolicy,
 }
 
 /// Lifecycle state of a container.
@@ -184,6 +260,12 @@ pub struct Container {
     /// The signal that asks it to stop (the image's StopSignal, else
     /// SIGTERM).
     pub stop_signal: String,
+    /// The user its process runs as, resolved at creation.
+    #[serde(default)]
+    pub user: Option<Identity>,
+    /// Whether the kernel OOM-killed a process of it.
+    #[serde(default)]
+    pub oom_killed: bool,
     /// Set when RemoveContainer has taken it away, so that a late exit
     /// notice does not bring its record back.
     #[serde(skip)]

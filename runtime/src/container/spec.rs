@@ -7,15 +7,20 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use std::str::FromStr;
+
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
-    LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
-    Spec, SpecBuilder, UserBuilder,
+    LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
+    LinuxHugepageLimitBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, LinuxSeccomp,
+    Mount, MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
+    RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
+use super::devices::DeviceNode;
 use super::user::Identity;
-use super::{ContainerConfig, Propagation};
+use super::{ContainerConfig, Propagation, Resources, SecurityProfile, seccomp};
 use crate::error::{Error, Result};
 use crate::image::ImageConfig;
 use crate::sandbox::{NamespaceMode, Sandbox};
@@ -128,12 +133,106 @@ pub struct SpecInput<'a> {
     /// (root here lacks CAP_SYS_RESOURCE), so requests are clamped to it.
     pub min_oom_score_adj: i32,
     /// Whether to give the container its own cgroup namespace (cgroup v2
-    /// hosts).
+    /// hosts). Also says whether `unified` resources can be applied.
     pub cgroup_namespace: bool,
     /// The PID namespace of another container to join (CRI PID mode
     /// TARGET), as a `/proc/<pid>/ns/pid` path; `None` follows the pod.
     pub pid_target: Option<PathBuf>,
+    /// Device nodes: those the config names, resolved on the host, and
+    /// for a privileged container the host's.
+    pub devices: &'a [DeviceNode],
+    /// The Localhost seccomp profile, read from its file.
+    pub seccomp_profile: Option<&'a LinuxSeccomp>,
+    /// The AppArmor profile to run under, resolved by
+    /// [`apparmor_profile`].
+    pub apparmor_profile: Option<String>,
+    /// Resource limits of the process (`runtime.default_ulimits`).
+    pub rlimits: &'a [Rlimit],
+    /// The pids limit of every container (`runtime.pids_limit`); 0 or
+    /// less means none.
+    pub pids_limit: i64,
+    /// The capabilities crius itself may hand out (its bounding set; root
+    /// here lacks CAP_SYS_RESOURCE): "ALL" and privileged mean these, and
+    /// a capability outside them is left out, or the runtime would fail.
+    pub available_capabilities: Option<&'a Capabilities>,
 }
+
+/// The capabilities whose bits are set in a `CapBnd`-style mask.
+pub fn capabilities_in_mask(mask: u64) -> Capabilities {
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
+        .filter_map(|(_, name)| capability(name).ok())
+        .collect()
+}
+
+/// One resource limit of the container's process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rlimit {
+    /// The limit, e.g. `RLIMIT_NOFILE`.
+    pub typ: PosixRlimitType,
+    /// Soft limit.
+    pub soft: u64,
+    /// Hard limit.
+    pub hard: u64,
+}
+
+/// Parses `name=soft:hard` (or `name=both`) as in CRI-O's
+/// `default_ulimits`: `nofile=1024:4096`, `nproc=4096`.
+pub fn parse_ulimit(s: &str) -> Result<Rlimit> {
+    let bad = |why: &str| Error::InvalidArgument(format!("ulimit {s:?}: {why}"));
+    let (name, values) = s.split_once('=').ok_or_else(|| bad("not name=soft:hard"))?;
+    let typ = PosixRlimitType::from_str(&format!("RLIMIT_{}", name.trim().to_ascii_uppercase()))
+        .map_err(|_| bad("unknown limit name"))?;
+    let parse = |v: &str| match v.trim() {
+        "-1" | "unlimited" => Ok(u64::MAX),
+        v => v.parse::<u64>().map_err(|_| bad("limits must be numbers")),
+    };
+    let (soft, hard) = match values.split_once(':') {
+        Some((soft, hard)) => (parse(soft)?, parse(hard)?),
+        None => (parse(values)?, parse(values)?),
+    };
+    if soft > hard {
+        return Err(bad("the soft limit is above the hard one"));
+    }
+    Ok(Rlimit { typ, soft, hard })
+}
+
+/// The AppArmor profile for a requested one: `None` for unconfined. On a
+/// kernel without AppArmor the default means none and a named profile is
+/// an error; with AppArmor, the default is crius's profile when it is
+/// loaded (`loaded`), else none.
+pub fn apparmor_profile(
+    requested: &SecurityProfile,
+    privileged: bool,
+    enabled: bool,
+    loaded: impl Fn(&str) -> bool,
+) -> Result<Option<String>> {
+    match requested {
+        SecurityProfile::Unconfined => Ok(None),
+        _ if privileged => Ok(None),
+        SecurityProfile::RuntimeDefault => {
+            Ok((enabled && loaded(APPARMOR_DEFAULT)).then(|| APPARMOR_DEFAULT.to_string()))
+        }
+        SecurityProfile::Localhost(name) if !enabled => Err(Error::InvalidArgument(format!(
+            "AppArmor profile {name:?} requested, but this node's kernel has no AppArmor"
+        ))),
+        SecurityProfile::Localhost(name) => {
+            let name = name.strip_prefix("localhost/").unwrap_or(name);
+            if name.is_empty() || !loaded(name) {
+                return Err(Error::InvalidArgument(format!(
+                    "AppArmor profile {name:?} is not loaded on this node"
+                )));
+            }
+            Ok(Some(name.to_string()))
+        }
+    }
+}
+
+/// The AppArmor profile RuntimeDefault means, when an operator has loaded
+/// it.
+pub const APPARMOR_DEFAULT: &str = "crius-default";
 
 /// The process's argv: Kubernetes' rules for merging command/args with
 /// the image's Entrypoint/Cmd.
@@ -250,6 +349,12 @@ fn mounts(input: &SpecInput<'_>) -> Result<Vec<Mount>> {
         .map(|m| m.container_path.trim_end_matches('/'))
         .collect();
     let free = |dest: &str| !user_destinations.contains(dest);
+    // A privileged container may write the kernel's files.
+    let sys_mode = if config.security.privileged {
+        "rw"
+    } else {
+        "ro"
+    };
     let mut out = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
@@ -281,13 +386,13 @@ fn mounts(input: &SpecInput<'_>) -> Result<Vec<Mount>> {
             "/sys",
             "sysfs",
             "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
+            &["nosuid", "noexec", "nodev", sys_mode],
         )?,
         mount(
             "/sys/fs/cgroup",
             "cgroup",
             "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+            &["nosuid", "noexec", "nodev", "relatime", sys_mode],
         )?,
     ];
     out.retain(|m| free(&m.destination().to_string_lossy()));
@@ -329,6 +434,15 @@ fn mounts(input: &SpecInput<'_>) -> Result<Vec<Mount>> {
         }
     }
     for m in &config.mounts {
+        if m.recursive_read_only {
+            // runc 1.1 and crun 1.8 know no `rro`; kubelet only asks for
+            // it when Status says the handler supports it, which it does
+            // not.
+            return Err(Error::InvalidArgument(format!(
+                "mount {}: recursive read-only mounts are not supported by this node's OCI runtimes",
+                m.container_path
+            )));
+        }
         let propagation = match m.propagation {
             Propagation::Private => "rprivate",
             Propagation::HostToContainer => "rslave",
@@ -382,58 +496,11 @@ fn namespaces(input: &SpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
     Ok(out)
 }
 
-/// Builds the container's OCI spec, its root being `rootfs` relative to the
-/// bundle.
-pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
-    let config = input.config;
-    let image = input.image;
-    let caps = capabilities(
-        &config.security.add_capabilities,
-        &config.security.drop_capabilities,
-    )?;
-    let cwd = if !config.working_dir.is_empty() {
-        config.working_dir.clone()
-    } else if !image.working_dir.is_empty() {
-        image.working_dir.clone()
-    } else {
-        "/".to_string()
-    };
-    if !cwd.starts_with('/') {
-        return Err(Error::InvalidArgument(format!(
-            "container {:?}: working directory {cwd:?} is not absolute",
-            config.name
-        )));
-    }
-    let oom = config
-        .resources
-        .oom_score_adj
-        .clamp(i64::from(input.min_oom_score_adj), 1000) as i32;
-    let user = UserBuilder::default()
-        .uid(input.identity.uid)
-        .gid(input.identity.gid)
-        .additional_gids(input.identity.additional_gids.clone())
-        .build()
-        .map_err(spec_error)?;
-    let process = ProcessBuilder::default()
-        .terminal(config.tty)
-        .args(command_line(config, image)?)
-        .env(environment(config, image, &input.sandbox.hostname))
-        .cwd(cwd)
-        .user(user)
-        .capabilities(
-            LinuxCapabilitiesBuilder::default()
-                .bounding(caps.clone())
-                .effective(caps.clone())
-                .permitted(caps)
-                .build()
-                .map_err(spec_error)?,
-        )
-        .no_new_privileges(config.security.no_new_privs)
-        .oom_score_adj(oom)
-        .build()
-        .map_err(spec_error)?;
-
-    let r = &config.resources;
+/// The cgroup resources of a container: CPU, memory, hugepages, pids and
+/// `unified`. Also what UpdateContainerResources hands the OCI runtime.
+/// `unified` is refused on cgroup v1 hosts (`cgroup_v2` false), where the
+/// runtime could not apply it.
+pub fn linux_resources(r: &Resources, pids_limit: i64, cgroup_v2: bool) -> Result<LinuxResources> {
     let mut cpu = LinuxCpuBuilder::default();
     if r.cpu_shares > 0 {
         cpu = cpu.shares(r.cpu_shares as u64);
@@ -457,42 +524,234 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
     if r.memory_swap_limit > 0 {
         memory = memory.swap(r.memory_swap_limit);
     }
-    let resources = LinuxResourcesBuilder::default()
-        .devices(vec![
-            LinuxDeviceCgroupBuilder::default()
-                .allow(false)
-                .access("rwm")
+    let mut b = LinuxResourcesBuilder::default()
+        .cpu(cpu.build().map_err(spec_error)?)
+        .memory(memory.build().map_err(spec_error)?);
+    if !r.hugepage_limits.is_empty() {
+        let limits = r
+            .hugepage_limits
+            .iter()
+            .map(|(size, limit)| {
+                let limit = i64::try_from(*limit).map_err(|_| {
+                    Error::InvalidArgument(format!("hugepage limit {limit} is out of range"))
+                })?;
+                LinuxHugepageLimitBuilder::default()
+                    .page_size(size.clone())
+                    .limit(limit)
+                    .build()
+                    .map_err(spec_error)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        b = b.hugepage_limits(limits);
+    }
+    if pids_limit > 0 {
+        b = b.pids(
+            LinuxPidsBuilder::default()
+                .limit(pids_limit)
                 .build()
                 .map_err(spec_error)?,
-        ])
-        .cpu(cpu.build().map_err(spec_error)?)
-        .memory(memory.build().map_err(spec_error)?)
+        );
+    }
+    if !r.unified.is_empty() {
+        if !cgroup_v2 {
+            return Err(Error::InvalidArgument(format!(
+                "unified (cgroup v2) resources {:?} given, but this node runs cgroup v1",
+                r.unified.keys().collect::<Vec<_>>()
+            )));
+        }
+        b = b.unified(
+            r.unified
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+    }
+    b.build().map_err(spec_error)
+}
+
+fn device_type(kind: char) -> LinuxDeviceType {
+    match kind {
+        'b' => LinuxDeviceType::B,
+        'c' => LinuxDeviceType::C,
+        'p' => LinuxDeviceType::P,
+        _ => LinuxDeviceType::A,
+    }
+}
+
+/// The device cgroup rules: deny everything, then allow what runc's
+/// default set and the given devices need; a privileged container may use
+/// every device.
+fn device_rules(input: &SpecInput<'_>) -> Result<Vec<LinuxDeviceCgroup>> {
+    let rule =
+        |allow: bool, kind: Option<char>, major: Option<i64>, minor: Option<i64>, access: &str| {
+            let mut b = LinuxDeviceCgroupBuilder::default()
+                .allow(allow)
+                .access(access);
+            if let Some(k) = kind {
+                b = b.typ(device_type(k));
+            }
+            if let Some(m) = major {
+                b = b.major(m);
+            }
+            if let Some(m) = minor {
+                b = b.minor(m);
+            }
+            b.build().map_err(spec_error)
+        };
+    if input.config.security.privileged {
+        return Ok(vec![rule(true, None, None, None, "rwm")?]);
+    }
+    let mut rules = vec![rule(false, None, None, None, "rwm")?];
+    for d in input.devices {
+        rules.push(rule(
+            true,
+            Some(d.kind),
+            Some(d.major),
+            Some(d.minor),
+            &d.access,
+        )?);
+    }
+    Ok(rules)
+}
+
+/// Builds the container's OCI spec, its root being `rootfs` relative to the
+/// bundle.
+pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
+    let config = input.config;
+    let image = input.image;
+    let sc = &config.security;
+    let mut caps = if sc.privileged {
+        capabilities(&["ALL".to_string()], &[])?
+    } else {
+        capabilities(&sc.add_capabilities, &sc.drop_capabilities)?
+    };
+    if let Some(available) = input.available_capabilities {
+        caps.retain(|c| available.contains(c));
+    }
+    let cwd = if !config.working_dir.is_empty() {
+        config.working_dir.clone()
+    } else if !image.working_dir.is_empty() {
+        image.working_dir.clone()
+    } else {
+        "/".to_string()
+    };
+    if !cwd.starts_with('/') {
+        return Err(Error::InvalidArgument(format!(
+            "container {:?}: working directory {cwd:?} is not absolute",
+            config.name
+        )));
+    }
+    let oom = config
+        .resources
+        .oom_score_adj
+        .clamp(i64::from(input.min_oom_score_adj), 1000) as i32;
+    let user = UserBuilder::default()
+        .uid(input.identity.uid)
+        .gid(input.identity.gid)
+        .additional_gids(input.identity.additional_gids.clone())
         .build()
         .map_err(spec_error)?;
-    let linux = LinuxBuilder::default()
+    let rlimits = input
+        .rlimits
+        .iter()
+        .map(|r| {
+            PosixRlimitBuilder::default()
+                .typ(r.typ)
+                .soft(r.soft)
+                .hard(r.hard)
+                .build()
+                .map_err(spec_error)
+        })
+        .collect::<Result<Vec<PosixRlimit>>>()?;
+    let mut process = ProcessBuilder::default()
+        .terminal(config.tty)
+        .args(command_line(config, image)?)
+        .env(environment(config, image, &input.sandbox.hostname))
+        .cwd(cwd)
+        .user(user)
+        .capabilities(
+            LinuxCapabilitiesBuilder::default()
+                .bounding(caps.clone())
+                .effective(caps.clone())
+                .permitted(caps.clone())
+                // The builder's defaults would give every process, root
+                // or not, ambient capabilities; none are inherited, as
+                // with containerd since CVE-2022-24769.
+                .inheritable(Capabilities::new())
+                .ambient(Capabilities::new())
+                .build()
+                .map_err(spec_error)?,
+        )
+        .no_new_privileges(sc.no_new_privs)
+        .oom_score_adj(oom)
+        .rlimits(rlimits)
+        .build()
+        .map_err(spec_error)?;
+    process.set_apparmor_profile(input.apparmor_profile.clone());
+
+    let mut resources =
+        linux_resources(&config.resources, input.pids_limit, input.cgroup_namespace)?;
+    resources.set_devices(Some(device_rules(input)?));
+    let devices = input
+        .devices
+        .iter()
+        .map(|d| {
+            LinuxDeviceBuilder::default()
+                .path(d.path.clone())
+                .typ(device_type(d.kind))
+                .major(d.major)
+                .minor(d.minor)
+                .file_mode(d.mode)
+                .uid(d.uid)
+                .gid(d.gid)
+                .build()
+                .map_err(spec_error)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let seccomp = match (&sc.seccomp, sc.privileged) {
+        (_, true) | (SecurityProfile::Unconfined, _) => None,
+        (SecurityProfile::RuntimeDefault, _) => {
+            let caps: Vec<Capability> = caps.iter().copied().collect();
+            Some(seccomp::default_profile(&caps)?)
+        }
+        (SecurityProfile::Localhost(path), _) => Some(
+            input
+                .seccomp_profile
+                .cloned()
+                .ok_or_else(|| Error::Internal(format!("seccomp profile {path} was not read")))?,
+        ),
+    };
+    let (masked, readonly): (Vec<String>, Vec<String>) = if sc.privileged {
+        (Vec::new(), Vec::new())
+    } else {
+        let or_default = |given: &[String], default: &[&str]| {
+            if given.is_empty() {
+                default.iter().map(|s| s.to_string()).collect()
+            } else {
+                given.to_vec()
+            }
+        };
+        (
+            or_default(&sc.masked_paths, MASKED_PATHS),
+            or_default(&sc.readonly_paths, READONLY_PATHS),
+        )
+    };
+    let mut linux = LinuxBuilder::default()
         .cgroups_path(PathBuf::from(&input.cgroups_path))
         .resources(resources)
         .namespaces(namespaces(input)?)
-        .masked_paths(
-            MASKED_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .readonly_paths(
-            READONLY_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
+        .masked_paths(masked)
+        .readonly_paths(readonly)
+        .devices(devices)
         .build()
         .map_err(spec_error)?;
+    linux.set_seccomp(seccomp);
     let mut spec = SpecBuilder::default()
         .version("1.0.2")
         .root(
             RootBuilder::default()
                 .path("rootfs")
-                .readonly(config.security.readonly_rootfs)
+                .readonly(sc.readonly_rootfs)
                 .build()
                 .map_err(spec_error)?,
         )
@@ -522,6 +781,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container::devices::DeviceNode;
     use crate::container::{Mount as CriMount, SecurityContext};
     use crate::sandbox::{PodConfig, SandboxState};
     use std::collections::BTreeMap;
@@ -623,8 +883,342 @@ mod tests {
             min_oom_score_adj: min_oom,
             cgroup_namespace: false,
             pid_target: None,
+            devices: &[],
+            seccomp_profile: None,
+            apparmor_profile: None,
+            rlimits: &[],
+            pids_limit: 0,
+            available_capabilities: None,
         })
         .unwrap()
+    }
+
+    fn linux(spec: &Spec) -> &oci_spec::runtime::Linux {
+        spec.linux().as_ref().unwrap()
+    }
+
+    fn mount_options(spec: &Spec, dest: &str) -> Vec<String> {
+        spec.mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new(dest))
+            .unwrap()
+            .options()
+            .clone()
+            .unwrap()
+    }
+
+    #[test]
+    fn defaults_mask_paths_and_are_unconfined_without_a_profile() {
+        let spec = build_with(&ContainerConfig::default(), &sandbox(), 0);
+        let l = linux(&spec);
+        assert_eq!(l.masked_paths().as_ref().unwrap().len(), MASKED_PATHS.len());
+        assert_eq!(
+            l.readonly_paths().as_ref().unwrap().len(),
+            READONLY_PATHS.len()
+        );
+        assert!(l.seccomp().is_none());
+        assert!(mount_options(&spec, "/sys").contains(&"ro".to_string()));
+        let rules = l.resources().as_ref().unwrap().devices().clone().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert!(!rules[0].allow());
+    }
+
+    #[test]
+    fn given_masked_and_readonly_paths_replace_the_defaults() {
+        let mut c = ContainerConfig::default();
+        c.security.masked_paths = vec!["/proc/x".into()];
+        c.security.readonly_paths = vec!["/proc/y".into()];
+        let spec = build_with(&c, &sandbox(), 0);
+        assert_eq!(linux(&spec).masked_paths().as_deref().unwrap(), ["/proc/x"]);
+        assert_eq!(
+            linux(&spec).readonly_paths().as_deref().unwrap(),
+            ["/proc/y"]
+        );
+    }
+
+    #[test]
+    fn runtime_default_seccomp_follows_the_capabilities() {
+        let mut c = ContainerConfig::default();
+        c.security.seccomp = SecurityProfile::RuntimeDefault;
+        let spec = build_with(&c, &sandbox(), 0);
+        let seccomp = linux(&spec).seccomp().clone().unwrap();
+        let allowed = seccomp.syscalls().as_ref().unwrap()[0].names().clone();
+        assert!(!allowed.contains(&"mount".to_string()));
+        c.security.add_capabilities = vec!["SYS_ADMIN".into()];
+        let spec = build_with(&c, &sandbox(), 0);
+        let seccomp = linux(&spec).seccomp().clone().unwrap();
+        let allowed = seccomp.syscalls().as_ref().unwrap()[0].names().clone();
+        assert!(allowed.contains(&"mount".to_string()));
+    }
+
+    #[test]
+    fn a_localhost_seccomp_profile_is_used_as_read() {
+        let mut c = ContainerConfig::default();
+        c.security.seccomp = SecurityProfile::Localhost("/p.json".into());
+        let profile: LinuxSeccomp =
+            serde_json::from_str(r#"{"defaultAction":"SCMP_ACT_LOG"}"#).unwrap();
+        let img = image();
+        let id = Identity {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+        };
+        let sb = sandbox();
+        let mut input = SpecInput {
+            config: &c,
+            image: &img,
+            sandbox: &sb,
+            identity: &id,
+            cgroups_path: "/c".into(),
+            min_oom_score_adj: 0,
+            cgroup_namespace: false,
+            pid_target: None,
+            devices: &[],
+            seccomp_profile: Some(&profile),
+            apparmor_profile: Some("my-profile".into()),
+            rlimits: &[],
+            pids_limit: 0,
+            available_capabilities: None,
+        };
+        let spec = build(&input).unwrap();
+        assert_eq!(linux(&spec).seccomp().as_ref(), Some(&profile));
+        assert_eq!(
+            spec.process()
+                .as_ref()
+                .unwrap()
+                .apparmor_profile()
+                .as_deref(),
+            Some("my-profile")
+        );
+        input.seccomp_profile = None;
+        assert!(build(&input).is_err());
+    }
+
+    #[test]
+    fn privileged_gets_everything_and_no_confinement() {
+        let mut c = ContainerConfig::default();
+        c.security.privileged = true;
+        c.security.seccomp = SecurityProfile::RuntimeDefault;
+        c.security.masked_paths = vec!["/proc/x".into()];
+        let spec = build_with(&c, &sandbox(), 0);
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert_eq!(
+            caps.bounding().as_ref().unwrap().len(),
+            ALL_CAPABILITIES.len()
+        );
+        let l = linux(&spec);
+        assert!(l.seccomp().is_none());
+        assert!(l.masked_paths().as_ref().unwrap().is_empty());
+        assert!(l.readonly_paths().as_ref().unwrap().is_empty());
+        assert!(mount_options(&spec, "/sys").contains(&"rw".to_string()));
+        assert!(mount_options(&spec, "/sys/fs/cgroup").contains(&"rw".to_string()));
+        let rules = l.resources().as_ref().unwrap().devices().clone().unwrap();
+        assert!(rules.len() == 1 && rules[0].allow());
+    }
+
+    #[test]
+    fn devices_hugepages_pids_and_rlimits_land_in_the_spec() {
+        let mut c = ContainerConfig::default();
+        c.resources.hugepage_limits = vec![("2MB".into(), 4 << 20)];
+        let nodes = [DeviceNode {
+            path: "/dev/fuse".into(),
+            kind: 'c',
+            major: 10,
+            minor: 229,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+            access: "rw".into(),
+        }];
+        let rlimits = [parse_ulimit("nofile=1024:4096").unwrap()];
+        let img = image();
+        let sb = sandbox();
+        let id = Identity {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+        };
+        let spec = build(&SpecInput {
+            config: &c,
+            image: &img,
+            sandbox: &sb,
+            identity: &id,
+            cgroups_path: "/c".into(),
+            min_oom_score_adj: 0,
+            cgroup_namespace: false,
+            pid_target: None,
+            devices: &nodes,
+            seccomp_profile: None,
+            apparmor_profile: None,
+            rlimits: &rlimits,
+            pids_limit: 100,
+            available_capabilities: None,
+        })
+        .unwrap();
+        let l = linux(&spec);
+        let dev = &l.devices().as_ref().unwrap()[0];
+        assert_eq!((dev.major(), dev.minor()), (10, 229));
+        let res = l.resources().as_ref().unwrap();
+        let rules = res.devices().clone().unwrap();
+        assert_eq!(rules.len(), 2);
+        assert!(rules[1].allow() && rules[1].major() == Some(10));
+        assert_eq!(rules[1].access().as_deref(), Some("rw"));
+        assert_eq!(res.pids().unwrap().limit(), 100);
+        let huge = &res.hugepage_limits().as_ref().unwrap()[0];
+        assert_eq!((huge.page_size().as_str(), huge.limit()), ("2MB", 4 << 20));
+        let rl = &spec.process().as_ref().unwrap().rlimits().clone().unwrap()[0];
+        assert_eq!(
+            (rl.typ(), rl.soft(), rl.hard()),
+            (PosixRlimitType::RlimitNofile, 1024, 4096)
+        );
+    }
+
+    #[test]
+    fn capabilities_are_limited_to_what_crius_holds() {
+        let available = capabilities_in_mask(0x1ff_ffff_ffff & !(1 << 24));
+        assert!(!available.contains(&Capability::SysResource));
+        assert!(available.contains(&Capability::CheckpointRestore));
+        let mut c = ContainerConfig::default();
+        c.security.privileged = true;
+        let img = image();
+        let sb = sandbox();
+        let id = Identity {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+        };
+        let spec = build(&SpecInput {
+            config: &c,
+            image: &img,
+            sandbox: &sb,
+            identity: &id,
+            cgroups_path: "/c".into(),
+            min_oom_score_adj: 0,
+            cgroup_namespace: false,
+            pid_target: None,
+            devices: &[],
+            seccomp_profile: None,
+            apparmor_profile: None,
+            rlimits: &[],
+            pids_limit: 0,
+            available_capabilities: Some(&available),
+        })
+        .unwrap();
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert_eq!(
+            caps.bounding().as_ref().unwrap().len(),
+            ALL_CAPABILITIES.len() - 1
+        );
+        assert!(
+            !caps
+                .effective()
+                .as_ref()
+                .unwrap()
+                .contains(&Capability::SysResource)
+        );
+    }
+
+    #[test]
+    fn unified_needs_cgroup_v2() {
+        let mut r = crate::container::Resources::default();
+        r.unified.insert("memory.high".into(), "1000000".into());
+        assert!(matches!(
+            linux_resources(&r, 0, false),
+            Err(Error::InvalidArgument(_))
+        ));
+        let res = linux_resources(&r, 0, true).unwrap();
+        assert_eq!(res.unified().as_ref().unwrap()["memory.high"], "1000000");
+    }
+
+    #[test]
+    fn ulimits_parse_like_crio() {
+        let n = parse_ulimit("nproc=4096").unwrap();
+        assert_eq!(
+            (n.typ, n.soft, n.hard),
+            (PosixRlimitType::RlimitNproc, 4096, 4096)
+        );
+        assert_eq!(parse_ulimit("core=0:unlimited").unwrap().hard, u64::MAX);
+        for bad in ["nofile", "nofile=a", "bogus=1", "nofile=10:5"] {
+            assert!(parse_ulimit(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn apparmor_profiles_need_a_kernel_with_apparmor() {
+        let none = |_: &str| false;
+        let all = |_: &str| true;
+        let local = SecurityProfile::Localhost("localhost/p".into());
+        assert_eq!(
+            apparmor_profile(&SecurityProfile::RuntimeDefault, false, false, none).unwrap(),
+            None
+        );
+        assert!(apparmor_profile(&local, false, false, all).is_err());
+        assert_eq!(
+            apparmor_profile(&local, false, true, all)
+                .unwrap()
+                .as_deref(),
+            Some("p")
+        );
+        assert!(apparmor_profile(&local, false, true, none).is_err());
+        assert_eq!(
+            apparmor_profile(&SecurityProfile::RuntimeDefault, false, true, all)
+                .unwrap()
+                .as_deref(),
+            Some(APPARMOR_DEFAULT)
+        );
+        assert_eq!(apparmor_profile(&local, true, true, all).unwrap(), None);
+    }
+
+    #[test]
+    fn recursive_read_only_mounts_are_refused_by_name() {
+        let c = ContainerConfig {
+            mounts: vec![CriMount {
+                container_path: "/data".into(),
+                host_path: "/srv".into(),
+                recursive_read_only: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let img = image();
+        let sb = sandbox();
+        let id = Identity {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+        };
+        let e = build(&SpecInput {
+            config: &c,
+            image: &img,
+            sandbox: &sb,
+            identity: &id,
+            cgroups_path: "/c".into(),
+            min_oom_score_adj: 0,
+            cgroup_namespace: false,
+            pid_target: None,
+            devices: &[],
+            seccomp_profile: None,
+            apparmor_profile: None,
+            rlimits: &[],
+            pids_limit: 0,
+            available_capabilities: None,
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("/data"), "{e}");
     }
 
     #[test]
@@ -688,12 +1282,14 @@ mod tests {
                     host_path: "/tmp/myhosts".into(),
                     readonly: true,
                     propagation: Propagation::HostToContainer,
+                    ..Default::default()
                 },
                 CriMount {
                     container_path: "/data".into(),
                     host_path: "/srv/data".into(),
                     readonly: false,
                     propagation: Propagation::Bidirectional,
+                    ..Default::default()
                 },
             ],
             ..Default::default()
@@ -784,6 +1380,12 @@ mod tests {
                 min_oom_score_adj: 0,
                 cgroup_namespace: false,
                 pid_target: target.map(PathBuf::from),
+                devices: &[],
+                seccomp_profile: None,
+                apparmor_profile: None,
+                rlimits: &[],
+                pids_limit: 0,
+                available_capabilities: None,
             })
             .unwrap();
             let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();

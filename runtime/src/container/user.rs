@@ -4,12 +4,14 @@
 
 use std::path::Path;
 
-use super::SecurityContext;
+use serde::{Deserialize, Serialize};
+
+use super::{SecurityContext, SupplementalGroupsPolicy};
 use crate::error::{Error, Result};
 use crate::fsutil::read_in_root;
 
 /// The resolved identity of a container process.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     /// User id.
     pub uid: u32,
@@ -152,7 +154,8 @@ pub fn resolve(rootfs: &Path, image_user: &str, sc: &SecurityContext) -> Result<
         };
     }
     let mut additional_gids: Vec<u32> = Vec::new();
-    if let Some(name) = &name {
+    let merge = sc.supplemental_groups_policy == SupplementalGroupsPolicy::Merge;
+    if let Some(name) = name.as_ref().filter(|_| merge) {
         additional_gids.extend(
             groups
                 .iter()
@@ -243,6 +246,17 @@ mod tests {
             ..Default::default()
         };
         assert!(resolve(r.path(), "", &sc).is_err());
+    }
+
+    #[test]
+    fn strict_policy_ignores_the_images_groups() {
+        let r = rootfs();
+        let sc = SecurityContext {
+            supplemental_groups: vec![9],
+            supplemental_groups_policy: SupplementalGroupsPolicy::Strict,
+            ..Default::default()
+        };
+        assert_eq!(resolve(r.path(), "www", &sc).unwrap(), id(33, 33, &[9]));
     }
 
     #[test]

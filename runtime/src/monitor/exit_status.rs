@@ -19,6 +19,9 @@ pub struct ExitStatus {
     pub signal: Option<i32>,
     /// When the monitor saw it end, in nanoseconds since the Unix epoch.
     pub finished_at: i64,
+    /// The kernel's OOM killer killed a process of the container.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 impl ExitStatus {
@@ -30,15 +33,25 @@ impl ExitStatus {
                 exit_code: code,
                 signal: None,
                 finished_at,
+                oom_killed: false,
             }),
             WaitStatus::Signaled(_, signal, _core_dumped) => Some(ExitStatus {
                 exit_code: 128 + signal as i32,
                 signal: Some(signal as i32),
                 finished_at,
+                oom_killed: false,
             }),
             _ => None,
         }
     }
+}
+
+/// The OOM kills counted in a cgroup file: the `oom_kill` line of
+/// `memory.events` (v2) or `memory.oom_control` (v1). 0 when unreadable.
+pub(crate) fn oom_kills(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Now, in nanoseconds since the Unix epoch.
@@ -90,7 +103,8 @@ mod tests {
             Some(ExitStatus {
                 exit_code: 3,
                 signal: None,
-                finished_at: 7
+                finished_at: 7,
+                oom_killed: false,
             })
         );
         assert_eq!(
@@ -98,7 +112,8 @@ mod tests {
             Some(ExitStatus {
                 exit_code: 143,
                 signal: Some(15),
-                finished_at: 7
+                finished_at: 7,
+                oom_killed: false,
             })
         );
         assert_eq!(
@@ -114,6 +129,15 @@ mod tests {
     }
 
     #[test]
+    fn oom_kills_are_read_from_v1_and_v2_files() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        let v2 = "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(oom_kills(v1), 2);
+        assert_eq!(oom_kills(v2), 1);
+        assert_eq!(oom_kills("oom_kill_disable 0\n"), 0);
+    }
+
+    #[test]
     fn exit_files_round_trip_and_a_missing_one_is_none() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/exit");
@@ -122,6 +146,7 @@ mod tests {
             exit_code: 143,
             signal: Some(15),
             finished_at: unix_nanos_now(),
+            oom_killed: true,
         };
         write_exit_file(&path, &status).unwrap();
         assert_eq!(read_exit_file(&path).unwrap(), Some(status));

@@ -12,11 +12,14 @@
 //! Monitor side: [`main`], the whole of the `crius-monitor` binary — plain
 //! std and nix, one blocking `poll` loop, no async runtime.
 
+mod console;
+pub mod control;
 pub mod cri_log;
 mod exit_status;
 mod process;
 mod spawn;
 mod sync;
+mod trim;
 mod wait;
 
 use std::path::PathBuf;
@@ -52,4 +55,22 @@ pub struct MonitorConfig {
     pub log_path: Option<PathBuf>,
     /// Where the monitor records the container's [`ExitStatus`].
     pub exit_file: PathBuf,
+    /// The control FIFO ([`control`]) the monitor reads requests from,
+    /// made by the daemon; `None`: no requests.
+    #[serde(default)]
+    pub control_fifo: Option<PathBuf>,
+    /// The container's cgroup file counting OOM kills (`memory.events` on
+    /// cgroup v2, `memory.oom_control` on v1), read once the container has
+    /// ended.
+    #[serde(default)]
+    pub oom_file: Option<PathBuf>,
+    /// Where the runtime sends the terminal's master (`--console-socket`
+    /// in the create command) for a container with a terminal; its output
+    /// is then read from the terminal.
+    #[serde(default)]
+    pub console_socket: Option<PathBuf>,
+    /// Keep the container's stdin open: a pipe whose write end the monitor
+    /// holds (for attach), instead of /dev/null.
+    #[serde(default)]
+    pub stdin: bool,
 }

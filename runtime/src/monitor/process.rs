@@ -34,8 +34,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, pipe2, setsid};
 
+use super::console::ConsoleSocket;
+use super::control::{Control, take_requests};
 use super::cri_log::{LineSplitter, Stream, timestamp_now};
-use super::exit_status::{ExitStatus, unix_nanos_now, write_exit_file};
+use super::exit_status::{ExitStatus, oom_kills, unix_nanos_now, write_exit_file};
 use super::sync::Report;
 use super::{LOG_FILE, MonitorConfig};
 use crate::error::{Error, IoContext, Result};
@@ -101,6 +103,7 @@ fn run() -> i32 {
     if let Err(e) = null.and_then(|null| Ok(nix::unistd::dup2_stdout(null)?)) {
         eprintln!("crius-monitor: replace stdout: {e}");
     }
+    super::trim::after_start_up();
     monitor.run(&config)
 }
 
@@ -205,6 +208,11 @@ impl Output {
                 Ok(n) => return Read::Data(n),
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return Read::Empty,
+                // A terminal whose last process has gone.
+                Err(Errno::EIO) => {
+                    self.fd = None;
+                    return Read::Eof;
+                }
                 Err(e) => {
                     eprintln!(
                         "crius-monitor: read container {}: {e}",
@@ -223,6 +231,7 @@ impl Output {
 struct Ready {
     outputs: [bool; 2],
     signal: bool,
+    control: bool,
 }
 
 struct Monitor {
@@ -230,7 +239,14 @@ struct Monitor {
     outputs: [Output; 2],
     log: Option<File>,
     log_failed: bool,
+    /// The control FIFO, read end (opened read-write so that it never
+    /// reports end of file when a writer goes).
+    control: Option<File>,
+    control_pending: Vec<u8>,
     container_pid: Pid,
+    /// The write end of the container's stdin, held open so that it does
+    /// not read end-of-file (attach will write to it).
+    _stdin: Option<OwnedFd>,
     /// Children reaped before the container's pid was known.
     reaped_early: Vec<(Pid, WaitStatus)>,
     buf: Vec<u8>,
@@ -244,6 +260,23 @@ impl Monitor {
         nix::sys::prctl::set_child_subreaper(true).context(|| "become a child subreaper")?;
         let signals = block_signals()?;
         let log = config.log_path.as_deref().map(open_log).transpose()?;
+        let control = config
+            .control_fifo
+            .as_deref()
+            .map(open_control)
+            .transpose()?;
+        let console = config
+            .console_socket
+            .as_deref()
+            .map(ConsoleSocket::bind)
+            .transpose()?;
+        let (stdin_r, stdin_w) = match config.stdin {
+            true => {
+                let (r, w) = pipe2(OFlag::O_CLOEXEC).context(|| "create stdin pipe")?;
+                (Some(r), Some(w))
+            }
+            false => (None, None),
+        };
         let (out_r, out_w) = output_pipe()?;
         let (err_r, err_w) = output_pipe()?;
         let mut monitor = Monitor {
@@ -262,7 +295,10 @@ impl Monitor {
             ],
             log,
             log_failed: false,
+            control,
+            control_pending: Vec::new(),
             container_pid: Pid::from_raw(0),
+            _stdin: stdin_w,
             reaped_early: Vec::new(),
             buf: vec![0; READ_BUF],
             records: Vec::new(),
@@ -281,7 +317,10 @@ impl Monitor {
         let create_pid = Command::new(program)
             .args(&argv[1..])
             .current_dir(&config.bundle)
-            .stdin(Stdio::null())
+            .stdin(match stdin_r {
+                Some(r) => Stdio::from(r),
+                None => Stdio::null(),
+            })
             .stdout(out_w)
             .stderr(err_w)
             .spawn()
@@ -313,6 +352,13 @@ impl Monitor {
             eprintln!("crius-monitor: {program} create said: {said}");
         }
         monitor.container_pid = read_pid_file(&config.pid_file)?;
+        if let Some(console) = &console {
+            // The container writes to its terminal, not to the pipes.
+            let master = console.receive_master()?;
+            fcntl(&master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+                .context(|| "make the terminal non-blocking")?;
+            monitor.outputs[0].fd = Some(master);
+        }
         Ok(monitor)
     }
 
@@ -393,6 +439,9 @@ impl Monitor {
                     self.copy_to_log(i);
                 }
             }
+            if ready.control {
+                self.serve_control(config);
+            }
             if ready.signal {
                 self.drain_signals();
                 for (pid, status) in reap_children() {
@@ -406,13 +455,18 @@ impl Monitor {
         for i in 0..2 {
             self.end_stream(i);
         }
-        let Some(exit) = exit else {
+        let Some(mut exit) = exit else {
             eprintln!(
                 "crius-monitor: container {} ended unseen; no exit status recorded",
                 config.container_id
             );
             return 1;
         };
+        // The container's cgroup outlives its processes until the runtime
+        // deletes it, so its OOM count is still there.
+        if let Some(file) = &config.oom_file {
+            exit.oom_killed = std::fs::read_to_string(file).is_ok_and(|t| oom_kills(&t) > 0);
+        }
         if let Err(e) = write_exit_file(&config.exit_file, &exit) {
             eprintln!("crius-monitor: {e}");
             return 1;
@@ -491,6 +545,45 @@ impl Monitor {
         }
     }
 
+    /// Reads and carries out the requests waiting in the control FIFO.
+    fn serve_control(&mut self, config: &MonitorConfig) {
+        let mut buf = [0u8; 512];
+        let Some(fifo) = self.control.as_mut() else {
+            return;
+        };
+        let n = match std::io::Read::read(fifo, &mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                eprintln!("crius-monitor: read control FIFO: {e}; no more requests");
+                self.control = None;
+                return;
+            }
+        };
+        for request in take_requests(&mut self.control_pending, &buf[..n]) {
+            match request {
+                Control::ReopenLog => self.reopen_log(config),
+                // Attach is not served yet: there is no terminal to size.
+                Control::Resize { .. } => {}
+            }
+        }
+    }
+
+    /// Closes the CRI log and opens (creates) it again at its path, after
+    /// kubelet has renamed the old file away.
+    fn reopen_log(&mut self, config: &MonitorConfig) {
+        let Some(path) = config.log_path.as_deref() else {
+            return;
+        };
+        match open_log(path) {
+            Ok(file) => {
+                self.log = Some(file);
+                self.log_failed = false;
+            }
+            Err(e) => eprintln!("crius-monitor: reopen container log: {e}"),
+        }
+    }
+
     fn drain_signals(&mut self) {
         while let Ok(Some(_)) = self.signals.read_signal() {}
     }
@@ -507,6 +600,10 @@ impl Monitor {
         }
         fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
         which.push(None);
+        if let Some(control) = &self.control {
+            fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
+            which.push(Some(CONTROL));
+        }
         let timeout = match timeout {
             None => PollTimeout::NONE,
             // Round up so a short remainder does not spin at 0 ms.
@@ -527,6 +624,7 @@ impl Monitor {
         for (fd, which) in fds.iter().zip(which) {
             let is_ready = fd.revents().is_some_and(|r| !r.is_empty());
             match which {
+                Some(CONTROL) => ready.control = is_ready,
                 Some(i) => ready.outputs[i] = is_ready,
                 None => ready.signal = is_ready,
             }
@@ -585,6 +683,20 @@ fn output_pipe() -> Result<(OwnedFd, OwnedFd)> {
     let (r, w) = pipe2(OFlag::O_CLOEXEC).context(|| "create output pipe")?;
     fcntl(&r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).context(|| "make output pipe non-blocking")?;
     Ok((r, w))
+}
+
+/// The poll slot of the control FIFO (after the two outputs).
+const CONTROL: usize = 2;
+
+/// Opens the control FIFO made by the daemon, read-write and non-blocking:
+/// holding a write end ourselves, it never reads as ended.
+fn open_control(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .context(|| format!("open control FIFO {}", path.display()))
 }
 
 /// Opens (creating it and its directories) the CRI log for appending.

@@ -49,7 +49,7 @@ pub async fn spawn(monitor_bin: &Path, config: &MonitorConfig, dir: &Path) -> Re
     let config_path = dir.join(CONFIG_FILE);
     let json = serde_json::to_vec_pretty(config)
         .map_err(|e| Error::Internal(format!("encode monitor config of container {id}: {e}")))?;
-    fsutil::atomic_write(&config_path, &json)?;
+    fsutil::replace_file(&config_path, &json)?;
     fsutil::remove_file(&config.exit_file)?;
     fsutil::remove_file(&dir.join(PID_FILE))?;
 
@@ -88,7 +88,7 @@ pub async fn spawn(monitor_bin: &Path, config: &MonitorConfig, dir: &Path) -> Re
             container_pid,
             monitor_pid,
         }) => {
-            fsutil::atomic_write(&dir.join(PID_FILE), format!("{monitor_pid}\n").as_bytes())?;
+            fsutil::replace_file(&dir.join(PID_FILE), format!("{monitor_pid}\n").as_bytes())?;
             Ok(Spawned {
                 container_pid,
                 monitor_pid,
@@ -179,6 +179,10 @@ mod tests {
             pid_file: dir.path().join("pid"),
             log_path: None,
             exit_file: dir.path().join("exit"),
+            control_fifo: None,
+            oom_file: None,
+            console_socket: None,
+            stdin: false,
         };
         let err = spawn(Path::new("/bin/false"), &config, dir.path())
             .await

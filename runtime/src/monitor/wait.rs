@@ -94,6 +94,7 @@ mod tests {
             exit_code: 3,
             signal: None,
             finished_at: 1,
+            oom_killed: false,
         };
         super::super::exit_status::write_exit_file(&exit_file, &status).unwrap();
         // A pid that has ended: our own finished child.

@@ -5,6 +5,7 @@
 //! ```text
 //! crius-bench idle [--seconds S] [--endpoint SOCKET --pid PID]
 //! crius-bench pods [--count N] [--handler H] [--endpoint SOCKET --pid PID]
+//! crius-bench containers [--count N] [--handler H] [--endpoint SOCKET --pid PID]
 //! crius-bench push --registry HOST:PORT   # the test images, for trying things by hand
 //! crius-bench sandboxes [--count N] [--conflist FILE] [--pid-namespace pod|container]
 //!                       [--endpoint SOCKET --pid PID]
@@ -16,6 +17,7 @@
 //! loopback registry this starts (containerd does: loopback is plain HTTP).
 
 mod args;
+mod containers;
 mod idle;
 mod pods;
 mod pull;
@@ -31,11 +33,12 @@ async fn main() -> std::process::ExitCode {
     let result = match args::parse() {
         Ok(args) if args.command == "idle" => idle::run(&args).await,
         Ok(args) if args.command == "pods" => pods::run(&args).await,
+        Ok(args) if args.command == "containers" => containers::run(&args).await,
         Ok(args) if args.command == "push" => push::run(&args).await,
         Ok(args) if args.command == "sandboxes" => sandboxes::run(&args).await,
         Ok(args) if args.command == "pull" => pull::run(&args).await,
         Ok(_) => Err(err(
-            "usage: crius-bench idle|pods|push|sandboxes|pull [--seconds S] [--count N] \
+            "usage: crius-bench idle|pods|containers|push|sandboxes|pull [--seconds S] [--count N] \
              [--handler H] [--endpoint SOCKET --pid PID] [--registry HOST:PORT] \
              [--conflist FILE] [--pid-namespace pod|container] [--runs N] [--single-mib M] \
              [--five-mib M]",

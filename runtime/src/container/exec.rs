@@ -1,0 +1,112 @@
+//! What is done to a running container besides its lifecycle: ExecSync,
+//! UpdateContainerResources and ReopenContainerLog.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::{ContainerState, Resources, spec};
+use crate::Runtime;
+use crate::error::{Error, Result};
+use crate::monitor::control::{self, CONTROL_FIFO, Control};
+use crate::state::new_id;
+
+pub use crate::oci::ExecOutput;
+
+/// The most of each output stream ExecSync returns (kubelet's own cap on
+/// what it reads back, 16 MiB).
+pub const MAX_EXEC_OUTPUT: usize = 16 << 20;
+/// How long a reopened log file may take to appear.
+const REOPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Runtime {
+    /// Runs `cmd` in a running container and returns its output and exit
+    /// code; with a `timeout` the command is killed when it expires and the
+    /// error is [`Error::Timeout`].
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[String],
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput> {
+        let entry = self.containers.find(id)?;
+        let c = entry.get();
+        if c.state != ContainerState::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running ({:?}); cannot exec in it",
+                c.id, c.state
+            )));
+        }
+        if cmd.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "exec in container {}: cmd is empty",
+                c.id
+            )));
+        }
+        let oci = self.oci_runtime(&c.runtime_handler)?;
+        let pid_file = self
+            .container_state_dir(&c.id)
+            .join(format!("exec-{}.pid", &new_id()?[..16]));
+        oci.exec(&c.id, cmd, timeout, MAX_EXEC_OUTPUT, &pid_file)
+            .await
+    }
+
+    /// Applies new resources to a created or running container and keeps
+    /// them in its record (ContainerStatus reports them).
+    pub async fn update_container_resources(&self, id: &str, resources: Resources) -> Result<()> {
+        let entry = self.containers.find(id)?;
+        let _op = entry.op().await;
+        let c = entry.get();
+        if !matches!(c.state, ContainerState::Created | ContainerState::Running) {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} has exited; its resources cannot change",
+                c.id
+            )));
+        }
+        let linux =
+            spec::linux_resources(&resources, self.config.runtime.pids_limit, self.cgroup_v2)?;
+        let oci = self.oci_runtime(&c.runtime_handler)?;
+        oci.update(&c.id, &linux).await?;
+        entry.update(|r| {
+            // The OOM score is the process's, not the cgroup's: it stays.
+            let oom_score_adj = r.config.resources.oom_score_adj;
+            r.config.resources = Resources {
+                oom_score_adj,
+                ..resources
+            };
+            self.save_container(r)
+        })?;
+        tracing::info!(container = %c.id, "container resources updated");
+        Ok(())
+    }
+
+    /// Asks the container's monitor to reopen its log file (after kubelet
+    /// renamed it for rotation) and waits until the new file exists.
+    pub async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        let entry = self.containers.find(id)?;
+        let c = entry.get();
+        if c.state != ContainerState::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running; its log is not open",
+                c.id
+            )));
+        }
+        let Some(log) = c.log_path.clone() else {
+            return Ok(());
+        };
+        let fifo = self.container_state_dir(&c.id).join(CONTROL_FIFO);
+        control::send(&fifo, Control::ReopenLog)?;
+        let deadline = Instant::now() + REOPEN_TIMEOUT;
+        while !Path::new(&log).exists() {
+            if Instant::now() > deadline {
+                return Err(Error::Internal(format!(
+                    "container {}: the monitor did not reopen {} within {}s",
+                    c.id,
+                    log.display(),
+                    REOPEN_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+}
