@@ -160,11 +160,17 @@ impl ConfigWatch {
                 Ok(events) => {
                     changed = true;
                     for ev in events {
-                        // The watch is gone (directory deleted) or no longer
-                        // names the path (directory moved away).
+                        // The watch is gone (IN_IGNORED), or soon will be
+                        // or no longer names the path (directory deleted or
+                        // moved away). IN_IGNORED for a deleted directory can
+                        // come later than IN_DELETE_SELF, when the inode is
+                        // finally released: drop the watch at once, so that a
+                        // directory recreated meanwhile is watched afresh.
                         if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
                             st.watch = None;
-                        } else if ev.mask.contains(AddWatchFlags::IN_MOVE_SELF)
+                        } else if ev
+                            .mask
+                            .intersects(AddWatchFlags::IN_MOVE_SELF | AddWatchFlags::IN_DELETE_SELF)
                             && let Some(wd) = st.watch.take()
                         {
                             let _ = inotify.rm_watch(wd);

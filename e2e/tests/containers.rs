@@ -608,7 +608,8 @@ async fn running_container(handler: &str, pod: &str) {
     })
     .await
     .unwrap();
-    let cgroup = format!("{}/{id}", s.crius.dir().cgroup_parent());
+    // Containers go under their pod's own cgroup.
+    let cgroup = format!("{}/{}/{id}", s.crius.dir().cgroup_parent(), s.pod_id);
     let limit = std::fs::read_to_string(format!(
         "/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes"
     ))
