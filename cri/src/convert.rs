@@ -288,6 +288,14 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
         }
         _ => String::new(),
     };
+    // As containerd: a group alone would run as the image's user with
+    // another group, which kubelet never asks for.
+    if sc.run_as_group.is_some() && sc.run_as_user.is_none() && sc.run_as_username.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "container {:?}: run_as_group is set without run_as_user or run_as_username",
+            meta.name
+        )));
+    }
     if !caps.add_ambient_capabilities.is_empty() {
         return Err(Status::invalid_argument(
             "ambient capabilities are not supported",
@@ -338,6 +346,7 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
         tty: config.tty,
         resources: resources(linux.resources.unwrap_or_default()),
         security: SecurityContext {
+            // `fn container_config` checked that a group comes with a user.
             run_as_user: sc.run_as_user.map(|v| v.value),
             run_as_group: sc.run_as_group.map(|v| v.value),
             run_as_username: sc.run_as_username,
@@ -643,6 +652,23 @@ mod tests {
             }))
         };
         assert!(with_mount("/srv", "/data").is_ok());
+        let e = container_config(Some(cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata::default()),
+            image: Some(cri::ImageSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            }),
+            linux: Some(cri::LinuxContainerConfig {
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    run_as_group: Some(cri::Int64Value { value: 5 }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .unwrap_err();
+        assert!(e.message().contains("run_as_group"), "{}", e.message());
         let e = with_mount("", "/data").unwrap_err();
         assert!(e.message().contains("host_path"), "{}", e.message());
         let e = with_mount("/srv", "data").unwrap_err();

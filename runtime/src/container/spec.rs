@@ -458,6 +458,21 @@ fn mounts(input: &SpecInput<'_>) -> Result<Vec<Mount>> {
     Ok(out)
 }
 
+/// The propagation of the container's root mount: mounts shared with the
+/// host (Bidirectional) need the root rshared, mounts that receive from it
+/// (HostToContainer) need it at least rslave, else runc's default (rprivate)
+/// cuts them off.
+fn rootfs_propagation(config: &ContainerConfig) -> Option<String> {
+    let has = |p| config.mounts.iter().any(|m| m.propagation == p);
+    if has(Propagation::Bidirectional) {
+        Some("rshared".into())
+    } else if has(Propagation::HostToContainer) {
+        Some("rslave".into())
+    } else {
+        None
+    }
+}
+
 fn namespace(typ: LinuxNamespaceType, path: Option<&PathBuf>) -> Result<LinuxNamespace> {
     let mut b = LinuxNamespaceBuilder::default().typ(typ);
     if let Some(p) = path {
@@ -746,6 +761,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
         .build()
         .map_err(spec_error)?;
     linux.set_seccomp(seccomp);
+    linux.set_rootfs_propagation(rootfs_propagation(config));
     let mut spec = SpecBuilder::default()
         .version("1.0.2")
         .root(
@@ -1316,6 +1332,20 @@ mod tests {
         assert_eq!(
             data.options().as_deref().unwrap(),
             ["rbind", "rshared", "rw"]
+        );
+        // A bidirectional mount needs the container's root rshared.
+        assert_eq!(
+            spec.linux()
+                .as_ref()
+                .unwrap()
+                .rootfs_propagation()
+                .as_deref(),
+            Some("rshared")
+        );
+        let private = build_with(&ContainerConfig::default(), &sandbox(), 0);
+        assert_eq!(
+            private.linux().as_ref().unwrap().rootfs_propagation(),
+            &None
         );
     }
 
