@@ -49,34 +49,32 @@ async fn read_capped(mut r: impl AsyncRead + Unpin, cap: usize) -> Vec<u8> {
 }
 
 impl OciRuntime {
-    /// Runs `argv` in container `id` and waits for it, at most `timeout`
+    /// Runs the process described by `process_file` (an OCI `process`
+    /// object: args, user, env, cwd, capabilities …) in container `id` and
+    /// waits for it, at most `timeout`
     /// (`None`: no limit); each output stream is kept up to `max_output`
     /// bytes. On timeout the command is killed and the error is
     /// [`Error::Timeout`]. `pid_file` is a scratch file (removed after).
     pub async fn exec(
         &self,
         id: &str,
-        argv: &[String],
+        process_file: &Path,
         timeout: Option<Duration>,
         max_output: usize,
         pid_file: &Path,
     ) -> Result<ExecOutput> {
         check_id(id)?;
-        if argv.is_empty() || argv[0].is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "exec in container {id}: empty command"
-            )));
-        }
         let what = format!("{} exec {id}", self.name);
         let _ = std::fs::remove_file(pid_file);
         let mut child = tokio::process::Command::new(&self.path)
             .arg("--root")
             .arg(&self.root)
             .arg("exec")
+            .arg("--process")
+            .arg(process_file)
             .arg("--pid-file")
             .arg(pid_file)
             .arg(id)
-            .args(argv)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -119,8 +117,7 @@ impl OciRuntime {
                 err_task.abort();
                 let _ = std::fs::remove_file(pid_file);
                 return Err(Error::Timeout(format!(
-                    "command {:?} in container {id} timed out after {}",
-                    argv[0],
+                    "exec in container {id} timed out after {}",
                     humantime::format_duration(timeout.unwrap_or_default())
                 )));
             }
