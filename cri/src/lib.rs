@@ -8,6 +8,7 @@ mod image;
 mod image_service;
 mod runtime;
 mod runtime_service;
+pub mod streaming;
 
 use std::sync::Arc;
 

@@ -1,0 +1,2 @@
+//! The streaming server.
+pub mod spdy;
