@@ -91,7 +91,7 @@ impl Role {
     fn owns(self, id: u32) -> bool {
         match self {
             Role::Client => id % 2 == 1,
-            Role::Server => id % 2 == 0,
+            Role::Server => id.is_multiple_of(2),
         }
     }
 }
