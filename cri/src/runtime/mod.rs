@@ -5,6 +5,7 @@ pub mod create_container;
 pub mod list_containers;
 pub mod list_pod_sandbox;
 pub mod pod_sandbox_status;
+pub mod port_forward;
 pub mod remove_container;
 pub mod remove_pod_sandbox;
 pub mod run_pod_sandbox;

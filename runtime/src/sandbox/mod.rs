@@ -6,6 +6,7 @@ mod files;
 mod lifecycle;
 mod namespaces;
 mod network;
+mod port_forward;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
