@@ -37,6 +37,8 @@ pub async fn request(url: &str, headers: &[(&str, &str)]) -> Result<(u16, String
     let mut tcp = TcpStream::connect(addr)
         .await
         .context(|| format!("connect {addr}"))?;
+    // As Go's clients: small frames go out at once.
+    tcp.set_nodelay(true).context(|| "set TCP_NODELAY")?;
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));

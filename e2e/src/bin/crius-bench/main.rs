@@ -5,6 +5,7 @@
 //! ```text
 //! crius-bench idle [--seconds S] [--endpoint SOCKET --pid PID]
 //! crius-bench pods [--count N] [--handler H] [--endpoint SOCKET --pid PID]
+//! crius-bench portforward [--count N]      # PortForward latency and throughput
 //! crius-bench push --registry HOST:PORT   # the test images, for trying things by hand
 //! ```
 //!
@@ -15,6 +16,7 @@
 mod args;
 mod idle;
 mod pods;
+mod portforward;
 mod push;
 mod target;
 mod util;
@@ -27,8 +29,9 @@ async fn main() -> std::process::ExitCode {
         Ok(args) if args.command == "idle" => idle::run(&args).await,
         Ok(args) if args.command == "pods" => pods::run(&args).await,
         Ok(args) if args.command == "push" => push::run(&args).await,
+        Ok(args) if args.command == "portforward" => portforward::run(&args).await,
         Ok(_) => Err(err(
-            "usage: crius-bench idle|pods|push [--seconds S] [--count N] [--handler H] \
+            "usage: crius-bench idle|pods|portforward|push [--seconds S] [--count N] [--handler H] \
              [--endpoint SOCKET --pid PID] [--registry HOST:PORT]",
         )),
         Err(e) => Err(e),
