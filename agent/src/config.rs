@@ -45,6 +45,36 @@ pub struct Config {
     pub cni: CniSettings,
     /// Registries.
     pub registry: RegistrySettings,
+    /// The streaming server (Exec, Attach, PortForward).
+    pub streaming: StreamingSettings,
+}
+
+/// The `[streaming]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamingSettings {
+    /// `host:port` to listen on; port 0 picks a free one.
+    pub address: String,
+    /// TLS certificate chain (PEM); empty for plain HTTP.
+    pub tls_cert: PathBuf,
+    /// TLS private key (PEM); empty for plain HTTP.
+    pub tls_key: PathBuf,
+    /// Seconds without traffic after which a session is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds a client has to open a session's streams.
+    pub stream_creation_timeout_secs: u64,
+}
+
+impl Default for StreamingSettings {
+    fn default() -> Self {
+        StreamingSettings {
+            address: "127.0.0.1:0".into(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            idle_timeout_secs: 4 * 3600,
+            stream_creation_timeout_secs: 30,
+        }
+    }
 }
 
 impl Default for Config {
@@ -59,6 +89,7 @@ impl Default for Config {
             runtime: RuntimeSettings::default(),
             cni: CniSettings::default(),
             registry: RegistrySettings::default(),
+            streaming: StreamingSettings::default(),
         }
     }
 }
@@ -184,7 +215,54 @@ impl Config {
             }
         }
         self.metrics_addr()?;
+        self.streaming_config()?;
         Ok(())
+    }
+
+    /// The streaming server's settings.
+    pub fn streaming_config(&self) -> Result<crius_cri::streaming::StreamingConfig, ConfigError> {
+        let s = &self.streaming;
+        let addr: SocketAddr = s.address.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "streaming.address {:?} is not host:port",
+                s.address
+            ))
+        })?;
+        let tls = match (
+            s.tls_cert.as_os_str().is_empty(),
+            s.tls_key.as_os_str().is_empty(),
+        ) {
+            (true, true) => None,
+            (false, false) => Some(crius_cri::streaming::TlsFiles {
+                cert: s.tls_cert.clone(),
+                key: s.tls_key.clone(),
+            }),
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "streaming.tls_cert and streaming.tls_key go together".into(),
+                ));
+            }
+        };
+        for (name, secs) in [
+            ("idle_timeout_secs", s.idle_timeout_secs),
+            (
+                "stream_creation_timeout_secs",
+                s.stream_creation_timeout_secs,
+            ),
+        ] {
+            if secs == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "streaming.{name} must be > 0"
+                )));
+            }
+        }
+        Ok(crius_cri::streaming::StreamingConfig {
+            addr,
+            tls,
+            idle_timeout: std::time::Duration::from_secs(s.idle_timeout_secs),
+            stream_creation_timeout: std::time::Duration::from_secs(s.stream_creation_timeout_secs),
+            ..Default::default()
+        })
     }
 
     /// The CRI socket path.
@@ -317,6 +395,7 @@ mod tests {
         assert_eq!(c.cni.plugin_timeout_secs, d.cni.plugin_timeout_secs);
         assert_eq!(c.cni.loopback_plugin, d.cni.loopback_plugin);
         assert_eq!(c.registry, d.registry);
+        assert_eq!(c.streaming, d.streaming);
     }
 
     #[test]
@@ -340,5 +419,30 @@ mod tests {
             c.registry.ca_files["reg.lan:5000"],
             Path::new("/etc/crius/certs/reg.lan.pem")
         );
+    }
+
+    #[test]
+    fn streaming_settings_are_checked() {
+        let p = Path::new("crius.toml");
+        let c = Config::default().streaming_config().unwrap();
+        assert_eq!(c.addr, "127.0.0.1:0".parse().unwrap());
+        assert!(c.tls.is_none());
+        let c = Config::parse(
+            "[streaming]\naddress = \"[::1]:10010\"\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n",
+            p,
+        )
+        .unwrap();
+        let s = c.streaming_config().unwrap();
+        assert_eq!(s.addr.port(), 10010);
+        assert_eq!(s.tls.unwrap().cert, Path::new("/c.pem"));
+        for bad in [
+            "[streaming]\naddress = \"localhost\"\n",
+            "[streaming]\ntls_cert = \"/c.pem\"\n",
+            "[streaming]\nidle_timeout_secs = 0\n",
+        ] {
+            let c = Config::parse(bad, p).unwrap();
+            let e = c.validate().unwrap_err();
+            assert!(e.to_string().contains("streaming"), "{e}");
+        }
     }
 }

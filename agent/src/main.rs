@@ -31,6 +31,12 @@ async fn run(config: Config) -> Result<(), String> {
     let runtime = Runtime::open(config.runtime_config(), metrics.registry())
         .await
         .map_err(|e| format!("open runtime: {e}"))?;
+    let streaming = crius_cri::streaming::StreamingServer::start(
+        config.streaming_config().map_err(|e| e.to_string())?,
+        crius_cri::streaming_backends(runtime.clone()),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let metrics_task = match config.metrics_addr().map_err(|e| e.to_string())? {
         Some(addr) => {
             let listener = metrics::bind(addr)
@@ -40,9 +46,10 @@ async fn run(config: Config) -> Result<(), String> {
         }
         None => None,
     };
-    let result = server::serve(&config.socket(), runtime, metrics)
+    let result = server::serve(&config.socket(), runtime, metrics, streaming.clone())
         .await
         .map_err(|e| e.to_string());
+    streaming.stop();
     if let Some(t) = metrics_task {
         t.abort();
     }

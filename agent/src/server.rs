@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crius_cri::CriService;
+use crius_cri::streaming::StreamingServer;
 use crius_runtime::Runtime;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
@@ -84,17 +85,19 @@ async fn stop_signal() {
     );
 }
 
-/// Serves CRI on `socket` until a stop signal; in-flight calls get
+/// Serves CRI on `socket` (with `streaming` handing out Exec, Attach and
+/// PortForward URLs) until a stop signal; in-flight calls get
 /// [`SHUTDOWN_GRACE`] to finish. Containers keep running: their monitors
 /// do not depend on the daemon.
 pub async fn serve(
     socket: &Path,
     runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
+    streaming: StreamingServer,
 ) -> Result<(), ServeError> {
     let listener = bind(socket).await?;
     tracing::info!(socket = %socket.display(), "serving CRI");
-    let cri = CriService::new(runtime);
+    let cri = CriService::new(runtime).with_streaming(streaming);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .layer(GrpcMetricsLayer::new(metrics))

@@ -26,6 +26,18 @@ pub fn to_status(err: Error) -> Status {
     Status::new(code, err.to_string())
 }
 
+/// Maps a streaming URL failure: a kind of session not served is
+/// UNIMPLEMENTED, too many waiting sessions RESOURCE_EXHAUSTED.
+pub fn url_status(err: crate::streaming::UrlError) -> Status {
+    use crate::streaming::UrlError;
+    use crate::streaming::tokens::TokenError;
+    match err {
+        UrlError::Unsupported(method) => unimplemented(method),
+        UrlError::Token(e @ TokenError::TooMany(_)) => Status::resource_exhausted(e.to_string()),
+        UrlError::Token(e) => Status::internal(e.to_string()),
+    }
+}
+
 /// A required field of the request is missing.
 pub fn missing(what: &str) -> Status {
     Status::invalid_argument(format!("{what} is required"))

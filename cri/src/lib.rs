@@ -8,6 +8,7 @@ mod image;
 mod image_service;
 mod runtime;
 mod runtime_service;
+pub mod streaming;
 
 use std::sync::Arc;
 
@@ -15,18 +16,39 @@ use crius_runtime::Runtime;
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 
+pub use runtime::port_forward::RuntimePortForward;
 pub use runtime::version::CRI_API_VERSION;
+
+/// What the streaming server serves for `runtime`: port forwarding today;
+/// Exec and Attach once their backends exist.
+pub fn streaming_backends(runtime: Arc<Runtime>) -> streaming::Backends {
+    streaming::Backends {
+        port_forward: Some(Arc::new(RuntimePortForward(runtime))),
+        ..Default::default()
+    }
+}
 
 /// The implementation of both CRI services over one [`Runtime`].
 #[derive(Debug, Clone)]
 pub struct CriService {
     runtime: Arc<Runtime>,
+    streaming: Option<streaming::StreamingServer>,
 }
 
 impl CriService {
     /// The services over `runtime`.
     pub fn new(runtime: Arc<Runtime>) -> Self {
-        CriService { runtime }
+        CriService {
+            runtime,
+            streaming: None,
+        }
+    }
+
+    /// The services, handing out URLs on `server` for Exec, Attach and
+    /// PortForward.
+    pub fn with_streaming(mut self, server: streaming::StreamingServer) -> Self {
+        self.streaming = Some(server);
+        self
     }
 
     /// The tonic RuntimeService server.

@@ -173,9 +173,10 @@ impl RuntimeService for CriService {
 
     async fn port_forward(
         &self,
-        _req: Request<PortForwardRequest>,
+        req: Request<PortForwardRequest>,
     ) -> Result<Response<PortForwardResponse>, Status> {
-        Err(unimplemented("PortForward"))
+        runtime::port_forward::handle(&self.runtime, self.streaming.as_ref(), req.into_inner())
+            .map(Response::new)
     }
 
     async fn container_stats(

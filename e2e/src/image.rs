@@ -31,7 +31,7 @@ pub const BUSYBOX: &str = "/bin/busybox";
 pub const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "sleep", "hostname", "env", "id", "pwd", "true", "false", "test",
     "[", "grep", "wc", "ip", "ifconfig", "ps", "kill", "mkdir", "rm", "touch", "head", "tail",
-    "sed", "cut", "tr", "uname", "date", "nc", "wget", "stat", "readlink", "mount",
+    "sed", "cut", "tr", "uname", "date", "nc", "wget", "stat", "readlink", "mount", "httpd",
 ];
 /// The image's entrypoint: it sets [`ENTRYPOINT_MARKER`] and runs the
 /// command's arguments, so a test can tell the entrypoint was kept.

@@ -34,6 +34,7 @@ mod host;
 pub mod image;
 mod leaks;
 mod nodedir;
+pub mod portforward;
 mod registry;
 pub mod synth;
 pub mod token;

@@ -6,6 +6,7 @@ pub mod exec_sync;
 pub mod list_containers;
 pub mod list_pod_sandbox;
 pub mod pod_sandbox_status;
+pub mod port_forward;
 pub mod remove_container;
 pub mod remove_pod_sandbox;
 pub mod reopen_container_log;

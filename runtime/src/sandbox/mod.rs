@@ -11,6 +11,7 @@ pub mod infra;
 mod lifecycle;
 mod namespaces;
 mod network;
+mod port_forward;
 mod quantity;
 mod recover;
 mod sysctl;

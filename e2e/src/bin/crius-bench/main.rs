@@ -6,6 +6,7 @@
 //! crius-bench idle [--seconds S] [--endpoint SOCKET --pid PID]
 //! crius-bench pods [--count N] [--handler H] [--endpoint SOCKET --pid PID]
 //! crius-bench containers [--count N] [--handler H] [--endpoint SOCKET --pid PID]
+//! crius-bench portforward [--count N]      # PortForward latency and throughput
 //! crius-bench push --registry HOST:PORT   # the test images, for trying things by hand
 //! crius-bench sandboxes [--count N] [--conflist FILE] [--pid-namespace pod|container]
 //!                       [--endpoint SOCKET --pid PID]
@@ -21,6 +22,7 @@ mod containers;
 mod idle;
 mod pods;
 mod pull;
+mod portforward;
 mod push;
 mod sandboxes;
 mod target;
@@ -37,8 +39,9 @@ async fn main() -> std::process::ExitCode {
         Ok(args) if args.command == "push" => push::run(&args).await,
         Ok(args) if args.command == "sandboxes" => sandboxes::run(&args).await,
         Ok(args) if args.command == "pull" => pull::run(&args).await,
+        Ok(args) if args.command == "portforward" => portforward::run(&args).await,
         Ok(_) => Err(err(
-            "usage: crius-bench idle|pods|containers|push|sandboxes|pull [--seconds S] [--count N] \
+            "usage: crius-bench idle|pods|containers|push|sandboxes|pull|portforward [--seconds S] [--count N] \
              [--handler H] [--endpoint SOCKET --pid PID] [--registry HOST:PORT] \
              [--conflist FILE] [--pid-namespace pod|container] [--runs N] [--single-mib M] \
              [--five-mib M]",

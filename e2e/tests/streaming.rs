@@ -1,0 +1,241 @@
+//! PortForward end to end: a busybox httpd in a pod on a real CNI
+//! network, reached through the URL PortForward answers with, over SPDY
+//! (many connections to two ports on one session at once, a large body,
+//! a closed port) and over WebSocket; tokens good once, unknown and
+//! expired ones 404; bad requests refused; nothing left behind.
+//!
+//! Needs the `crius` binary (`cargo build --workspace --bins`); fails, never
+//! skips, without it.
+
+use std::time::Duration;
+
+use crius_e2e::cri::{self, RuntimeClient};
+use crius_e2e::portforward::{self, Forwarded, http_body};
+use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks};
+use k8s_cri::v1::{
+    AttachRequest, ContainerState, ExecRequest, PodSandboxConfig, PortForwardRequest,
+};
+use tonic::Code;
+
+/// Size of the large file the pod serves.
+const BIG: usize = 1_000_000;
+
+/// What the web container runs: two httpds (8080 in the background,
+/// 8081 in the foreground), with an index page each and a large file.
+const WEB: &str = "mkdir -p /www1 /www2 && echo page-8080 > /www1/index.html && \
+    echo page-8081 > /www2/index.html && \
+    head -c 1000000 /dev/zero | tr '\\0' x > /www1/big.txt && \
+    httpd -p 127.0.0.1:8080 -h /www1 && exec httpd -f -p 8081 -h /www2";
+
+async fn port_forward_url(rt: &mut RuntimeClient, pod: &str, ports: &[i32]) -> String {
+    rt.port_forward(PortForwardRequest {
+        pod_sandbox_id: pod.to_string(),
+        port: ports.to_vec(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .url
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.0\r\n\r\n").into_bytes()
+}
+
+/// Starts a pod with the web container and waits until both ports answer
+/// through a port forward.
+async fn web_pod(crius: &Crius, rt: &mut RuntimeClient, name: &str) -> (String, PodSandboxConfig) {
+    let registry = Registry::start().unwrap();
+    let images = TestImages::push(registry.addr()).await.unwrap();
+    let mut img = crius.image_client();
+    cri::pull_image(&mut img, &images.oci.reference)
+        .await
+        .unwrap();
+    let pod = cri::pod_config(crius.dir(), name);
+    let pod_id = cri::run_pod(rt, &pod, "").await.unwrap();
+    let web = cri::container_config("web", &images.oci.reference, &["sh", "-c", WEB]);
+    let id = cri::create_container(rt, &pod_id, &pod, &web)
+        .await
+        .unwrap();
+    cri::start_container(rt, &id).await.unwrap();
+    // The servers take a moment to listen; a refused forward says so on
+    // its error stream.
+    for attempt in 0.. {
+        let url = port_forward_url(rt, &pod_id, &[]).await;
+        let session = portforward::spdy_session(&url).await.unwrap();
+        let a = portforward::forward(&session, 0, 8080, &get("/"))
+            .await
+            .unwrap();
+        let b = portforward::forward(&session, 1, 8081, &get("/"))
+            .await
+            .unwrap();
+        session.close(Duration::from_secs(5)).await;
+        if a.error.is_empty() && b.error.is_empty() {
+            break;
+        }
+        let status = cri::container_status(rt, &id).await.unwrap();
+        assert!(
+            attempt < 200 && status.state == ContainerState::ContainerRunning as i32,
+            "httpd not up: {a:?} {b:?} {status:?}\n{}",
+            crius.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(registry);
+    (pod_id, pod)
+}
+
+#[tokio::test]
+async fn port_forward_to_a_web_server_in_a_pod() {
+    let mut crius = Crius::start(CriusOptions::default()).await.unwrap();
+    let mut rt = crius.runtime_client();
+    let (pod_id, _pod) = web_pod(&crius, &mut rt, "pf-web").await;
+
+    let url = port_forward_url(&mut rt, &pod_id, &[8080]).await;
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    // One SPDY session, many connections at once, to two ports.
+    let session = portforward::spdy_session(&url).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..24u32 {
+        let s = session.clone();
+        tasks.push(tokio::spawn(async move {
+            let port = if i % 2 == 0 { 8080 } else { 8081 };
+            let got = portforward::forward(&s, 100 + i, port, &get("/index.html"))
+                .await
+                .unwrap();
+            (port, got)
+        }));
+    }
+    for t in tasks {
+        let (port, got) = t.await.unwrap();
+        assert_eq!(got.error, "", "port {port}");
+        let text = String::from_utf8_lossy(&got.data).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "port {port}: {text}");
+        assert_eq!(http_body(&got.data), format!("page-{port}\n").as_bytes());
+    }
+    // A large body (past every flow-control window).
+    let big = portforward::forward(&session, 200, 8080, &get("/big.txt"))
+        .await
+        .unwrap();
+    assert_eq!(big.error, "");
+    let body = http_body(&big.data);
+    assert_eq!(body.len(), BIG);
+    assert!(body.iter().all(|b| *b == b'x'));
+    // A port nothing listens on: the reason on the error stream, and the
+    // session goes on.
+    let closed = portforward::forward(&session, 201, 9, b"").await.unwrap();
+    assert_eq!(closed.data, b"");
+    assert!(
+        closed.error.contains("error forwarding port 9 to pod")
+            && closed.error.contains(&pod_id)
+            && closed.error.to_lowercase().contains("refused"),
+        "{closed:?}"
+    );
+    let again = portforward::forward(&session, 202, 8081, &get("/"))
+        .await
+        .unwrap();
+    assert_eq!(http_body(&again.data), b"page-8081\n");
+    session.close(Duration::from_secs(5)).await;
+
+    // The token was used: the same URL is now a 404, as is a made-up one.
+    let (code, _, _) = portforward::request(&url, portforward::SPDY_UPGRADE)
+        .await
+        .unwrap();
+    assert_eq!(code, 404);
+    let made_up = format!(
+        "{}/portforward/not-a-token",
+        url.rsplitn(3, '/').nth(2).unwrap()
+    );
+    let (code, _, _) = portforward::request(&made_up, portforward::SPDY_UPGRADE)
+        .await
+        .unwrap();
+    assert_eq!(code, 404);
+
+    // WebSocket: the query names the port; the pod closing ends it.
+    let url = port_forward_url(&mut rt, &pod_id, &[]).await;
+    let Forwarded { data, error } = portforward::forward_websocket(&url, 8081, &get("/"))
+        .await
+        .unwrap();
+    assert_eq!(error, "");
+    assert_eq!(http_body(&data), b"page-8081\n");
+
+    // Bad requests change nothing.
+    cri::assert_code(
+        rt.port_forward(PortForwardRequest {
+            pod_sandbox_id: "no-such-pod".into(),
+            port: vec![],
+        })
+        .await,
+        Code::NotFound,
+        "no-such-pod",
+    );
+    cri::assert_code(
+        rt.port_forward(PortForwardRequest::default()).await,
+        Code::InvalidArgument,
+        "pod_sandbox_id",
+    );
+    cri::assert_code(
+        rt.port_forward(PortForwardRequest {
+            pod_sandbox_id: pod_id.clone(),
+            port: vec![70000],
+        })
+        .await,
+        Code::InvalidArgument,
+        "70000",
+    );
+    // Exec and Attach are not served yet: no URL leading nowhere.
+    cri::assert_code(
+        rt.exec(ExecRequest {
+            container_id: "any".into(),
+            cmd: vec!["true".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await,
+        Code::Unimplemented,
+        "Exec",
+    );
+    cri::assert_code(
+        rt.attach(AttachRequest {
+            container_id: "any".into(),
+            stdout: true,
+            ..Default::default()
+        })
+        .await,
+        Code::Unimplemented,
+        "Attach",
+    );
+
+    cri::stop_and_remove_pod(&mut rt, &pod_id).await.unwrap();
+    // A stopped pod cannot be forwarded to.
+    cri::assert_code(
+        rt.port_forward(PortForwardRequest {
+            pod_sandbox_id: pod_id.clone(),
+            port: vec![],
+        })
+        .await,
+        Code::NotFound,
+        &pod_id,
+    );
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
+
+#[tokio::test]
+async fn an_unused_port_forward_url_expires() {
+    let mut crius = Crius::start(CriusOptions::default()).await.unwrap();
+    let mut rt = crius.runtime_client();
+    let pod = cri::pod_config(crius.dir(), "pf-expiry");
+    let pod_id = cri::run_pod(&mut rt, &pod, "").await.unwrap();
+    let url = port_forward_url(&mut rt, &pod_id, &[80]).await;
+    // Tokens live a minute, as the kubelet's.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let (code, head, _) = portforward::request(&url, portforward::SPDY_UPGRADE)
+        .await
+        .unwrap();
+    assert_eq!(code, 404, "{head}");
+    cri::stop_and_remove_pod(&mut rt, &pod_id).await.unwrap();
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
