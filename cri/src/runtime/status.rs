@@ -2,8 +2,8 @@
 
 use crius_runtime::Runtime;
 use k8s_cri::v1::{
-    RuntimeCondition, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest,
-    StatusResponse,
+    RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus,
+    StatusRequest, StatusResponse,
 };
 use tonic::Status;
 
@@ -40,6 +40,10 @@ pub async fn handle(rt: &Runtime, _req: StatusRequest) -> Result<StatusResponse,
                 features: Some(RuntimeHandlerFeatures::default()),
             })
             .collect(),
-        features: None,
+        // Merge and Strict are both honoured (runtime/src/container/user.rs),
+        // and ContainerStatus reports the identity the process got.
+        features: Some(RuntimeFeatures {
+            supplemental_groups_policy: true,
+        }),
     })
 }
