@@ -203,7 +203,7 @@ async fn security_settings(handler: &str, pod: &str) {
     assert_eq!(status.exit_code, 0, "{status:?} {out:?}");
     assert_eq!(field(&out, "Uid"), "65534 65534 65534 65534");
     assert_eq!(field(&out, "Gid"), "65534 65534 65534 65534");
-    assert_eq!(field(&out, "Groups"), "1234");
+    assert_eq!(field(&out, "Groups"), "1234 65534");
     assert_eq!(field(&out, "CapBnd"), "0000000000001000"); // NET_ADMIN only
     assert_eq!(field(&out, "CapEff"), "0000000000000000"); // not root
     assert_eq!(field(&out, "NoNewPrivs"), "1");
@@ -214,7 +214,7 @@ async fn security_settings(handler: &str, pod: &str) {
     let user = status.user.unwrap().linux.unwrap();
     assert_eq!(
         (user.uid, user.gid, user.supplemental_groups),
-        (65534, 65534, vec![1234])
+        (65534, 65534, vec![1234, 65534])
     );
 
     // run_as_username, looked up in the image's /etc/passwd.

@@ -166,7 +166,9 @@ pub fn resolve(rootfs: &Path, image_user: &str, sc: &SecurityContext) -> Result<
     for g in &sc.supplemental_groups {
         additional_gids.push(to_id(*g, "supplemental group")?);
     }
-    additional_gids.retain(|g| *g != gid);
+    // The primary group is a supplementary group too, as containerd and
+    // CRI-O set it (and as `id -G` and kubelet's ContainerStatus.user show).
+    additional_gids.push(gid);
     additional_gids.sort_unstable();
     additional_gids.dedup();
     Ok(Identity {
@@ -196,11 +198,16 @@ mod tests {
         dir
     }
 
+    /// The identity with groups `extra` besides the primary group `gid`
+    /// (which is always among the additional groups too).
     fn id(uid: u32, gid: u32, extra: &[u32]) -> Identity {
+        let mut additional_gids = extra.to_vec();
+        additional_gids.push(gid);
+        additional_gids.sort_unstable();
         Identity {
             uid,
             gid,
-            additional_gids: extra.to_vec(),
+            additional_gids,
         }
     }
 
