@@ -233,10 +233,33 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
         .mounts
         .into_iter()
         .map(|m| {
-            for (field, path) in [
+            // An image volume (KEP-4639) names an image instead of a host
+            // path; kubelet always asks for it read-only.
+            let image = m.image.map(|i| i.image).unwrap_or_default();
+            if !image.is_empty() {
+                if !m.host_path.is_empty() {
+                    return Err(Status::invalid_argument(format!(
+                        "mount {}: both host_path {:?} and image {image:?} are set",
+                        m.container_path, m.host_path
+                    )));
+                }
+                if !m.readonly {
+                    return Err(Status::invalid_argument(format!(
+                        "mount {}: image volume {image:?} must be read-only",
+                        m.container_path
+                    )));
+                }
+            }
+            let paths = [
                 ("container_path", &m.container_path),
                 ("host_path", &m.host_path),
-            ] {
+            ];
+            let paths = if image.is_empty() {
+                &paths[..]
+            } else {
+                &paths[..1]
+            };
+            for (field, path) in paths {
                 if !path.starts_with('/') {
                     return Err(Status::invalid_argument(format!(
                         "mount {field} {path:?} must be an absolute path"
@@ -249,18 +272,13 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
                     m.container_path
                 )));
             }
-            if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
-                return Err(Status::invalid_argument(format!(
-                    "mount {}: image volumes are not supported",
-                    m.container_path
-                )));
-            }
             Ok(Mount {
                 container_path: m.container_path,
                 host_path: m.host_path,
                 readonly: m.readonly,
                 propagation: propagation(m.propagation)?,
                 recursive_read_only: m.recursive_read_only,
+                image,
             })
         })
         .collect::<Result<_, _>>()?;
@@ -508,6 +526,10 @@ pub fn container_status(c: &Container) -> cri::ContainerStatus {
                 readonly: m.readonly,
                 propagation: propagation_to_cri(m.propagation),
                 recursive_read_only: m.recursive_read_only,
+                image: (!m.image.is_empty()).then(|| cri::ImageSpec {
+                    image: m.image.clone(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             })
             .collect(),

@@ -14,7 +14,7 @@ use crius_e2e::cri::{self, RuntimeClient};
 use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks};
 use k8s_cri::v1::{
     Capability, ContainerConfig, ContainerFilter, ContainerState, ContainerStateValue,
-    ContainerStatus, Device, ExecSyncRequest, Int64Value, LinuxContainerConfig,
+    ContainerStatus, Device, ExecSyncRequest, ImageSpec, Int64Value, LinuxContainerConfig,
     LinuxContainerResources, LinuxContainerSecurityContext, LinuxSandboxSecurityContext, Mount,
     NamespaceMode, NamespaceOption, PodSandboxConfig, RemoveContainerRequest,
     ReopenContainerLogRequest, SecurityProfile, StopContainerRequest,
@@ -744,5 +744,74 @@ async fn a_container_outlives_a_daemon_crash() {
     s.rt.remove_container(RemoveContainerRequest { container_id: id })
         .await
         .unwrap();
+    s.finish().await;
+}
+
+/// An image volume (a Mount naming an image) shows the image's merged
+/// layers read-only, executable, and goes with the container.
+#[tokio::test]
+async fn image_volumes_are_read_only_image_trees() {
+    let mut s = Setup::new("", "image-volume").await;
+    let image = s.image.clone();
+    let volume = move |readonly: bool| Mount {
+        container_path: "/mnt/vol".into(),
+        readonly,
+        image: Some(ImageSpec {
+            image: image.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let script = "ls /mnt/vol/data; /mnt/vol/bin/busybox echo exec-ok; \
+                  touch /mnt/vol/x 2>/dev/null || echo read-only";
+    let mut config = s.config("vol", script, Default::default());
+    config.mounts = vec![volume(true)];
+    let id = s.create_and_start(&config).await;
+    let status = cri::wait_container_state(&mut s.rt, &id, ContainerState::ContainerExited)
+        .await
+        .unwrap();
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    let mount = &status.mounts[0];
+    assert_eq!(mount.container_path, "/mnt/vol");
+    assert_eq!(mount.image.as_ref().unwrap().image, s.image);
+    let out: Vec<String> = cri::read_cri_log(&s.log_path("vol"))
+        .unwrap()
+        .into_iter()
+        .map(|l| l.content)
+        .collect();
+    // The second layer's whiteout hides data/gone, as in a rootfs.
+    for line in ["keep", "layer2", "opaque", "exec-ok", "read-only"] {
+        assert!(out.iter().any(|l| l == line), "{line}: {out:?}");
+    }
+    assert!(!out.iter().any(|l| l == "gone"), "{out:?}");
+    s.rt.remove_container(RemoveContainerRequest { container_id: id })
+        .await
+        .unwrap();
+
+    // Writable, both a host path and an image, or an unknown image:
+    // refused, naming the mount.
+    let mut bad = s.config("bad", "true", Default::default());
+    bad.mounts = vec![volume(false)];
+    let err = cri::create_container(&mut s.rt, &s.pod_id, &s.pod, &bad)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("/mnt/vol") && format!("{err:?}").contains("read-only"));
+    let mut both = volume(true);
+    both.host_path = "/tmp".into();
+    bad.mounts = vec![both];
+    let err = cri::create_container(&mut s.rt, &s.pod_id, &s.pod, &bad)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("both host_path"), "{err:?}");
+    let mut unknown = volume(true);
+    unknown.image.as_mut().unwrap().image = "example.invalid/none:1".into();
+    bad.mounts = vec![unknown];
+    let err = cri::create_container(&mut s.rt, &s.pod_id, &s.pod, &bad)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:?}").contains("image volume at /mnt/vol"),
+        "{err:?}"
+    );
     s.finish().await;
 }

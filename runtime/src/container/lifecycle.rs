@@ -129,6 +129,22 @@ impl Runtime {
         // Keeps the layers from image garbage collection until the
         // container is recorded below.
         let _layers_hold = self.images.hold(&image);
+        // The images of image volumes, in the order of their mounts; held
+        // like the container's own.
+        let volumes = config
+            .mounts
+            .iter()
+            .filter(|m| !m.image.is_empty())
+            .map(|m| {
+                self.images.get(&m.image)?.ok_or_else(|| {
+                    Error::not_found(
+                        "image",
+                        format!("{} (image volume at {})", m.image, m.container_path),
+                    )
+                })
+            })
+            .collect::<Result<Vec<Image>>>()?;
+        let _volume_holds: Vec<_> = volumes.iter().map(|i| self.images.hold(i)).collect();
         let oci = self.oci_runtime(&sb.runtime_handler)?;
         let id = new_id()?;
         let key = container_name_key(&sb.id, &config);
@@ -149,7 +165,12 @@ impl Runtime {
                 .first()
                 .cloned()
                 .unwrap_or_else(|| image.id.clone()),
-            image_layers: image.layers.clone(),
+            image_layers: image
+                .layers
+                .iter()
+                .chain(volumes.iter().flat_map(|v| v.layers.iter()))
+                .cloned()
+                .collect(),
             state: ContainerState::Created,
             created_at: now_nanos(),
             started_at: 0,
@@ -171,7 +192,9 @@ impl Runtime {
             oom_killed: false,
             config,
         };
-        let made = self.set_up_container(&sb, &image, &mut c, oci).await;
+        let made = self
+            .set_up_container(&sb, &image, &volumes, &mut c, oci)
+            .await;
         let made = made.and_then(|()| self.container_table.put(&id, &c));
         if let Err(e) = made {
             self.release_container(&c, oci).await;
@@ -191,6 +214,7 @@ impl Runtime {
         &self,
         sb: &Sandbox,
         image: &Image,
+        volumes: &[Image],
         c: &mut Container,
         oci: &OciRuntime,
     ) -> Result<()> {
@@ -200,6 +224,7 @@ impl Runtime {
         fsutil::create_dir_all(&bundle)?;
         let layers = self.images.layer_paths(image)?;
         rootfs::mount_rootfs(&layers, &self.container_root_dir(&c.id), &rootfs_dir)?;
+        let spec_config = self.mount_image_volumes(&bundle, volumes, &c.config)?;
         // kubelet expects missing host paths of mounts to be made as
         // directories.
         for m in &c.config.mounts {
@@ -237,7 +262,7 @@ impl Runtime {
             .collect::<Result<Vec<_>>>()?;
         let cgroups_path = format!("{}/{}", sb.cgroup_parent.trim_end_matches('/'), c.id);
         let spec = spec::build(&spec::SpecInput {
-            config: &c.config,
+            config: spec_config.as_ref().unwrap_or(&c.config),
             image: &image.config,
             sandbox: sb,
             identity: &identity,
@@ -303,6 +328,36 @@ impl Runtime {
         Ok(())
     }
 
+    /// Mounts the image volumes of `config` (their images are `volumes`,
+    /// in order) under the bundle; returns the config with their mount
+    /// points as host paths, for the OCI spec (None without any).
+    fn mount_image_volumes(
+        &self,
+        bundle: &Path,
+        volumes: &[Image],
+        config: &ContainerConfig,
+    ) -> Result<Option<ContainerConfig>> {
+        if volumes.is_empty() {
+            return Ok(None);
+        }
+        let dir = bundle.join(rootfs::IMAGE_VOLUMES);
+        let empty = bundle.join("image-volume-base");
+        let mut config = config.clone();
+        let mut images = volumes.iter();
+        for (i, m) in config.mounts.iter_mut().enumerate() {
+            if m.image.is_empty() {
+                continue;
+            }
+            let image = images.next().ok_or_else(|| {
+                Error::Internal(format!("no image resolved for image volume {}", m.image))
+            })?;
+            let target = dir.join(i.to_string());
+            rootfs::mount_image_volume(&self.images.layer_paths(image)?, &empty, &target)?;
+            m.host_path = target.display().to_string();
+        }
+        Ok(Some(config))
+    }
+
     /// Removes everything a container had on the node, logging failures:
     /// its OCI runtime state, rootfs mount and directories.
     async fn release_container(&self, c: &Container, oci: &OciRuntime) {
@@ -311,6 +366,7 @@ impl Runtime {
         }
         let bundle = self.container_state_dir(&c.id);
         let steps = [
+            rootfs::unmount_image_volumes(&bundle),
             rootfs::unmount_rootfs(&bundle.join("rootfs")),
             fsutil::remove_dir_all(&bundle),
             fsutil::remove_dir_all(&self.container_root_dir(&c.id)),
@@ -484,6 +540,7 @@ impl Runtime {
         let oci = self.oci_runtime(&c.runtime_handler)?;
         oci.delete(&c.id, true).await?;
         let bundle = self.container_state_dir(&c.id);
+        rootfs::unmount_image_volumes(&bundle)?;
         rootfs::unmount_rootfs(&bundle.join("rootfs"))?;
         fsutil::remove_dir_all(&bundle)?;
         fsutil::remove_dir_all(&self.container_root_dir(&c.id))?;

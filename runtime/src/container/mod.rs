@@ -86,6 +86,11 @@ pub struct Mount {
     /// an OCI runtime that knows `rro`).
     #[serde(default)]
     pub recursive_read_only: bool,
+    /// An image volume: the image (reference or id, pulled already) whose
+    /// file tree is mounted read-only at `container_path`; `host_path` is
+    /// then empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
 }
 
 /// A host device node given to the container.

@@ -11,8 +11,23 @@ use crate::fsutil;
 /// The kernel copies mount options into one page.
 const MAX_MOUNT_DATA: usize = 4095;
 
+/// The bundle's directory of image volumes: one mount point per volume,
+/// named by the mount's index in the container's config.
+pub const IMAGE_VOLUMES: &str = "image-volumes";
+
 /// The overlay mount options for `layers` (base first).
 fn overlay_options(layers: &[PathBuf], upper: &Path, work: &Path) -> Result<String> {
+    let options = format!(
+        "{},upperdir={},workdir={}",
+        lower_dirs(layers)?,
+        upper.display(),
+        work.display()
+    );
+    check_length(options, layers.len())
+}
+
+/// `lowerdir=` with `layers` (base first) top first.
+fn lower_dirs(layers: &[PathBuf]) -> Result<String> {
     if layers.is_empty() {
         return Err(Error::InvalidArgument("image has no layers".into()));
     }
@@ -21,16 +36,15 @@ fn overlay_options(layers: &[PathBuf], upper: &Path, work: &Path) -> Result<Stri
         .rev()
         .map(|p| p.display().to_string())
         .collect();
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        upper.display(),
-        work.display()
-    );
+    Ok(format!("lowerdir={}", lower.join(":")))
+}
+
+/// `options`, if the kernel takes them.
+fn check_length(options: String, layers: usize) -> Result<String> {
     if options.len() > MAX_MOUNT_DATA {
         return Err(Error::Internal(format!(
             "overlay options for {} layers are {} bytes, over the kernel's {MAX_MOUNT_DATA}",
-            layers.len(),
+            layers,
             options.len()
         )));
     }
@@ -54,6 +68,39 @@ pub fn mount_rootfs(layers: &[PathBuf], rw_dir: &Path, target: &Path) -> Result<
         Some(options.as_str()),
     )
     .context(|| format!("mount overlay rootfs at {}", target.display()))
+}
+
+/// Mounts the file tree of an image, read-only, at `target`: an image
+/// volume. Overlayfs without an upper layer is read-only but wants two
+/// lower layers at least, so the empty directory `empty` is the bottom one.
+pub fn mount_image_volume(layers: &[PathBuf], empty: &Path, target: &Path) -> Result<()> {
+    fsutil::create_dir_all(empty)?;
+    fsutil::create_dir_all(target)?;
+    let mut lower = vec![empty.to_path_buf()];
+    lower.extend_from_slice(layers);
+    let options = check_length(lower_dirs(&lower)?, layers.len())?;
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::MS_RDONLY,
+        Some(options.as_str()),
+    )
+    .context(|| format!("mount image volume at {}", target.display()))
+}
+
+/// Unmounts every image volume of the container whose bundle is `bundle`.
+pub fn unmount_image_volumes(bundle: &Path) -> Result<()> {
+    let dir = bundle.join(IMAGE_VOLUMES);
+    let entries = match std::fs::read_dir(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        r => r.context(|| format!("read {}", dir.display()))?,
+    };
+    for entry in entries {
+        let entry = entry.context(|| format!("read {}", dir.display()))?;
+        fsutil::unmount(&entry.path(), "image volume")?;
+    }
+    Ok(())
 }
 
 /// Unmounts a rootfs; one that is not mounted is fine.
