@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod container;
+pub mod crash;
 pub mod error;
 pub mod fsutil;
 pub mod image;
@@ -94,6 +95,7 @@ impl Runtime {
     /// Opens the runtime over its root and state directories, loading what
     /// an earlier run left. Its metrics go into `registry`.
     pub async fn open(config: Config, registry: &prometheus::Registry) -> Result<Arc<Runtime>> {
+        crash::arm();
         let metrics = metrics::RuntimeMetrics::register(registry)
             .map_err(|e| Error::Internal(format!("register runtime metrics: {e}")))?;
         sandbox::check_settings(&config.runtime)?;
@@ -151,6 +153,7 @@ impl Runtime {
         });
         rt.load()?;
         rt.recover_sandboxes().await;
+        rt.recover_containers().await;
         // Layers and blobs of pulls a crash interrupted before they were
         // recorded.
         rt.collect_image_garbage_or_warn().await;

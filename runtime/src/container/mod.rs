@@ -5,6 +5,7 @@
 mod devices;
 mod exec;
 mod lifecycle;
+mod recover;
 mod rootfs;
 pub mod seccomp;
 pub mod spec;
