@@ -18,6 +18,7 @@ pub mod oci;
 pub mod sandbox;
 mod state;
 pub mod store;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -112,6 +112,7 @@ impl Runtime {
                 "container metadata.name is empty".into(),
             ));
         }
+        crate::validate::container(&config)?;
         let pod = self.sandboxes.find(sandbox_id)?;
         // Holding the pod's lock keeps it from being stopped or removed
         // while one of its containers is being made.

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use exec::ExecOutput;
 pub use lifecycle::ContainerFilter;
+pub use termination::PATH_ANNOTATION as TERMINATION_MESSAGE_PATH_ANNOTATION;
 pub use user::Identity;
 
 /// What CreateContainer asks for.

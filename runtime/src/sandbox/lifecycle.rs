@@ -85,6 +85,7 @@ impl Runtime {
                 )));
             }
         }
+        crate::validate::pod(config)?;
         let modes = &config.namespaces;
         if modes.pid == NamespaceMode::Target {
             return Err(Error::InvalidArgument(
