@@ -171,3 +171,79 @@ async fn fifty_pods_at_once_twice_lose_and_leak_nothing() {
     crius.stop().await.unwrap();
     assert_no_leaks(&crius);
 }
+
+/// Containers of one pod made at once: they are made side by side (the
+/// pod's lock is shared by creates), all listed once and running, then
+/// removed at once with the pod.
+#[tokio::test]
+async fn many_containers_in_one_pod_at_once() {
+    let registry = Registry::start().unwrap();
+    let images = TestImages::push(registry.addr()).await.unwrap();
+    let image = images.oci.reference.clone();
+    let mut crius = Crius::start(CriusOptions::default()).await.unwrap();
+    let mut img = crius.image_client();
+    cri::pull_image(&mut img, &image).await.unwrap();
+    let mut rt = crius.runtime_client();
+    let pod = cri::pod_config(crius.dir(), "crowded");
+    let pod_id = cri::run_pod(&mut rt, &pod, "").await.unwrap();
+
+    let ids = all_at_once(
+        "CreateContainer+StartContainer in one pod",
+        &crius,
+        |i, mut rt| {
+            let config = cri::container_config(&format!("c{i}"), &image, &["sleep", "3600"]);
+            let (pod, pod_id) = (pod.clone(), pod_id.clone());
+            async move {
+                let id = cri::create_container(&mut rt, &pod_id, &pod, &config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                cri::start_container(&mut rt, &id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(id)
+            }
+        },
+    )
+    .await;
+    let mut listed = cri::container_ids(&mut rt, None).await.unwrap();
+    listed.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(listed, want);
+    for id in &ids {
+        let status = cri::container_status(&mut rt, id).await.unwrap();
+        assert_eq!(status.state, ContainerState::ContainerRunning as i32);
+    }
+    // Removing the pod (which stops and removes them) races removes of
+    // each container: every call succeeds, and nothing remains.
+    let ids = std::sync::Arc::new(ids);
+    let remover = {
+        let (mut rt, pod_id) = (crius.runtime_client(), pod_id.clone());
+        tokio::spawn(async move { cri::stop_and_remove_pod(&mut rt, &pod_id).await })
+    };
+    all_at_once(
+        "RemoveContainer racing RemovePodSandbox",
+        &crius,
+        |i, mut rt| {
+            let id = ids[i].clone();
+            async move {
+                rt.remove_container(RemoveContainerRequest {
+                    container_id: id.clone(),
+                })
+                .await
+                .map(drop)
+                .map_err(|e| format!("RemoveContainer {id}: {e}"))
+            }
+        },
+    )
+    .await;
+    tokio::time::timeout(PHASE_BOUND, remover)
+        .await
+        .expect("RemovePodSandbox hung")
+        .unwrap()
+        .unwrap();
+    assert!(cri::pod_ids(&mut rt).await.unwrap().is_empty());
+    assert!(cri::container_ids(&mut rt, None).await.unwrap().is_empty());
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}

@@ -114,9 +114,10 @@ impl Runtime {
         }
         crate::validate::container(&config)?;
         let pod = self.sandboxes.find(sandbox_id)?;
-        // Holding the pod's lock keeps it from being stopped or removed
-        // while one of its containers is being made.
-        let _pod_op = pod.op().await;
+        // Holding the pod's lock (shared: containers of one pod are made
+        // side by side) keeps it from being stopped or removed while one
+        // of its containers is being made.
+        let _pod_op = pod.op_shared().await;
         let sb = pod.get();
         if sb.state != SandboxState::Ready || self.sandboxes.find(&sb.id).is_err() {
             return Err(Error::FailedPrecondition(format!(
