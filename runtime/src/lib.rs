@@ -183,7 +183,8 @@ impl Runtime {
         for e in bad {
             tracing::error!(error = %e, "skipping unreadable container record");
         }
-        for (id, c) in containers {
+        for (id, mut c) in containers {
+            self.lost_at_reboot(&mut c);
             self.containers
                 .reserve_name(&container_name_key(&c.sandbox_id, &c.config), &c.id)?;
             let entry = state::Entry::new(&id, c);

@@ -8,6 +8,10 @@
 //! - A container recorded as created that its OCI runtime reports running
 //!   (StartContainer started it and the daemon died before recording
 //!   that) is recorded as running.
+//! - A container recorded as created or running whose state directory is
+//!   gone went with a node restart (the state directory is a tmpfs): it
+//!   is recorded as exited, code 255, reason `Unknown` (as containerd
+//!   reports a container whose task is gone), and can be removed.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -15,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{ContainerState, rootfs};
+use super::{Container, ContainerState, rootfs};
 use crate::Runtime;
 use crate::error::Result;
 use crate::fsutil;
@@ -25,7 +29,36 @@ use crate::state::now_nanos;
 /// How long a killed orphan monitor may take to go.
 const MONITOR_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The exit code of a container lost with the node (containerd's).
+const LOST_EXIT_CODE: i32 = 255;
+
 impl Runtime {
+    /// Records `c` as exited if the node restarted under it (see the
+    /// module docs); whether it did.
+    pub(crate) fn lost_at_reboot(&self, c: &mut Container) -> bool {
+        if !matches!(c.state, ContainerState::Created | ContainerState::Running)
+            || self.container_state_dir(&c.id).exists()
+        {
+            return false;
+        }
+        c.state = ContainerState::Exited;
+        c.exit_code = LOST_EXIT_CODE;
+        c.finished_at = now_nanos();
+        c.reason = "Unknown".into();
+        c.message =
+            "the node restarted while the container ran: its state directory is gone".into();
+        c.pid = 0;
+        match self.save_container(c) {
+            Ok(()) => {
+                tracing::warn!(container = %c.id, "container lost with a node restart (its state directory is gone); recorded as exited")
+            }
+            Err(e) => {
+                tracing::error!(container = %c.id, error = %e, "recording a container lost with a node restart")
+            }
+        }
+        true
+    }
+
     /// Cleans up after containers a crash left half-made, and records
     /// starts a crash kept from being recorded. Failures are logged: the
     /// daemon starts anyway.
