@@ -4,6 +4,8 @@
 
 pub mod convert;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod image;
 mod image_service;
 mod runtime;

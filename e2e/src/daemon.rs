@@ -35,6 +35,10 @@ pub struct CriusOptions {
     pub config: Option<String>,
     /// The daemon binary; `None` means [`crius_binary`].
     pub binary: Option<PathBuf>,
+    /// Extra environment variables for the daemon (such as
+    /// `CRIUS_CRASH_AT`); change them between restarts with
+    /// [`Crius::options_mut`].
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for CriusOptions {
@@ -46,6 +50,7 @@ impl Default for CriusOptions {
             log_level: "debug,h2=info,hyper=info,tower=info,rustls=info".into(),
             config: None,
             binary: None,
+            env: Vec::new(),
         }
     }
 }
@@ -154,6 +159,35 @@ impl Crius {
         self.wait_ready().await
     }
 
+    /// The options the next [`Crius::restart`] uses.
+    pub fn options_mut(&mut self) -> &mut CriusOptions {
+        &mut self.options
+    }
+
+    /// Waits (at most `timeout`) for the daemon to exit by itself, as a
+    /// crash-injected one does, and reaps it; its exit status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            return Err(err("crius is not running"));
+        };
+        let (status, child) = tokio::task::spawn_blocking(move || {
+            let status = wait_bounded(&mut child, timeout);
+            (status, child)
+        })
+        .await
+        .context(|| "wait for crius to exit")?;
+        match status {
+            Some(status) => Ok(status),
+            None => {
+                self.child = Some(child);
+                Err(err(format!(
+                    "crius did not exit within {timeout:?}\n{}",
+                    self.log_tail(40)
+                )))
+            }
+        }
+    }
+
     /// SIGKILLs the daemon, as a crash would, and reaps it.
     pub fn kill(&mut self) -> Result<()> {
         let mut child = self
@@ -198,6 +232,7 @@ impl Crius {
             .open(dir.daemon_log())
             .context(|| format!("open {}", dir.daemon_log().display()))?;
         let log_err = log.try_clone().context(|| "dup the daemon log")?;
+        command.envs(self.options.env.iter().map(|(k, v)| (k, v)));
         let child = command
             .env("PATH", search_path())
             .stdin(Stdio::null())

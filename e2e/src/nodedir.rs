@@ -225,6 +225,34 @@ impl NodeDir {
         self.remove_dir();
     }
 
+    /// What a node restart does to a stopped daemon's world: every
+    /// process of the test dies, every mount under its state directory
+    /// (namespace pins, rootfs, shm) goes, and so do its cgroups and the
+    /// state directory itself (a tmpfs). The root directory stays.
+    pub fn simulate_reboot(&self) {
+        // Killed at once, a pod's processes are reparented to the host's
+        // init, which may reap them lazily: wait (bounded) until none is
+        // left, as after a real restart.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            self.kill_tied_processes();
+            let left = processes_tied_to(&self.path, &self.cgroup_parent());
+            if left.is_empty() || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for mount in mounts_under(&self.state()) {
+            if let Err(e) = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH) {
+                eprintln!("crius-e2e reboot: umount {}: {e}", mount.display());
+            }
+        }
+        self.remove_cgroups();
+        if let Err(e) = std::fs::remove_dir_all(self.state()) {
+            eprintln!("crius-e2e reboot: remove {}: {e}", self.state().display());
+        }
+    }
+
     fn delete_oci_containers(&self) {
         for (runtime, root) in OCI_RUNTIMES.iter().zip(self.runtime_roots()) {
             let Ok(entries) = std::fs::read_dir(&root) else {

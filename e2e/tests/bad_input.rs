@@ -202,3 +202,146 @@ async fn network_not_ready_without_a_cni_config() {
     crius.stop().await.unwrap();
     assert_no_leaks(&crius);
 }
+
+/// Fields that could escape where they belong, or inject lines into the
+/// pod's files, or exhaust the daemon: refused with InvalidArgument naming
+/// the field; nothing is made, nothing written outside the log directory.
+#[tokio::test]
+async fn hostile_fields_are_refused() {
+    use k8s_cri::v1::{DnsConfig, KeyValue, Mount};
+
+    let registry = Registry::start().unwrap();
+    let images = TestImages::push(registry.addr()).await.unwrap();
+    let mut crius = Crius::start(CriusOptions::default()).await.unwrap();
+    let mut rt = crius.runtime_client();
+    let mut img = crius.image_client();
+    let image = images.oci.reference.clone();
+    cri::pull_image(&mut img, &image).await.unwrap();
+
+    type PodEdit = Box<dyn Fn(&mut k8s_cri::v1::PodSandboxConfig)>;
+    let pod_cases: Vec<(&str, PodEdit)> = vec![
+        (
+            "log_directory",
+            Box::new(|p| p.log_directory = format!("{}/../../escape", p.log_directory)),
+        ),
+        (
+            "log_directory",
+            Box::new(|p| p.log_directory = "relative/logs".into()),
+        ),
+        (
+            "metadata.name",
+            Box::new(|p| p.metadata.as_mut().unwrap().name = "../../etc".into()),
+        ),
+        (
+            "hostname",
+            Box::new(|p| p.hostname = "evil\n10.9.9.9 kubernetes.default".into()),
+        ),
+        (
+            "DNS search domain",
+            Box::new(|p| {
+                p.dns_config = Some(DnsConfig {
+                    searches: vec!["svc.local\nnameserver 6.6.6.6".into()],
+                    ..Default::default()
+                })
+            }),
+        ),
+        (
+            "annotations",
+            Box::new(|p| {
+                p.annotations.insert("huge".into(), "x".repeat(300 * 1024));
+            }),
+        ),
+    ];
+    for (needle, edit) in &pod_cases {
+        let mut pod = cri::pod_config(crius.dir(), "hostile");
+        edit(&mut pod);
+        assert_code(
+            rt.run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pod),
+                runtime_handler: String::new(),
+            })
+            .await,
+            Code::InvalidArgument,
+            needle,
+        );
+        assert_eq!(cri::pod_ids(&mut rt).await.unwrap(), NONE, "{needle}");
+    }
+
+    let pod = cri::pod_config(crius.dir(), "target");
+    let pod_id = cri::run_pod(&mut rt, &pod, "").await.unwrap();
+    type CtrEdit = Box<dyn Fn(&mut k8s_cri::v1::ContainerConfig)>;
+    let mount = |container_path: &str, host_path: &str| Mount {
+        container_path: container_path.into(),
+        host_path: host_path.into(),
+        ..Default::default()
+    };
+    let ctr_cases: Vec<(&str, CtrEdit)> = vec![
+        (
+            "log_path",
+            Box::new(|c| c.log_path = "../../../escaped.log".into()),
+        ),
+        ("log_path", Box::new(|c| c.log_path = "/tmp/abs.log".into())),
+        (
+            "mount container_path",
+            Box::new(move |c| c.mounts = vec![mount("/data/../../etc", "/tmp")]),
+        ),
+        (
+            "mount host_path",
+            Box::new(move |c| c.mounts = vec![mount("/data", "/tmp/../etc")]),
+        ),
+        (
+            "termination message path",
+            Box::new(|c| {
+                c.annotations.insert(
+                    "io.kubernetes.container.terminationMessagePath".into(),
+                    "/dev/../../etc/shadow".into(),
+                );
+            }),
+        ),
+        ("working_dir", Box::new(|c| c.working_dir = "srv".into())),
+        (
+            "env key",
+            Box::new(|c| {
+                c.envs = vec![KeyValue {
+                    key: "A=B".into(),
+                    value: "c".into(),
+                }]
+            }),
+        ),
+        (
+            "command and args",
+            Box::new(|c| c.args = vec!["y".repeat(1024); 2048]),
+        ),
+        (
+            "metadata.name",
+            Box::new(|c| c.metadata.as_mut().unwrap().name = "a/b".into()),
+        ),
+    ];
+    for (needle, edit) in &ctr_cases {
+        let mut config = cri::container_config("hostile", &image, &["true"]);
+        edit(&mut config);
+        assert_code(
+            rt.create_container(CreateContainerRequest {
+                pod_sandbox_id: pod_id.clone(),
+                config: Some(config),
+                sandbox_config: Some(pod.clone()),
+            })
+            .await,
+            Code::InvalidArgument,
+            needle,
+        );
+        assert_eq!(
+            cri::container_ids(&mut rt, None).await.unwrap(),
+            NONE,
+            "{needle}"
+        );
+    }
+    // Nothing was written beside the pods' log directories.
+    let escaped = crius.dir().logs().parent().unwrap().join("escaped.log");
+    assert!(!escaped.exists(), "{}", escaped.display());
+    assert!(!std::path::Path::new("/tmp/abs.log").exists());
+
+    cri::stop_and_remove_pod(&mut rt, &pod_id).await.unwrap();
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}

@@ -5,7 +5,7 @@
 //! Needs the `crius` binary (`cargo build --workspace --bins`); fails, never
 //! skips, without it.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
 use crius_e2e::cri;
@@ -144,12 +144,18 @@ async fn metrics_count_calls_and_logs_are_json_when_asked() {
     let mut rt = crius.runtime_client();
     let addr = crius.metrics_addr().unwrap();
 
-    // The socket kubelet connects to: owner and group only.
-    let mode = std::fs::metadata(crius.dir().socket())
-        .unwrap()
-        .permissions()
-        .mode();
+    // The socket kubelet connects to: owner and group only, owned by
+    // root (the daemon's user).
+    let meta = std::fs::metadata(crius.dir().socket()).unwrap();
+    let mode = meta.permissions().mode();
     assert_eq!(mode & 0o777, 0o660, "socket mode {mode:o}");
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (0, 0),
+        "socket owner {}:{}",
+        meta.uid(),
+        meta.gid()
+    );
     let config = rt
         .runtime_config(RuntimeConfigRequest {})
         .await

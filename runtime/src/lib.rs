@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod container;
+pub mod crash;
 pub mod error;
 pub mod fsutil;
 pub mod image;
@@ -17,6 +18,7 @@ pub mod oci;
 pub mod sandbox;
 mod state;
 pub mod store;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -94,6 +96,7 @@ impl Runtime {
     /// Opens the runtime over its root and state directories, loading what
     /// an earlier run left. Its metrics go into `registry`.
     pub async fn open(config: Config, registry: &prometheus::Registry) -> Result<Arc<Runtime>> {
+        crash::arm();
         let metrics = metrics::RuntimeMetrics::register(registry)
             .map_err(|e| Error::Internal(format!("register runtime metrics: {e}")))?;
         sandbox::check_settings(&config.runtime)?;
@@ -151,6 +154,7 @@ impl Runtime {
         });
         rt.load()?;
         rt.recover_sandboxes().await;
+        rt.recover_containers().await;
         // Layers and blobs of pulls a crash interrupted before they were
         // recorded.
         rt.collect_image_garbage_or_warn().await;
@@ -179,7 +183,8 @@ impl Runtime {
         for e in bad {
             tracing::error!(error = %e, "skipping unreadable container record");
         }
-        for (id, c) in containers {
+        for (id, mut c) in containers {
+            self.lost_at_reboot(&mut c);
             self.containers
                 .reserve_name(&container_name_key(&c.sandbox_id, &c.config), &c.id)?;
             let entry = state::Entry::new(&id, c);

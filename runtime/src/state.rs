@@ -4,9 +4,11 @@
 //! Locking: the map lock is held only to look up, insert or remove an
 //! entry. Each entry has a short-held `data` lock for reading and updating
 //! the record, and an async `op` lock that serialises lifecycle operations
-//! (create, start, stop, remove) on that one object. No lock is ever held
-//! across a call to the OCI runtime or a CNI plugin except the object's own
-//! `op` lock.
+//! (create, start, stop, remove) on that one object; creating a container
+//! takes its pod's `op` lock shared, so that a pod's containers are made
+//! side by side while the pod cannot be stopped or removed. No lock is
+//! ever held across a call to the OCI runtime or a CNI plugin except the
+//! objects' own `op` locks.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,7 +20,7 @@ use crate::error::{Error, Result};
 pub struct Entry<T> {
     id: String,
     data: Mutex<T>,
-    op: tokio::sync::Mutex<()>,
+    op: tokio::sync::RwLock<()>,
     changed: tokio::sync::watch::Sender<()>,
 }
 
@@ -28,7 +30,7 @@ impl<T: Clone> Entry<T> {
         Arc::new(Entry {
             id: id.to_string(),
             data: Mutex::new(record),
-            op: tokio::sync::Mutex::new(()),
+            op: tokio::sync::RwLock::new(()),
             changed: tokio::sync::watch::Sender::new(()),
         })
     }
@@ -74,8 +76,15 @@ impl<T: Clone> Entry<T> {
     }
 
     /// Serialises lifecycle operations on this object.
-    pub async fn op(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.op.lock().await
+    pub async fn op(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.op.write().await
+    }
+
+    /// Excludes [`Entry::op`] but not other holders of this: what may run
+    /// side by side on one object (creating several containers in one
+    /// pod) while keeping it from being stopped or removed.
+    pub async fn op_shared(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.op.read().await
     }
 }
 

@@ -13,6 +13,7 @@ use super::{
     Container, ContainerConfig, ContainerState, SecurityProfile, devices, rootfs, seccomp, spec,
     termination, user,
 };
+use crate::crash;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::image::Image;
@@ -111,10 +112,12 @@ impl Runtime {
                 "container metadata.name is empty".into(),
             ));
         }
+        crate::validate::container(&config)?;
         let pod = self.sandboxes.find(sandbox_id)?;
-        // Holding the pod's lock keeps it from being stopped or removed
-        // while one of its containers is being made.
-        let _pod_op = pod.op().await;
+        // Holding the pod's lock (shared: containers of one pod are made
+        // side by side) keeps it from being stopped or removed while one
+        // of its containers is being made.
+        let _pod_op = pod.op_shared().await;
         let sb = pod.get();
         if sb.state != SandboxState::Ready || self.sandboxes.find(&sb.id).is_err() {
             return Err(Error::FailedPrecondition(format!(
@@ -195,7 +198,10 @@ impl Runtime {
         let made = self
             .set_up_container(&sb, &image, &volumes, &mut c, oci)
             .await;
-        let made = made.and_then(|()| self.container_table.put(&id, &c));
+        let made = made.and_then(|()| {
+            crash::point(crash::CREATE_BEFORE_RECORD);
+            self.container_table.put(&id, &c)
+        });
         if let Err(e) = made {
             self.release_container(&c, oci).await;
             self.containers.release_name(&key, &id);
@@ -225,6 +231,7 @@ impl Runtime {
         let layers = self.images.layer_paths(image)?;
         rootfs::mount_rootfs(&layers, &self.container_root_dir(&c.id), &rootfs_dir)?;
         let spec_config = self.mount_image_volumes(&bundle, volumes, &c.config)?;
+        crash::point(crash::CREATE_AFTER_ROOTFS);
         // kubelet expects missing host paths of mounts to be made as
         // directories.
         for m in &c.config.mounts {
@@ -319,6 +326,7 @@ impl Runtime {
         .await?;
         c.pid = spawned.container_pid;
         c.monitor_pid = spawned.monitor_pid;
+        crash::point(crash::CREATE_AFTER_MONITOR);
         tracing::debug!(
             container = %c.id,
             prepare_ms = prepared.as_secs_f64() * 1000.0,
@@ -453,6 +461,7 @@ impl Runtime {
         }
         let oci = self.oci_runtime(&c.runtime_handler)?;
         let started_at = now_nanos();
+        crash::point(crash::START_BEFORE_RUNTIME);
         if let Err(e) = oci.start_created(&c.id, c.pid).await {
             // It will never run: report it exited, and end what the
             // runtime made so the monitor goes.
@@ -469,6 +478,7 @@ impl Runtime {
             }
             return Err(e);
         }
+        crash::point(crash::START_AFTER_RUNTIME);
         entry.update(|r| {
             // The exit watcher may already have seen it finish.
             if r.state == ContainerState::Created {
@@ -503,12 +513,14 @@ impl Runtime {
             if let Err(e) = oci.kill(&c.id, signal as i32, false).await {
                 tracing::debug!(container = %c.id, error = %e, "stop signal not delivered");
             }
+            crash::point(crash::STOP_AFTER_SIGNAL);
             let _ = tokio::time::timeout(timeout, entry.wait_for(is_done)).await;
         }
         if !is_done(&entry.get()) {
             if let Err(e) = oci.kill(&c.id, Signal::SIGKILL as i32, false).await {
                 tracing::debug!(container = %c.id, error = %e, "SIGKILL not delivered");
             }
+            crash::point(crash::STOP_AFTER_SIGNAL);
             if tokio::time::timeout(KILL_GRACE, entry.wait_for(is_done))
                 .await
                 .is_err()
@@ -539,11 +551,13 @@ impl Runtime {
         let c = entry.get();
         let oci = self.oci_runtime(&c.runtime_handler)?;
         oci.delete(&c.id, true).await?;
+        crash::point(crash::REMOVE_AFTER_RUNTIME_DELETE);
         let bundle = self.container_state_dir(&c.id);
         rootfs::unmount_image_volumes(&bundle)?;
         rootfs::unmount_rootfs(&bundle.join("rootfs"))?;
         fsutil::remove_dir_all(&bundle)?;
         fsutil::remove_dir_all(&self.container_root_dir(&c.id))?;
+        crash::point(crash::REMOVE_AFTER_UNMOUNT);
         entry.update(|r| r.removed = true);
         self.container_table.delete(&c.id)?;
         self.containers.remove(&c.id);

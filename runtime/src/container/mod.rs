@@ -5,6 +5,7 @@
 mod devices;
 mod exec;
 mod lifecycle;
+mod recover;
 mod rootfs;
 pub mod seccomp;
 pub mod spec;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use exec::ExecOutput;
 pub use lifecycle::ContainerFilter;
+pub use termination::PATH_ANNOTATION as TERMINATION_MESSAGE_PATH_ANNOTATION;
 pub use user::Identity;
 
 /// What CreateContainer asks for.

@@ -291,6 +291,7 @@ impl<'a> Source<'a> {
             layers: chains.iter().map(|c| c.to_string()).collect(),
             blobs: blob_names,
         };
+        crate::crash::point(crate::crash::PULL_AFTER_LAYERS);
         let inner = self.inner.clone();
         let image = tokio::task::spawn_blocking(move || inner.records.record(image))
             .await

@@ -11,10 +11,10 @@ use super::{
     NamespaceMode, PodConfig, Sandbox, SandboxState, cgroup, files, infra, namespaces, network,
     quantity,
 };
-use crate::Runtime;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::state::{new_id, now_nanos};
+use crate::{Runtime, crash};
 
 /// Pod annotation sizing its /dev/shm (a quantity: `256Mi`), over the
 /// configured `runtime.shm_size`.
@@ -85,6 +85,7 @@ impl Runtime {
                 )));
             }
         }
+        crate::validate::pod(config)?;
         let modes = &config.namespaces;
         if modes.pid == NamespaceMode::Target {
             return Err(Error::InvalidArgument(
@@ -144,6 +145,7 @@ impl Runtime {
         match self.set_up_sandbox(&mut sb, &plan).await {
             Ok(()) => {
                 sb.state = SandboxState::Ready;
+                crash::point(crash::RUNP_BEFORE_RECORD);
                 if let Err(e) = self.sandbox_table.put(&id, &sb) {
                     self.release_sandbox(&sb).await;
                     self.sandboxes.release_name(&name, &id);
@@ -208,6 +210,7 @@ impl Runtime {
             mount_shm(&shm, plan.shm_bytes)?;
             sb.shm = Some(shm);
         }
+        crash::point(crash::RUNP_AFTER_NAMESPACES);
 
         // The network (CNI attaches the pod's namespace) and, for a shared
         // PID namespace, the infra process: independent, so the infra
@@ -245,6 +248,7 @@ impl Runtime {
             }
         }
         started?;
+        crash::point(crash::RUNP_AFTER_NETWORK);
 
         // Sysctls, now that the interfaces exist (per-interface ones).
         for kind in [Kind::Net, Kind::Ipc, Kind::Uts] {
@@ -385,6 +389,9 @@ impl Runtime {
         let mut sb = entry.get();
         let before = sb.clone();
         let released = self.release_sandbox_network(&mut sb).await;
+        if released.is_ok() {
+            crash::point(crash::STOPP_AFTER_NETWORK);
+        }
         let stopped = match released {
             Ok(()) => self.stop_infra(&mut sb).await,
             Err(e) => Err(e),
@@ -431,8 +438,10 @@ impl Runtime {
             entry.update(|s| s.network_released = true);
         }
         released?;
+        crash::point(crash::REMOVEP_AFTER_NETWORK);
         self.stop_infra(&mut sb).await?;
         self.release_sandbox_files(&sb).await?;
+        crash::point(crash::REMOVEP_AFTER_FILES);
         self.sandbox_table.delete(&id)?;
         self.sandboxes.remove(&id);
         self.sandboxes.release_name(&sb.config.unique_name(), &id);

@@ -1,6 +1,10 @@
 //! Start-up recovery for pods: what a crash (or a daemon killed in the
 //! middle of RunPodSandbox or RemovePodSandbox) left behind.
 //!
+//! - Pods recorded as ready whose state directory is gone (the node
+//!   restarted: the state directory is a tmpfs, and the namespaces, infra
+//!   process and shm went with it) are recorded as not ready; stopping
+//!   them releases their IP from the CNI cache as usual.
 //! - CNI GC: every cached attachment that belongs to no pod with a network
 //!   is deleted (DEL with the cached config), which frees its IP and its
 //!   host-side interface; a CNI 1.1 network's plugins are told which
@@ -15,7 +19,7 @@ use std::path::Path;
 
 use crius_cni::ValidAttachment;
 
-use super::{cgroup, infra, namespaces, network};
+use super::{SandboxState, cgroup, infra, namespaces, network};
 use crate::Runtime;
 use crate::error::Result;
 use crate::fsutil;
@@ -24,6 +28,24 @@ impl Runtime {
     /// Cleans up after pods that a crash left half-made or half-removed.
     /// Failures are logged: the daemon starts anyway.
     pub(crate) async fn recover_sandboxes(&self) {
+        for entry in self.sandboxes.all() {
+            let sb = entry.get();
+            if sb.state != SandboxState::Ready || self.pod_state_dir(&sb.id).exists() {
+                continue;
+            }
+            let mut lost = sb.clone();
+            lost.state = SandboxState::NotReady;
+            lost.infra_pid = None;
+            match self.sandbox_table.put(&sb.id, &lost) {
+                Ok(()) => {
+                    entry.update(|s| *s = lost);
+                    tracing::warn!(pod = %sb.id, "pod sandbox lost with a node restart (its state directory is gone); recorded as not ready");
+                }
+                Err(e) => {
+                    tracing::error!(pod = %sb.id, error = %e, "recording a pod lost with a node restart")
+                }
+            }
+        }
         let pods: Vec<_> = self.sandboxes.all().iter().map(|e| e.get()).collect();
         let valid: Vec<ValidAttachment> = pods
             .iter()

@@ -19,6 +19,8 @@ pub struct Args {
     pub runs: usize,
     pub single_mib: usize,
     pub five_mib: usize,
+    /// `soak`: how long to churn.
+    pub minutes: f64,
 }
 
 /// Parses `crius-bench COMMAND [--flag value]…`.
@@ -37,6 +39,7 @@ pub fn parse() -> Result<Args> {
         runs: 5,
         single_mib: 41,
         five_mib: 200,
+        minutes: 1.0,
     };
     while let Some(flag) = argv.next() {
         let value = argv
@@ -55,6 +58,11 @@ pub fn parse() -> Result<Args> {
             "--runs" => args.runs = value.parse().map_err(bad)?,
             "--single-mib" => args.single_mib = value.parse().map_err(bad)?,
             "--five-mib" => args.five_mib = value.parse().map_err(bad)?,
+            "--minutes" => {
+                args.minutes = value
+                    .parse()
+                    .map_err(|_| err(format!("{flag}: bad value {value:?}")))?
+            }
             _ => return Err(err(format!("unknown flag {flag}"))),
         }
     }

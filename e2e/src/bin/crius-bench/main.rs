@@ -10,6 +10,7 @@
 //! crius-bench push --registry HOST:PORT   # the test images, for trying things by hand
 //! crius-bench sandboxes [--count N] [--conflist FILE] [--pid-namespace pod|container]
 //!                       [--endpoint SOCKET --pid PID]
+//! crius-bench soak [--minutes M] [--count N] [--seconds S]  # RSS and fds while pods churn
 //! crius-bench pull [--runs N] [--single-mib M] [--five-mib M] [--endpoint SOCKET --pid PID]
 //! ```
 //!
@@ -25,6 +26,7 @@ mod portforward;
 mod pull;
 mod push;
 mod sandboxes;
+mod soak;
 mod target;
 mod util;
 
@@ -40,11 +42,12 @@ async fn main() -> std::process::ExitCode {
         Ok(args) if args.command == "sandboxes" => sandboxes::run(&args).await,
         Ok(args) if args.command == "pull" => pull::run(&args).await,
         Ok(args) if args.command == "portforward" => portforward::run(&args).await,
+        Ok(args) if args.command == "soak" => soak::run(&args).await,
         Ok(_) => Err(err(
-            "usage: crius-bench idle|pods|containers|push|sandboxes|pull|portforward [--seconds S] [--count N] \
+            "usage: crius-bench idle|pods|containers|push|sandboxes|pull|portforward|soak [--seconds S] [--count N] \
              [--handler H] [--endpoint SOCKET --pid PID] [--registry HOST:PORT] \
              [--conflist FILE] [--pid-namespace pod|container] [--runs N] [--single-mib M] \
-             [--five-mib M]",
+             [--five-mib M] [--minutes M]",
         )),
         Err(e) => Err(e),
     };
