@@ -37,7 +37,12 @@ pub async fn handle(rt: &Runtime, _req: StatusRequest) -> Result<StatusResponse,
             .into_iter()
             .map(|name| RuntimeHandler {
                 name,
-                features: Some(RuntimeHandlerFeatures::default()),
+                features: Some(RuntimeHandlerFeatures {
+                    // crius makes recursively read-only copies itself
+                    // (mount_setattr), whatever the OCI runtime.
+                    recursive_read_only_mounts: true,
+                    user_namespaces: false,
+                }),
             })
             .collect(),
         // Merge and Strict are both honoured (runtime/src/container/user.rs),

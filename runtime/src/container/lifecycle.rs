@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 
 use super::{
     Container, ContainerConfig, ContainerState, SecurityProfile, devices, rootfs, seccomp, spec,
-    termination, user,
+    staged, termination, user,
 };
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -207,6 +207,23 @@ impl Runtime {
                 fsutil::create_dir_all(Path::new(&m.host_path))?;
             }
         }
+        // Recursively read-only mounts: crius makes the read-only copy
+        // itself (the runtimes here know no `rro`).
+        let mut staged_mounts = BTreeMap::new();
+        for (i, m) in c.config.mounts.iter().enumerate() {
+            if m.recursive_read_only {
+                spec::check_recursive_read_only(m)?;
+                let source = Path::new(&m.host_path);
+                let staged = staged::stage::<std::fs::File>(
+                    &bundle,
+                    &format!("m{i}"),
+                    source,
+                    staged::Change::ReadOnly,
+                )
+                .map_err(|e| mount_error(&m.container_path, e))?;
+                staged_mounts.insert(i, staged);
+            }
+        }
         let identity = user::resolve(&rootfs_dir, &image.config.user, &c.config.security)?;
         let security = &c.config.security;
         let mut device_nodes = devices::resolve(&c.config.devices)?;
@@ -251,6 +268,7 @@ impl Runtime {
             rlimits: &rlimits,
             pids_limit: self.config.runtime.pids_limit,
             available_capabilities: own_capabilities(),
+            staged_mounts: &staged_mounts,
         })?;
         c.user = Some(identity);
         let spec_json = serde_json::to_vec(&spec)
@@ -310,9 +328,17 @@ impl Runtime {
             tracing::warn!(container = %c.id, error = %e, "deleting container from the OCI runtime");
         }
         let bundle = self.container_state_dir(&c.id);
+        // Staged mounts are copies of host trees: the bundle goes only
+        // once they are gone.
+        let staged =
+            rootfs::unmount_rootfs(&bundle.join("rootfs")).and_then(|()| staged::release(&bundle));
+        let removed = match &staged {
+            Ok(()) => fsutil::remove_dir_all(&bundle),
+            Err(_) => Ok(()),
+        };
         let steps = [
-            rootfs::unmount_rootfs(&bundle.join("rootfs")),
-            fsutil::remove_dir_all(&bundle),
+            staged,
+            removed,
             fsutil::remove_dir_all(&self.container_root_dir(&c.id)),
         ];
         for e in steps.into_iter().filter_map(Result::err) {
@@ -485,6 +511,7 @@ impl Runtime {
         oci.delete(&c.id, true).await?;
         let bundle = self.container_state_dir(&c.id);
         rootfs::unmount_rootfs(&bundle.join("rootfs"))?;
+        staged::release(&bundle)?;
         fsutil::remove_dir_all(&bundle)?;
         fsutil::remove_dir_all(&self.container_root_dir(&c.id))?;
         entry.update(|r| r.removed = true);
@@ -513,6 +540,14 @@ impl Runtime {
             .collect();
         out.sort_by_key(|c| c.created_at);
         out
+    }
+}
+
+/// An error preparing a mount, naming it.
+fn mount_error(container_path: &str, e: Error) -> Error {
+    match e {
+        Error::InvalidArgument(m) => Error::InvalidArgument(format!("mount {container_path}: {m}")),
+        e => Error::Internal(format!("mount {container_path}: {e}")),
     }
 }
 

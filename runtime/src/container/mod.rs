@@ -8,6 +8,7 @@ mod lifecycle;
 mod rootfs;
 pub mod seccomp;
 pub mod spec;
+mod staged;
 mod termination;
 mod user;
 
