@@ -15,6 +15,9 @@ const NETWORK_READY: &str = "NetworkReady";
 /// Handles Status.
 pub async fn handle(rt: &Runtime, _req: StatusRequest) -> Result<StatusResponse, Status> {
     let s = rt.status().await;
+    // runc and crun alike: crius makes the user namespace and the pod's
+    // namespaces inside it, and the ID-mapped mounts, itself.
+    let user_namespaces = crius_runtime::sandbox::user_namespaces_supported();
     let conditions = vec![
         RuntimeCondition {
             r#type: RUNTIME_READY.into(),
@@ -41,7 +44,7 @@ pub async fn handle(rt: &Runtime, _req: StatusRequest) -> Result<StatusResponse,
                     // crius makes recursively read-only copies itself
                     // (mount_setattr), whatever the OCI runtime.
                     recursive_read_only_mounts: true,
-                    user_namespaces: false,
+                    user_namespaces,
                 }),
             })
             .collect(),

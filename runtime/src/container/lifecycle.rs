@@ -199,7 +199,37 @@ impl Runtime {
         let rootfs_dir = bundle.join("rootfs");
         fsutil::create_dir_all(&bundle)?;
         let layers = self.images.layer_paths(image)?;
-        rootfs::mount_rootfs(&layers, &self.container_root_dir(&c.id), &rootfs_dir)?;
+        // In a user namespace, the shared layers are seen through
+        // ID-mapped copies (their root-owned files owned by the pod's
+        // root), and volumes likewise.
+        let userns = match (sb.namespace("user"), &sb.config.user_namespace) {
+            (Some(pin), Some(maps)) => Some((
+                std::fs::File::open(pin)
+                    .map_err(|e| Error::io(format!("open user namespace {}", pin.display()), e))?,
+                maps.host_root(),
+            )),
+            _ => None,
+        };
+        match &userns {
+            Some((ns, owner)) => {
+                let mut mapped = Vec::with_capacity(layers.len());
+                for (i, layer) in layers.iter().enumerate() {
+                    mapped.push(staged::stage(
+                        &bundle,
+                        &format!("l{i}"),
+                        layer,
+                        staged::Change::MapIds(ns),
+                    )?);
+                }
+                rootfs::mount_rootfs_owned(
+                    &mapped,
+                    &self.container_root_dir(&c.id),
+                    &rootfs_dir,
+                    Some(*owner),
+                )?;
+            }
+            None => rootfs::mount_rootfs(&layers, &self.container_root_dir(&c.id), &rootfs_dir)?,
+        }
         // kubelet expects missing host paths of mounts to be made as
         // directories.
         for m in &c.config.mounts {
@@ -211,18 +241,16 @@ impl Runtime {
         // itself (the runtimes here know no `rro`).
         let mut staged_mounts = BTreeMap::new();
         for (i, m) in c.config.mounts.iter().enumerate() {
-            if m.recursive_read_only {
-                spec::check_recursive_read_only(m)?;
-                let source = Path::new(&m.host_path);
-                let staged = staged::stage::<std::fs::File>(
-                    &bundle,
-                    &format!("m{i}"),
-                    source,
-                    staged::Change::ReadOnly,
-                )
+            spec::check_recursive_read_only(m)?;
+            let change = match (&userns, m.recursive_read_only) {
+                (None, false) => continue,
+                (None, true) => staged::Change::ReadOnly,
+                (Some((ns, _)), false) => staged::Change::MapIds(ns),
+                (Some((ns, _)), true) => staged::Change::ReadOnlyMapIds(ns),
+            };
+            let staged = staged::stage(&bundle, &format!("m{i}"), Path::new(&m.host_path), change)
                 .map_err(|e| mount_error(&m.container_path, e))?;
-                staged_mounts.insert(i, staged);
-            }
+            staged_mounts.insert(i, staged);
         }
         let identity = user::resolve(&rootfs_dir, &image.config.user, &c.config.security)?;
         let security = &c.config.security;

@@ -12,10 +12,10 @@ use std::str::FromStr;
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
     LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
-    LinuxHugepageLimitBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, LinuxSeccomp,
-    Mount, MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
-    RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxHugepageLimitBuilder, LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespace,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResources,
+    LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, PosixRlimit, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use super::devices::DeviceNode;
@@ -512,6 +512,10 @@ fn namespace(typ: LinuxNamespaceType, path: Option<&PathBuf>) -> Result<LinuxNam
 fn namespaces(input: &SpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
     let sb = input.sandbox;
     let mut out = vec![namespace(LinuxNamespaceType::Mount, None)?];
+    // The pod's user namespace, which owns its other namespaces.
+    if let Some(path) = sb.namespace("user") {
+        out.push(namespace(LinuxNamespaceType::User, Some(path))?);
+    }
     match (&input.pid_target, sb.namespace("pid")) {
         (Some(target), _) => out.push(namespace(LinuxNamespaceType::Pid, Some(target))?),
         (None, Some(pod)) => out.push(namespace(LinuxNamespaceType::Pid, Some(pod))?),
@@ -786,6 +790,24 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
         .map_err(spec_error)?;
     linux.set_seccomp(seccomp);
     linux.set_rootfs_propagation(rootfs_propagation(config));
+    if let Some(userns) = &input.sandbox.config.user_namespace {
+        // The runtime joins the pod's user namespace by path; runc checks
+        // that the mappings given match it.
+        let maps = |m: &[crate::sandbox::IdMapping]| {
+            m.iter()
+                .map(|m| {
+                    LinuxIdMappingBuilder::default()
+                        .container_id(m.container_id)
+                        .host_id(m.host_id)
+                        .size(m.length)
+                        .build()
+                        .map_err(spec_error)
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        linux.set_uid_mappings(Some(maps(&userns.uids)?));
+        linux.set_gid_mappings(Some(maps(&userns.gids)?));
+    }
     let mut spec = SpecBuilder::default()
         .version("1.0.2")
         .root(

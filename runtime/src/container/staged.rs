@@ -23,8 +23,9 @@ pub enum Change<'a, F: AsFd> {
     /// Read-only, every submount included.
     ReadOnly,
     /// Owners mapped through the user namespace open at this fd.
-    #[allow(dead_code)] // user namespaces, next
     MapIds(&'a F),
+    /// Both.
+    ReadOnlyMapIds(&'a F),
 }
 
 /// Stages a copy of `source` (with its submounts) changed by `change`,
@@ -50,6 +51,10 @@ pub fn stage<F: AsFd>(
     match change {
         Change::ReadOnly => tree.make_readonly()?,
         Change::MapIds(userns) => tree.map_ids(userns)?,
+        Change::ReadOnlyMapIds(userns) => {
+            tree.map_ids(userns)?;
+            tree.make_readonly()?;
+        }
     }
     tree.attach(&target)?;
     Ok(target)
