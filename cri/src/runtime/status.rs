@@ -35,9 +35,15 @@ pub async fn handle(rt: &Runtime, _req: StatusRequest) -> Result<StatusResponse,
     Ok(StatusResponse {
         status: Some(RuntimeStatus { conditions }),
         info: Default::default(),
+        // The default handler is listed under its name and, as the CRI
+        // defines it, under the empty name too (what RunPodSandbox with
+        // no runtime_handler gets; critest looks it up that way).
         runtime_handlers: s
             .handlers
+            .first()
+            .map(|_| String::new())
             .into_iter()
+            .chain(s.handlers)
             .map(|name| RuntimeHandler {
                 name,
                 features: Some(RuntimeHandlerFeatures {

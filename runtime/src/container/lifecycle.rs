@@ -227,6 +227,9 @@ impl Runtime {
                     &rootfs_dir,
                     Some(*owner),
                 )?;
+                // overlayfs holds private clones of its layers: the staged
+                // copies can go (and must: see below).
+                staged::release(&bundle)?;
             }
             None => rootfs::mount_rootfs(&layers, &self.container_root_dir(&c.id), &rootfs_dir)?,
         }
@@ -340,6 +343,12 @@ impl Runtime {
         .await?;
         c.pid = spawned.container_pid;
         c.monitor_pid = spawned.monitor_pid;
+        // The container's mount namespace has its own copies now. Ours, in
+        // the node's mount namespace, would keep the host's directories
+        // busy (a mount point in the same namespace cannot be removed).
+        if let Err(e) = staged::release(&bundle) {
+            tracing::warn!(container = %c.id, error = %e, "releasing staged mounts");
+        }
         tracing::debug!(
             container = %c.id,
             prepare_ms = prepared.as_secs_f64() * 1000.0,

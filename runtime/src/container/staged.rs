@@ -4,7 +4,10 @@
 //! user namespace. Each is a detached copy of the host tree, changed with
 //! `mount_setattr`, attached under the container's bundle (`staged/`);
 //! the runtime then bind-mounts that copy, and a bind mount keeps the
-//! flags of the mounts it copies.
+//! flags of the mounts it copies. The copies are released as soon as
+//! overlayfs or the runtime's `create` holds its own (a mount point in the
+//! node's mount namespace would keep the host directory from being
+//! removed); [`release`] at removal catches what a failure left.
 
 use std::fs;
 use std::os::fd::AsFd;
