@@ -111,6 +111,30 @@ pub fn pod_config(
     })
 }
 
+/// A pod's user namespace as PodSandboxStatus reports it.
+fn userns_to_cri(u: Option<&UserNamespace>) -> cri::UserNamespace {
+    let maps = |m: &[IdMapping]| {
+        m.iter()
+            .map(|m| cri::IdMapping {
+                container_id: m.container_id,
+                host_id: m.host_id,
+                length: m.length,
+            })
+            .collect()
+    };
+    match u {
+        Some(u) => cri::UserNamespace {
+            mode: cri::NamespaceMode::Pod as i32,
+            uids: maps(&u.uids),
+            gids: maps(&u.gids),
+        },
+        None => cri::UserNamespace {
+            mode: cri::NamespaceMode::Node as i32,
+            ..Default::default()
+        },
+    }
+}
+
 /// A pod's user namespace request: NODE (or none) runs it in the node's;
 /// POD gives it its own with the mappings sent (checked by the runtime);
 /// CONTAINER and TARGET are not defined for user namespaces.
@@ -189,6 +213,7 @@ pub fn sandbox_status(sb: &Sandbox) -> cri::PodSandboxStatus {
                     network: namespace_mode_to_cri(sb.config.namespaces.network),
                     pid: namespace_mode_to_cri(sb.config.namespaces.pid),
                     ipc: namespace_mode_to_cri(sb.config.namespaces.ipc),
+                    userns_options: Some(userns_to_cri(sb.config.user_namespace.as_ref())),
                     ..Default::default()
                 }),
             }),

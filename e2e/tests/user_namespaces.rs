@@ -105,6 +105,15 @@ async fn user_namespaces(handler: &str, pod_name: &str) {
         let name = format!("{pod_name}-{suffix}");
         let pod = with_userns(w.pod(&name), pod_mode(vec![mapping(0, HOST_ID)]), pid);
         let pod_id = cri::run_pod(&mut w.rt, &pod, handler).await.unwrap();
+        let status = cri::pod_status(&mut w.rt, &pod_id).await.unwrap();
+        let userns = status
+            .linux
+            .and_then(|l| l.namespaces)
+            .and_then(|n| n.options)
+            .and_then(|o| o.userns_options)
+            .unwrap();
+        assert_eq!(userns.mode, NamespaceMode::Pod as i32);
+        assert_eq!(userns.uids, [mapping(0, HOST_ID)]);
         let mut lines = Vec::new();
         for container in ["one", "two"] {
             let mut config = cri::container_config(container, &w.image, &["sh", "-c", SCRIPT]);
