@@ -663,6 +663,38 @@ mod tests {
     }
 
     #[test]
+    fn user_namespace_modes() {
+        let map = cri::IdMapping {
+            container_id: 0,
+            host_id: 100000,
+            length: 65536,
+        };
+        let u = |mode: cri::NamespaceMode| cri::UserNamespace {
+            mode: mode as i32,
+            uids: vec![map],
+            gids: vec![map],
+        };
+        assert_eq!(user_namespace("p", None).unwrap(), None);
+        assert_eq!(
+            user_namespace("p", Some(&u(cri::NamespaceMode::Node))).unwrap(),
+            None
+        );
+        let pod = user_namespace("p", Some(&u(cri::NamespaceMode::Pod)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pod.uids[0].host_id, 100000);
+        assert_eq!(userns_to_cri(Some(&pod)), u(cri::NamespaceMode::Pod));
+        for mode in [cri::NamespaceMode::Container, cri::NamespaceMode::Target] {
+            let e = user_namespace("web", Some(&u(mode))).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(
+                e.message().contains("web") && e.message().contains(mode.as_str_name()),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
     fn pod_config_round_trip() {
         let c = pod_config(Some(pod_req()), "crun".into()).unwrap();
         assert_eq!((c.name.as_str(), c.attempt), ("web", 2));
