@@ -17,8 +17,8 @@ use common::World;
 use crius_e2e::CriusOptions;
 use crius_e2e::cri;
 use k8s_cri::v1::{
-    ContainerState, IdMapping, Mount, NamespaceMode, PodSandboxConfig, RunPodSandboxRequest,
-    StatusRequest, UserNamespace,
+    ContainerFilter, ContainerState, IdMapping, Mount, NamespaceMode, PodSandboxConfig,
+    RunPodSandboxRequest, StatusRequest, UserNamespace,
 };
 use tonic::Code;
 
@@ -157,6 +157,32 @@ async fn user_namespaces(handler: &str, pod_name: &str) {
         let created = std::fs::metadata(volume.path().join("created")).unwrap();
         assert_eq!((created.uid(), created.gid()), (0, 0));
         std::fs::remove_file(volume.path().join("created")).unwrap();
+        // A volume whose filesystem cannot be ID-mapped (sysfs): refused
+        // naming it, and nothing of the container is left (the leak check
+        // at the end sees every mount).
+        let mut config = cri::container_config("unmappable", &w.image, &["true"]);
+        config.mounts = vec![Mount {
+            container_path: "/unmappable".into(),
+            host_path: "/sys/kernel".into(),
+            ..Default::default()
+        }];
+        let err = cri::create_container(&mut w.rt, &pod_id, &pod, &config)
+            .await
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("/unmappable"), "{err:?}");
+        assert_eq!(
+            cri::container_ids(
+                &mut w.rt,
+                Some(ContainerFilter {
+                    pod_sandbox_id: pod_id.clone(),
+                    ..Default::default()
+                })
+            )
+            .await
+            .unwrap()
+            .len(),
+            2
+        );
         w.remove_pod(&pod_id).await;
     }
 
