@@ -9,7 +9,8 @@ use crius_runtime::container::{
 };
 use crius_runtime::image::Image;
 use crius_runtime::sandbox::{
-    DnsConfig, NamespaceMode, NamespaceModes, PodConfig, PortMapping, Sandbox, SandboxState,
+    DnsConfig, IdMapping, NamespaceMode, NamespaceModes, PodConfig, PortMapping, Sandbox,
+    SandboxState, UserNamespace,
 };
 use k8s_cri::v1 as cri;
 use tonic::Status;
@@ -59,6 +60,7 @@ pub fn pod_config(
         .security_context
         .and_then(|sc| sc.namespace_options)
         .unwrap_or_default();
+    let user_namespace = user_namespace(&meta.name, ns.userns_options.as_ref())?;
     let port_mappings = config
         .port_mappings
         .iter()
@@ -105,7 +107,64 @@ pub fn pod_config(
         },
         runtime_handler: handler,
         sysctls: btree(&linux.sysctls),
+        user_namespace,
     })
+}
+
+/// A pod's user namespace as PodSandboxStatus reports it.
+fn userns_to_cri(u: Option<&UserNamespace>) -> cri::UserNamespace {
+    let maps = |m: &[IdMapping]| {
+        m.iter()
+            .map(|m| cri::IdMapping {
+                container_id: m.container_id,
+                host_id: m.host_id,
+                length: m.length,
+            })
+            .collect()
+    };
+    match u {
+        Some(u) => cri::UserNamespace {
+            mode: cri::NamespaceMode::Pod as i32,
+            uids: maps(&u.uids),
+            gids: maps(&u.gids),
+        },
+        None => cri::UserNamespace {
+            mode: cri::NamespaceMode::Node as i32,
+            ..Default::default()
+        },
+    }
+}
+
+/// A pod's user namespace request: NODE (or none) runs it in the node's;
+/// POD gives it its own with the mappings sent (checked by the runtime);
+/// CONTAINER and TARGET are not defined for user namespaces.
+fn user_namespace(
+    pod: &str,
+    userns: Option<&cri::UserNamespace>,
+) -> Result<Option<UserNamespace>, Status> {
+    let Some(u) = userns else { return Ok(None) };
+    let maps = |m: &[cri::IdMapping]| {
+        m.iter()
+            .map(|m| IdMapping {
+                container_id: m.container_id,
+                host_id: m.host_id,
+                length: m.length,
+            })
+            .collect()
+    };
+    match cri::NamespaceMode::try_from(u.mode) {
+        Ok(cri::NamespaceMode::Node) => Ok(None),
+        Ok(cri::NamespaceMode::Pod) => Ok(Some(UserNamespace {
+            uids: maps(&u.uids),
+            gids: maps(&u.gids),
+        })),
+        _ => Err(Status::invalid_argument(format!(
+            "pod {pod:?}: user namespace mode {} is not supported (POD or NODE)",
+            cri::NamespaceMode::try_from(u.mode)
+                .map(|m| m.as_str_name().to_string())
+                .unwrap_or_else(|_| u.mode.to_string())
+        ))),
+    }
 }
 
 fn pod_metadata(c: &PodConfig) -> cri::PodSandboxMetadata {
@@ -154,6 +213,7 @@ pub fn sandbox_status(sb: &Sandbox) -> cri::PodSandboxStatus {
                     network: namespace_mode_to_cri(sb.config.namespaces.network),
                     pid: namespace_mode_to_cri(sb.config.namespaces.pid),
                     ipc: namespace_mode_to_cri(sb.config.namespaces.ipc),
+                    userns_options: Some(userns_to_cri(sb.config.user_namespace.as_ref())),
                     ..Default::default()
                 }),
             }),
@@ -621,6 +681,38 @@ mod tests {
                 ..Default::default()
             }),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn user_namespace_modes() {
+        let map = cri::IdMapping {
+            container_id: 0,
+            host_id: 100000,
+            length: 65536,
+        };
+        let u = |mode: cri::NamespaceMode| cri::UserNamespace {
+            mode: mode as i32,
+            uids: vec![map],
+            gids: vec![map],
+        };
+        assert_eq!(user_namespace("p", None).unwrap(), None);
+        assert_eq!(
+            user_namespace("p", Some(&u(cri::NamespaceMode::Node))).unwrap(),
+            None
+        );
+        let pod = user_namespace("p", Some(&u(cri::NamespaceMode::Pod)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pod.uids[0].host_id, 100000);
+        assert_eq!(userns_to_cri(Some(&pod)), u(cri::NamespaceMode::Pod));
+        for mode in [cri::NamespaceMode::Container, cri::NamespaceMode::Target] {
+            let e = user_namespace("web", Some(&u(mode))).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(
+                e.message().contains("web") && e.message().contains(mode.as_str_name()),
+                "{e:?}"
+            );
         }
     }
 

@@ -90,6 +90,7 @@ pub fn create_container(req: cri::CreateContainerRequest) -> bool {
         rlimits: &rlimits,
         pids_limit: 4096,
         available_capabilities: None,
+        staged_mounts: &std::collections::BTreeMap::new(),
     })
     .is_ok()
 }

@@ -14,6 +14,7 @@ pub mod image;
 mod image_gc;
 pub mod metrics;
 pub mod monitor;
+mod mount_tree;
 pub mod oci;
 pub mod sandbox;
 mod state;

@@ -17,9 +17,10 @@ pub async fn handle(
     if req.pod_sandbox_id.is_empty() {
         return Err(missing("pod_sandbox_id"));
     }
-    // kubelet sends the pod's config along. A pod that asked for its own
-    // user namespace (hostUsers: false) must not get containers running
-    // as the node's root: crius has no user namespaces yet.
+    // kubelet sends the pod's config along. Containers follow the pod's
+    // user namespace as RunPodSandbox made it; a config asking for one the
+    // pod does not have must not get containers running as the node's
+    // root.
     let userns = req
         .sandbox_config
         .as_ref()
@@ -28,9 +29,14 @@ pub async fn handle(
         .and_then(|sc| sc.namespace_options.as_ref())
         .and_then(|ns| ns.userns_options.as_ref());
     if userns.is_some_and(|u| u.mode == NamespaceMode::Pod as i32) {
-        return Err(Status::invalid_argument(
-            "the pod asks for a user namespace (hostUsers: false); crius does not support user namespaces yet",
-        ));
+        let pod = rt.pod_sandbox(&req.pod_sandbox_id).map_err(to_status)?;
+        if pod.config.user_namespace.is_none() {
+            return Err(Status::invalid_argument(format!(
+                "the pod config sent asks for a user namespace (hostUsers: false), \
+                 but pod sandbox {} was created without one",
+                pod.id
+            )));
+        }
     }
     let config = convert::container_config(req.config)?;
     let container_id = rt

@@ -15,6 +15,9 @@ const NETWORK_READY: &str = "NetworkReady";
 /// Handles Status.
 pub async fn handle(rt: &Runtime, _req: StatusRequest) -> Result<StatusResponse, Status> {
     let s = rt.status().await;
+    // runc and crun alike: crius makes the user namespace and the pod's
+    // namespaces inside it, and the ID-mapped mounts, itself.
+    let user_namespaces = crius_runtime::sandbox::user_namespaces_supported();
     let conditions = vec![
         RuntimeCondition {
             r#type: RUNTIME_READY.into(),
@@ -32,12 +35,23 @@ pub async fn handle(rt: &Runtime, _req: StatusRequest) -> Result<StatusResponse,
     Ok(StatusResponse {
         status: Some(RuntimeStatus { conditions }),
         info: Default::default(),
+        // The default handler is listed under its name and, as the CRI
+        // defines it, under the empty name too (what RunPodSandbox with
+        // no runtime_handler gets; critest looks it up that way).
         runtime_handlers: s
             .handlers
+            .first()
+            .map(|_| String::new())
             .into_iter()
+            .chain(s.handlers)
             .map(|name| RuntimeHandler {
                 name,
-                features: Some(RuntimeHandlerFeatures::default()),
+                features: Some(RuntimeHandlerFeatures {
+                    // crius makes recursively read-only copies itself
+                    // (mount_setattr), whatever the OCI runtime.
+                    recursive_read_only_mounts: true,
+                    user_namespaces,
+                }),
             })
             .collect(),
         // Merge and Strict are both honoured (runtime/src/container/user.rs),

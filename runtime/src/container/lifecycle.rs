@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 
 use super::{
     Container, ContainerConfig, ContainerState, SecurityProfile, devices, rootfs, seccomp, spec,
-    termination, user,
+    staged, termination, user,
 };
 use crate::crash;
 use crate::error::{Error, Result};
@@ -229,7 +229,40 @@ impl Runtime {
         let rootfs_dir = bundle.join("rootfs");
         fsutil::create_dir_all(&bundle)?;
         let layers = self.images.layer_paths(image)?;
-        rootfs::mount_rootfs(&layers, &self.container_root_dir(&c.id), &rootfs_dir)?;
+        // In a user namespace, the shared layers are seen through
+        // ID-mapped copies (their root-owned files owned by the pod's
+        // root), and volumes likewise.
+        let userns = match (sb.namespace("user"), &sb.config.user_namespace) {
+            (Some(pin), Some(maps)) => Some((
+                std::fs::File::open(pin)
+                    .map_err(|e| Error::io(format!("open user namespace {}", pin.display()), e))?,
+                maps.host_root(),
+            )),
+            _ => None,
+        };
+        match &userns {
+            Some((ns, owner)) => {
+                let mut mapped = Vec::with_capacity(layers.len());
+                for (i, layer) in layers.iter().enumerate() {
+                    mapped.push(staged::stage(
+                        &bundle,
+                        &format!("l{i}"),
+                        layer,
+                        staged::Change::MapIds(ns),
+                    )?);
+                }
+                rootfs::mount_rootfs_owned(
+                    &mapped,
+                    &self.container_root_dir(&c.id),
+                    &rootfs_dir,
+                    Some(*owner),
+                )?;
+                // overlayfs holds private clones of its layers: the staged
+                // copies can go (and must: see below).
+                staged::release(&bundle)?;
+            }
+            None => rootfs::mount_rootfs(&layers, &self.container_root_dir(&c.id), &rootfs_dir)?,
+        }
         let spec_config = self.mount_image_volumes(&bundle, volumes, &c.config)?;
         crash::point(crash::CREATE_AFTER_ROOTFS);
         // kubelet expects missing host paths of mounts to be made as
@@ -238,6 +271,21 @@ impl Runtime {
             if !m.host_path.is_empty() && !Path::new(&m.host_path).exists() {
                 fsutil::create_dir_all(Path::new(&m.host_path))?;
             }
+        }
+        // Recursively read-only mounts: crius makes the read-only copy
+        // itself (the runtimes here know no `rro`).
+        let mut staged_mounts = BTreeMap::new();
+        for (i, m) in c.config.mounts.iter().enumerate() {
+            spec::check_recursive_read_only(m)?;
+            let change = match (&userns, m.recursive_read_only) {
+                (None, false) => continue,
+                (None, true) => staged::Change::ReadOnly,
+                (Some((ns, _)), false) => staged::Change::MapIds(ns),
+                (Some((ns, _)), true) => staged::Change::ReadOnlyMapIds(ns),
+            };
+            let staged = staged::stage(&bundle, &format!("m{i}"), Path::new(&m.host_path), change)
+                .map_err(|e| mount_error(&m.container_path, e))?;
+            staged_mounts.insert(i, staged);
         }
         let identity = user::resolve(&rootfs_dir, &image.config.user, &c.config.security)?;
         let security = &c.config.security;
@@ -283,6 +331,7 @@ impl Runtime {
             rlimits: &rlimits,
             pids_limit: self.config.runtime.pids_limit,
             available_capabilities: own_capabilities(),
+            staged_mounts: &staged_mounts,
         })?;
         c.user = Some(identity);
         let spec_json = serde_json::to_vec(&spec)
@@ -326,6 +375,12 @@ impl Runtime {
         .await?;
         c.pid = spawned.container_pid;
         c.monitor_pid = spawned.monitor_pid;
+        // The container's mount namespace has its own copies now. Ours, in
+        // the node's mount namespace, would keep the host's directories
+        // busy (a mount point in the same namespace cannot be removed).
+        if let Err(e) = staged::release(&bundle) {
+            tracing::warn!(container = %c.id, error = %e, "releasing staged mounts");
+        }
         crash::point(crash::CREATE_AFTER_MONITOR);
         tracing::debug!(
             container = %c.id,
@@ -373,10 +428,18 @@ impl Runtime {
             tracing::warn!(container = %c.id, error = %e, "deleting container from the OCI runtime");
         }
         let bundle = self.container_state_dir(&c.id);
+        // Staged mounts are copies of host trees: the bundle goes only
+        // once they are gone.
+        let staged = rootfs::unmount_image_volumes(&bundle)
+            .and_then(|()| rootfs::unmount_rootfs(&bundle.join("rootfs")))
+            .and_then(|()| staged::release(&bundle));
+        let removed = match &staged {
+            Ok(()) => fsutil::remove_dir_all(&bundle),
+            Err(_) => Ok(()),
+        };
         let steps = [
-            rootfs::unmount_image_volumes(&bundle),
-            rootfs::unmount_rootfs(&bundle.join("rootfs")),
-            fsutil::remove_dir_all(&bundle),
+            staged,
+            removed,
             fsutil::remove_dir_all(&self.container_root_dir(&c.id)),
         ];
         for e in steps.into_iter().filter_map(Result::err) {
@@ -555,6 +618,7 @@ impl Runtime {
         let bundle = self.container_state_dir(&c.id);
         rootfs::unmount_image_volumes(&bundle)?;
         rootfs::unmount_rootfs(&bundle.join("rootfs"))?;
+        staged::release(&bundle)?;
         fsutil::remove_dir_all(&bundle)?;
         fsutil::remove_dir_all(&self.container_root_dir(&c.id))?;
         crash::point(crash::REMOVE_AFTER_UNMOUNT);
@@ -584,6 +648,14 @@ impl Runtime {
             .collect();
         out.sort_by_key(|c| c.created_at);
         out
+    }
+}
+
+/// An error preparing a mount, naming it.
+fn mount_error(container_path: &str, e: Error) -> Error {
+    match e {
+        Error::InvalidArgument(m) => Error::InvalidArgument(format!("mount {container_path}: {m}")),
+        e => Error::Internal(format!("mount {container_path}: {e}")),
     }
 }
 

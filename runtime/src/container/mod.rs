@@ -9,6 +9,7 @@ mod recover;
 mod rootfs;
 pub mod seccomp;
 pub mod spec;
+mod staged;
 mod termination;
 mod user;
 

@@ -150,6 +150,9 @@ impl Runtime {
         }
         rootfs::unmount_image_volumes(&bundle)?;
         rootfs::unmount_rootfs(&bundle.join("rootfs"))?;
+        // Staged copies of host trees (rro, ID-mapped) go one by one, never
+        // through a recursive removal that could reach host files.
+        super::staged::release(&bundle)?;
         fsutil::remove_dir_all(&bundle)?;
         fsutil::remove_dir_all(&self.container_root_dir(id))
     }

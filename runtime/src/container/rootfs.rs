@@ -54,10 +54,26 @@ fn check_length(options: String, layers: usize) -> Result<String> {
 /// Mounts the rootfs at `target`, with the writable layer in `rw_dir`
 /// (which gets `upper/` and `work/`).
 pub fn mount_rootfs(layers: &[PathBuf], rw_dir: &Path, target: &Path) -> Result<()> {
+    mount_rootfs_owned(layers, rw_dir, target, None)
+}
+
+/// [`mount_rootfs`] with the writable layer's top owned by `owner` (host
+/// UID, GID): the IDs that are root in the container's user namespace,
+/// whose root directory it is.
+pub fn mount_rootfs_owned(
+    layers: &[PathBuf],
+    rw_dir: &Path,
+    target: &Path,
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
     let upper = rw_dir.join("upper");
     let work = rw_dir.join("work");
     fsutil::create_dir_all(&upper)?;
     fsutil::create_dir_all(&work)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&upper, Some(uid), Some(gid))
+            .context(|| format!("chown {} to {uid}:{gid}", upper.display()))?;
+    }
     fsutil::create_dir_all(target)?;
     let options = overlay_options(layers, &upper, &work)?;
     mount(

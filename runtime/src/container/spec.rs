@@ -4,7 +4,7 @@
 //! Pure: everything it needs from the system comes in [`SpecInput`], so
 //! the rules are unit-tested without root.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use std::str::FromStr;
@@ -12,10 +12,10 @@ use std::str::FromStr;
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
     LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
-    LinuxHugepageLimitBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, LinuxSeccomp,
-    Mount, MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
-    RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxHugepageLimitBuilder, LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespace,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResources,
+    LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, PosixRlimit, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use super::devices::DeviceNode;
@@ -155,6 +155,10 @@ pub struct SpecInput<'a> {
     /// here lacks CAP_SYS_RESOURCE): "ALL" and privileged mean these, and
     /// a capability outside them is left out, or the runtime would fail.
     pub available_capabilities: Option<&'a Capabilities>,
+    /// Copies crius made of some of the config's mounts (by index in
+    /// `config.mounts`), mounted instead of their host paths: the
+    /// recursively read-only ones (see `staged`).
+    pub staged_mounts: &'a BTreeMap<usize, PathBuf>,
 }
 
 /// The capabilities whose bits are set in a `CapBnd`-style mask.
@@ -433,29 +437,49 @@ fn mounts(input: &SpecInput<'_>) -> Result<Vec<Mount>> {
             )?);
         }
     }
-    for m in &config.mounts {
-        if m.recursive_read_only {
-            // runc 1.1 and crun 1.8 know no `rro`; kubelet only asks for
-            // it when Status says the handler supports it, which it does
-            // not.
-            return Err(Error::InvalidArgument(format!(
-                "mount {}: recursive read-only mounts are not supported by this node's OCI runtimes",
-                m.container_path
-            )));
-        }
+    for (i, m) in config.mounts.iter().enumerate() {
+        check_recursive_read_only(m)?;
         let propagation = match m.propagation {
             Propagation::Private => "rprivate",
             Propagation::HostToContainer => "rslave",
             Propagation::Bidirectional => "rshared",
         };
         let mode = if m.readonly { "ro" } else { "rw" };
+        // A staged copy is already read-only all the way down, and a bind
+        // mount keeps the flags of every mount it copies.
+        let source = input
+            .staged_mounts
+            .get(&i)
+            .map_or(Path::new(&m.host_path), PathBuf::as_path);
         out.push(bind(
             &m.container_path,
-            Path::new(&m.host_path),
+            source,
             &["rbind", propagation, mode],
         )?);
     }
     Ok(out)
+}
+
+/// The rules for a recursively read-only mount (kubelet's and
+/// containerd's): it must be read-only, and private, since a mount
+/// propagated in later would not be read-only.
+pub fn check_recursive_read_only(m: &super::Mount) -> Result<()> {
+    if !m.recursive_read_only {
+        return Ok(());
+    }
+    if !m.readonly {
+        return Err(Error::InvalidArgument(format!(
+            "mount {}: recursive_read_only needs readonly to be set too",
+            m.container_path
+        )));
+    }
+    if m.propagation != Propagation::Private {
+        return Err(Error::InvalidArgument(format!(
+            "mount {}: recursive_read_only needs propagation PRIVATE, not {:?}",
+            m.container_path, m.propagation
+        )));
+    }
+    Ok(())
 }
 
 /// The propagation of the container's root mount: mounts shared with the
@@ -488,6 +512,10 @@ fn namespace(typ: LinuxNamespaceType, path: Option<&PathBuf>) -> Result<LinuxNam
 fn namespaces(input: &SpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
     let sb = input.sandbox;
     let mut out = vec![namespace(LinuxNamespaceType::Mount, None)?];
+    // The pod's user namespace, which owns its other namespaces.
+    if let Some(path) = sb.namespace("user") {
+        out.push(namespace(LinuxNamespaceType::User, Some(path))?);
+    }
     match (&input.pid_target, sb.namespace("pid")) {
         (Some(target), _) => out.push(namespace(LinuxNamespaceType::Pid, Some(target))?),
         (None, Some(pod)) => out.push(namespace(LinuxNamespaceType::Pid, Some(pod))?),
@@ -762,6 +790,24 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
         .map_err(spec_error)?;
     linux.set_seccomp(seccomp);
     linux.set_rootfs_propagation(rootfs_propagation(config));
+    if let Some(userns) = &input.sandbox.config.user_namespace {
+        // The runtime joins the pod's user namespace by path; runc checks
+        // that the mappings given match it.
+        let maps = |m: &[crate::sandbox::IdMapping]| {
+            m.iter()
+                .map(|m| {
+                    LinuxIdMappingBuilder::default()
+                        .container_id(m.container_id)
+                        .host_id(m.host_id)
+                        .size(m.length)
+                        .build()
+                        .map_err(spec_error)
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        linux.set_uid_mappings(Some(maps(&userns.uids)?));
+        linux.set_gid_mappings(Some(maps(&userns.gids)?));
+    }
     let mut spec = SpecBuilder::default()
         .version("1.0.2")
         .root(
@@ -905,6 +951,7 @@ mod tests {
             rlimits: &[],
             pids_limit: 0,
             available_capabilities: None,
+            staged_mounts: &BTreeMap::new(),
         })
         .unwrap()
     }
@@ -997,6 +1044,7 @@ mod tests {
             rlimits: &[],
             pids_limit: 0,
             available_capabilities: None,
+            staged_mounts: &BTreeMap::new(),
         };
         let spec = build(&input).unwrap();
         assert_eq!(linux(&spec).seccomp().as_ref(), Some(&profile));
@@ -1077,6 +1125,7 @@ mod tests {
             rlimits: &rlimits,
             pids_limit: 100,
             available_capabilities: None,
+            staged_mounts: &BTreeMap::new(),
         })
         .unwrap();
         let l = linux(&spec);
@@ -1126,6 +1175,7 @@ mod tests {
             rlimits: &[],
             pids_limit: 0,
             available_capabilities: Some(&available),
+            staged_mounts: &BTreeMap::new(),
         })
         .unwrap();
         let caps = spec
@@ -1200,15 +1250,14 @@ mod tests {
     }
 
     #[test]
-    fn recursive_read_only_mounts_are_refused_by_name() {
-        let c = ContainerConfig {
-            mounts: vec![CriMount {
-                container_path: "/data".into(),
-                host_path: "/srv".into(),
-                recursive_read_only: true,
-                ..Default::default()
-            }],
-            ..Default::default()
+    fn recursive_read_only_mounts_use_the_staged_copy_and_are_checked() {
+        let rro = |readonly, propagation| CriMount {
+            container_path: "/data".into(),
+            host_path: "/srv".into(),
+            readonly,
+            propagation,
+            recursive_read_only: true,
+            image: String::new(),
         };
         let img = image();
         let sb = sandbox();
@@ -1217,24 +1266,50 @@ mod tests {
             gid: 0,
             additional_gids: vec![],
         };
-        let e = build(&SpecInput {
-            config: &c,
-            image: &img,
-            sandbox: &sb,
-            identity: &id,
-            cgroups_path: "/c".into(),
-            min_oom_score_adj: 0,
-            cgroup_namespace: false,
-            pid_target: None,
-            devices: &[],
-            seccomp_profile: None,
-            apparmor_profile: None,
-            rlimits: &[],
-            pids_limit: 0,
-            available_capabilities: None,
-        })
-        .unwrap_err();
-        assert!(e.to_string().contains("/data"), "{e}");
+        let staged = BTreeMap::from([(0, PathBuf::from("/run/c1/staged/m0"))]);
+        let build_mounts = |m: CriMount| {
+            let c = ContainerConfig {
+                mounts: vec![m],
+                ..Default::default()
+            };
+            build(&SpecInput {
+                config: &c,
+                image: &img,
+                sandbox: &sb,
+                identity: &id,
+                cgroups_path: "/c".into(),
+                min_oom_score_adj: 0,
+                cgroup_namespace: false,
+                pid_target: None,
+                devices: &[],
+                seccomp_profile: None,
+                apparmor_profile: None,
+                rlimits: &[],
+                pids_limit: 0,
+                available_capabilities: None,
+                staged_mounts: &staged,
+            })
+        };
+        let spec = build_mounts(rro(true, Propagation::Private)).unwrap();
+        let m = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/data"))
+            .unwrap()
+            .clone();
+        assert_eq!(m.source().as_deref(), Some(Path::new("/run/c1/staged/m0")));
+        assert_eq!(m.options().as_ref().unwrap(), &["rbind", "rprivate", "ro"]);
+        for bad in [
+            rro(false, Propagation::Private),
+            rro(true, Propagation::HostToContainer),
+            rro(true, Propagation::Bidirectional),
+        ] {
+            let e = build_mounts(bad).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+            assert!(e.to_string().contains("/data"), "{e}");
+        }
     }
 
     #[test]
@@ -1416,6 +1491,7 @@ mod tests {
                 rlimits: &[],
                 pids_limit: 0,
                 available_capabilities: None,
+                staged_mounts: &BTreeMap::new(),
             })
             .unwrap();
             let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();

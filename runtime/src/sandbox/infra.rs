@@ -69,11 +69,16 @@ const REAP_WAIT: Duration = Duration::from_secs(5);
 /// Starts the infra process of the pod whose state directory is `pod_dir`
 /// with `monitor_bin`; returns its PID once it runs, dropped to nobody,
 /// as init of its own PID namespace.
-pub async fn start(monitor_bin: &Path, pod_dir: &Path) -> Result<i32> {
+///
+/// With `userns` (the pin of the pod's user namespace), the PID namespace
+/// is made inside it, so that the pod's containers, in that user
+/// namespace, may mount its /proc.
+pub async fn start(monitor_bin: &Path, pod_dir: &Path, userns: Option<&Path>) -> Result<i32> {
     let what = format!("start the infra process of pod {}", pod_dir.display());
     let mut child = tokio::process::Command::new(monitor_bin)
         .arg(INFRA_ARG)
         .arg(pod_dir)
+        .args(userns)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -246,8 +251,9 @@ fn pidfd_signal(pidfd: &OwnedFd, pid: i32, signal: i32) -> Result<bool> {
 /// <pod state dir>`. Only ever returns by exiting.
 pub fn main() -> ! {
     let pod_dir = std::env::args_os().nth(2).map(PathBuf::from);
+    let userns = std::env::args_os().nth(3).map(PathBuf::from);
     let code = match pod_dir {
-        Some(dir) if dir.is_absolute() => match run(&dir) {
+        Some(dir) if dir.is_absolute() => match run(&dir, userns.as_deref()) {
             Ok(pid) => {
                 println!("ok {pid}");
                 0
@@ -267,7 +273,7 @@ pub fn main() -> ! {
 
 /// The first process: forks the keeper and returns the init's PID once
 /// the keeper reports it. The keeper goes on detached.
-fn run(pod_dir: &Path) -> Result<i32> {
+fn run(pod_dir: &Path, userns: Option<&Path>) -> Result<i32> {
     let (report_r, report_w) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).context(|| "create the report pipe")?;
     // SAFETY: this process is single-threaded (a fresh exec of
@@ -276,7 +282,7 @@ fn run(pod_dir: &Path) -> Result<i32> {
     match unsafe { fork() }.context(|| "fork the keeper")? {
         ForkResult::Child => {
             drop(report_r);
-            keeper(pod_dir, File::from(report_w))
+            keeper(pod_dir, userns, File::from(report_w))
         }
         ForkResult::Parent { .. } => {
             drop(report_w);
@@ -304,13 +310,25 @@ fn run(pod_dir: &Path) -> Result<i32> {
 /// namespace, forks its init, reports the init's PID on `report`, then
 /// waits for the init to die and reaps it at once (the host's init may
 /// take its time) before exiting.
-fn keeper(pod_dir: &Path, mut report: File) -> ! {
+fn keeper(pod_dir: &Path, userns: Option<&Path>, mut report: File) -> ! {
     let started = (|| -> Result<Pid> {
         nix::unistd::setsid().context(|| "setsid")?;
         stdio_to_dev_null()?;
         close_fds_except(report.as_raw_fd())?;
         let (ready_r, ready_w) =
             pipe2(nix::fcntl::OFlag::O_CLOEXEC).context(|| "create the ready pipe")?;
+        let pid_file = pod_dir.join(PID_FILE);
+        let mut pid_out =
+            File::create(&pid_file).context(|| format!("create {}", pid_file.display()))?;
+        if let Some(userns) = userns {
+            // Inside, the pod's directory (the host's root's) is not
+            // writable: what the init needs there is made first.
+            let root = pod_dir.join(ROOT_DIR);
+            std::fs::create_dir_all(&root).context(|| format!("create {}", root.display()))?;
+            let ns = File::open(userns).context(|| format!("open {}", userns.display()))?;
+            nix::sched::setns(&ns, CloneFlags::CLONE_NEWUSER)
+                .context(|| format!("enter the pod's user namespace {}", userns.display()))?;
+        }
         unshare(CloneFlags::CLONE_NEWPID).context(|| "unshare the PID namespace")?;
         // SAFETY: single-threaded, as above.
         match unsafe { fork() }.context(|| "fork the namespace's init")? {
@@ -335,8 +353,8 @@ fn keeper(pod_dir: &Path, mut report: File) -> ! {
                         },
                     });
                 }
-                let pid_file = pod_dir.join(PID_FILE);
-                std::fs::write(&pid_file, format!("{child}\n"))
+                pid_out
+                    .write_all(format!("{child}\n").as_bytes())
                     .context(|| format!("write {}", pid_file.display()))?;
                 Ok(child)
             }

@@ -2,7 +2,7 @@
 //! pods.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{MsFlags, mount};
 
@@ -103,6 +103,28 @@ impl Runtime {
             Kind::Net | Kind::Uts => modes.network != NamespaceMode::Node,
             Kind::Ipc => modes.ipc != NamespaceMode::Node,
         };
+        if let Some(userns) = &config.user_namespace {
+            userns.check(&config.name)?;
+            for (kind, mode) in [
+                ("network", modes.network),
+                ("IPC", modes.ipc),
+                ("PID", modes.pid),
+            ] {
+                if mode == NamespaceMode::Node {
+                    return Err(Error::InvalidArgument(format!(
+                        "pod {:?}: a pod in a user namespace cannot use the node's {kind} namespace",
+                        config.name
+                    )));
+                }
+            }
+            if !namespaces::user_namespaces_supported() {
+                return Err(Error::InvalidArgument(format!(
+                    "pod {:?} asks for a user namespace, but this node's kernel cannot give one \
+                     (user namespaces disabled, or kernel older than 5.19)",
+                    config.name
+                )));
+            }
+        }
         let sysctls = sysctl::parse_all(&config.sysctls, own)?;
         check_cgroup_parent(&config.cgroup_parent)?;
         network::bandwidth(config)?;
@@ -191,7 +213,22 @@ impl Runtime {
             ipc: own_ipc.then(|| ns_dir.join("ipc")),
             uts: own_net.then(|| ns_dir.join("uts")),
         };
-        if pins.net.is_some() || pins.ipc.is_some() {
+        if let Some(userns) = sb.config.user_namespace.clone() {
+            let user_pin = ns_dir.join("user");
+            let (p, h, u) = (pins.clone(), sb.hostname.clone(), user_pin.clone());
+            tokio::task::spawn_blocking(move || {
+                namespaces::create_pinned_in_userns(&userns, &u, &p, &h)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("namespace task: {e}")))??;
+            sb.namespaces.insert("user".into(), user_pin);
+            for (kind, pin) in [("net", pins.net), ("ipc", pins.ipc), ("uts", pins.uts)] {
+                if let Some(pin) = pin {
+                    sb.namespaces.insert(kind.into(), pin);
+                }
+            }
+            tracing::debug!(pod = %sb.id, "pod namespaces created in its user namespace");
+        } else if pins.net.is_some() || pins.ipc.is_some() {
             let (p, h) = (pins.clone(), sb.hostname.clone());
             tokio::task::spawn_blocking(move || namespaces::create_pinned(p, &h))
                 .await
@@ -227,8 +264,15 @@ impl Runtime {
             let mut made = InfraParts::default();
             let started = match modes.pid == NamespaceMode::Pod {
                 true => {
-                    self.start_infra(&mut made, sb.pod_cgroup.as_deref(), &pod_dir, &ns_dir)
-                        .await
+                    let userns = sb.namespace("user").map(PathBuf::as_path);
+                    self.start_infra(
+                        &mut made,
+                        sb.pod_cgroup.as_deref(),
+                        &pod_dir,
+                        &ns_dir,
+                        userns,
+                    )
+                    .await
                 }
                 false => Ok(()),
             };
@@ -289,8 +333,9 @@ impl Runtime {
         pod_cgroup: Option<&str>,
         pod_dir: &Path,
         ns_dir: &Path,
+        userns: Option<&Path>,
     ) -> Result<()> {
-        let pid = infra::start(&self.monitor_bin, pod_dir).await?;
+        let pid = infra::start(&self.monitor_bin, pod_dir, userns).await?;
         made.pid = Some(pid);
         let pin = ns_dir.join("pid");
         namespaces::pin_process_namespace(pid, "pid", &pin)?;
@@ -359,6 +404,10 @@ impl Runtime {
         }
         if let Some(netns) = sb.namespace("net") {
             network::remove_netns(&sb.id, netns)?;
+        }
+        // Last: it owns the others.
+        if let Some(pin) = sb.namespace("user") {
+            namespaces::unpin(pin)?;
         }
         if let Some(shm) = &sb.shm {
             unmount_shm(shm)?;

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use lifecycle::{SHM_SIZE_ANNOTATION, SandboxFilter};
+pub use namespaces::user_namespaces_supported;
 
 /// Checks the sandbox-related settings, so that a bad config stops the
 /// daemon at start rather than failing every pod.
@@ -64,6 +65,82 @@ pub struct PodConfig {
     /// (`net.ipv4.ip_unprivileged_port_start` or `net/ipv4/…`).
     #[serde(default)]
     pub sysctls: BTreeMap<String, String>,
+    /// The pod's own user namespace (CRI mode POD); `None` runs it in the
+    /// node's.
+    #[serde(default)]
+    pub user_namespace: Option<UserNamespace>,
+}
+
+/// One range of an ID mapping: `length` IDs from `container_id` inside
+/// are `host_id`… on the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMapping {
+    /// First ID inside the namespace.
+    pub container_id: u32,
+    /// First ID on the host.
+    pub host_id: u32,
+    /// How many.
+    pub length: u32,
+}
+
+/// A pod's user namespace: its UID and GID mappings (one range each, as
+/// kubelet sends them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserNamespace {
+    /// UID mappings.
+    pub uids: Vec<IdMapping>,
+    /// GID mappings.
+    pub gids: Vec<IdMapping>,
+}
+
+impl UserNamespace {
+    /// Checks the mappings as kubelet and containerd expect them: exactly
+    /// one range each, mapping container ID 0, of non-zero length, not
+    /// wrapping around. `pod` names the pod in the error.
+    pub fn check(&self, pod: &str) -> crate::Result<()> {
+        for (what, maps) in [("uid", &self.uids), ("gid", &self.gids)] {
+            let bad = |why: String| {
+                crate::Error::InvalidArgument(format!(
+                    "pod {pod:?}: user namespace {what} mappings: {why}"
+                ))
+            };
+            let [m] = maps.as_slice() else {
+                return Err(bad(format!(
+                    "exactly one mapping is supported, got {}",
+                    maps.len()
+                )));
+            };
+            if m.container_id != 0 {
+                return Err(bad(format!(
+                    "container ID 0 must be mapped (the mapping starts at {})",
+                    m.container_id
+                )));
+            }
+            if m.length == 0 {
+                return Err(bad("the mapping's length is 0".into()));
+            }
+            if m.host_id.checked_add(m.length - 1).is_none() {
+                return Err(bad(format!(
+                    "host IDs {}+{} run past the largest ID",
+                    m.host_id, m.length
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The host UID and GID that are root inside.
+    pub fn host_root(&self) -> (u32, u32) {
+        let first = |m: &[IdMapping]| m.first().map_or(0, |m| m.host_id);
+        (first(&self.uids), first(&self.gids))
+    }
+
+    /// `/proc/PID/uid_map` text for `maps`.
+    pub fn map_text(maps: &[IdMapping]) -> String {
+        maps.iter()
+            .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.length))
+            .collect()
+    }
 }
 
 impl PodConfig {
@@ -150,7 +227,7 @@ pub struct Sandbox {
     pub ips: Vec<String>,
     /// The RuntimeClass handler in use (resolved default included).
     pub runtime_handler: String,
-    /// Pinned namespaces, by kind ("net", "ipc", "uts", "pid"); absent
+    /// Pinned namespaces, by kind ("net", "ipc", "uts", "pid", "user"); absent
     /// when the node's is used (or, for "pid", one per container).
     pub namespaces: BTreeMap<String, PathBuf>,
     /// The pod's /dev/shm (a tmpfs), when it has its own IPC namespace.
@@ -181,5 +258,42 @@ impl Sandbox {
     /// The pinned namespace of `kind`, if the pod has its own.
     pub fn namespace(&self, kind: &str) -> Option<&PathBuf> {
         self.namespaces.get(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_namespace_mappings_are_checked_by_pod() {
+        let one = |container_id, host_id, length| IdMapping {
+            container_id,
+            host_id,
+            length,
+        };
+        let ns = |uids: Vec<IdMapping>| UserNamespace {
+            gids: uids.clone(),
+            uids,
+        };
+        ns(vec![one(0, 100000, 65536)]).check("p").unwrap();
+        assert_eq!(
+            ns(vec![one(0, 100000, 65536)]).host_root(),
+            (100000, 100000)
+        );
+        for (bad, why) in [
+            (ns(vec![]), "exactly one"),
+            (ns(vec![one(0, 1000, 10), one(0, 2000, 10)]), "exactly one"),
+            (ns(vec![one(1, 1000, 10)]), "container ID 0"),
+            (ns(vec![one(0, 1000, 0)]), "length"),
+            (ns(vec![one(0, u32::MAX, 2)]), "past"),
+        ] {
+            let e = bad.check("my-pod").unwrap_err().to_string();
+            assert!(e.contains("my-pod") && e.contains(why), "{e}");
+        }
+        assert_eq!(
+            UserNamespace::map_text(&[one(0, 100000, 65536)]),
+            "0 100000 65536\n"
+        );
     }
 }

@@ -107,3 +107,173 @@ pub fn unpin(pin: &Path) -> Result<()> {
     crate::fsutil::unmount(pin, "namespace pin")?;
     crate::fsutil::remove_file(pin)
 }
+
+/// Whether this node can run pods in user namespaces as crius does it:
+/// user namespaces enabled, and a kernel of 5.19 or later (ID-mapped
+/// mounts under overlayfs lower layers).
+pub fn user_namespaces_supported() -> bool {
+    let max = fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    max > 0 && version >= (5, 19)
+}
+
+/// Creates the pod's user namespace with `userns`'s mappings and, owned
+/// by it, the network, IPC and UTS namespaces `pins` asks for (so that
+/// the pod's containers, inside the user namespace, may use them fully:
+/// mount sysfs and mqueue, and runc may join them after the user
+/// namespace). Pins the user namespace at `user_pin` and the others at
+/// their pins. On failure none is left pinned.
+///
+/// A user namespace cannot be made by a thread of a multi-threaded
+/// process, so a forked child makes them; it only ever makes raw system
+/// calls, and exits once the parent has pinned its namespaces.
+pub fn create_pinned_in_userns(
+    userns: &super::UserNamespace,
+    user_pin: &Path,
+    pins: &Pins,
+    hostname: &str,
+) -> Result<()> {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+
+    let hostname = std::ffi::CString::new(hostname)
+        .map_err(|_| Error::InvalidArgument(format!("hostname {hostname:?} contains a NUL")))?;
+    let mut flags = 0;
+    for (pin, flag) in [
+        (&pins.net, libc::CLONE_NEWNET),
+        (&pins.ipc, libc::CLONE_NEWIPC),
+        (&pins.uts, libc::CLONE_NEWUTS),
+    ] {
+        if pin.is_some() {
+            flags |= flag;
+        }
+    }
+    let child_steps = ChildSteps {
+        flags,
+        hostname: pins.uts.is_some().then_some(hostname.as_c_str()),
+        loopback: pins.net.is_some(),
+    };
+    let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+    let (from_child, to_parent) = nix::unistd::pipe2(cloexec).context(|| "create a pipe")?;
+    let (from_parent, to_child) = nix::unistd::pipe2(cloexec).context(|| "create a pipe")?;
+    // SAFETY: the child runs only `ChildSteps::run` — raw system calls on
+    // memory prepared before the fork, no allocation, no locks — and
+    // leaves with `_exit`, as a child of a multi-threaded process must.
+    let child = match unsafe { nix::unistd::fork() }.context(|| "fork the namespace maker")? {
+        nix::unistd::ForkResult::Child => {
+            let code = child_steps.run(
+                to_parent.as_raw_fd(),
+                from_parent.as_raw_fd(),
+                to_child.as_raw_fd(),
+            );
+            // SAFETY: ends the child without running the parent's
+            // destructors or atexit handlers.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    drop(to_parent);
+    drop(from_parent);
+    let mut from_child = fs::File::from(from_child);
+    let mut to_child = fs::File::from(to_child);
+    let mut pinned: Vec<PathBuf> = Vec::new();
+    let mut steps = || -> Result<()> {
+        let mut expect = |want: u8, what: &str| -> Result<()> {
+            let mut b = [0u8; 1];
+            match from_child.read(&mut b) {
+                Ok(1) if b[0] == want => Ok(()),
+                _ => Err(Error::Internal(format!(
+                    "the pod's namespace maker failed to {what}"
+                ))),
+            }
+        };
+        expect(b'u', "create the user namespace")?;
+        for (file, maps) in [("uid_map", &userns.uids), ("gid_map", &userns.gids)] {
+            let path = format!("/proc/{child}/{file}");
+            fs::write(&path, super::UserNamespace::map_text(maps))
+                .context(|| format!("write {path}"))?;
+        }
+        to_child
+            .write_all(b"m")
+            .context(|| "signal the namespace maker")?;
+        expect(b'n', "create the pod's namespaces in its user namespace")?;
+        pin_process_namespace(child.as_raw(), "user", user_pin)?;
+        pinned.push(user_pin.to_path_buf());
+        for (kind, pin) in [("net", &pins.net), ("ipc", &pins.ipc), ("uts", &pins.uts)] {
+            if let Some(pin) = pin {
+                pin_process_namespace(child.as_raw(), kind, pin)?;
+                pinned.push(pin.clone());
+            }
+        }
+        Ok(())
+    };
+    let made = steps();
+    // Done (or failed): the child may go.
+    let _ = to_child.write_all(b"x");
+    if made.is_err() {
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        for p in &pinned {
+            let _ = unpin(p);
+        }
+    }
+    let _ = nix::sys::wait::waitpid(child, None);
+    made
+}
+
+/// What the forked child of [`create_pinned_in_userns`] does, prepared
+/// before the fork.
+struct ChildSteps<'a> {
+    flags: libc::c_int,
+    hostname: Option<&'a std::ffi::CStr>,
+    loopback: bool,
+}
+
+impl ChildSteps<'_> {
+    /// Runs in the child: only raw system calls. Returns its exit code.
+    fn run(&self, tell: i32, wait: i32, parents_end: i32) -> i32 {
+        let say = |b: &u8| {
+            // SAFETY: writes one byte from a live reference.
+            unsafe { libc::write(tell, (b as *const u8).cast(), 1) == 1 }
+        };
+        let hear = || {
+            let mut b = 0u8;
+            // SAFETY: reads one byte into a live local.
+            unsafe { libc::read(wait, (&mut b as *mut u8).cast(), 1) == 1 }
+        };
+        // SAFETY: plain system calls on integers and a C string that
+        // lives in the parent's (copied) memory.
+        unsafe {
+            // Our copy of the parent's write end would keep our reads
+            // from ever seeing the parent go.
+            libc::close(parents_end);
+            if libc::unshare(libc::CLONE_NEWUSER) != 0 || !say(&b'u') || !hear() {
+                return 1;
+            }
+            if self.flags != 0 && libc::unshare(self.flags) != 0 {
+                return 2;
+            }
+            if let Some(h) = self.hostname
+                && libc::sethostname(h.as_ptr(), h.to_bytes().len()) != 0
+            {
+                return 3;
+            }
+        }
+        if self.loopback && crius_cni::netns::set_loopback_up().is_err() {
+            return 4;
+        }
+        if !say(&b'n') {
+            return 5;
+        }
+        // Until the parent has pinned our namespaces (or gone).
+        hear();
+        0
+    }
+}

@@ -100,7 +100,7 @@ impl Runtime {
         {
             infra::stop(dir, pid).await?;
         }
-        for kind in ["ipc", "uts", "pid", "net"] {
+        for kind in ["ipc", "uts", "pid", "net", "user"] {
             namespaces::unpin(&dir.join("ns").join(kind))?;
         }
         fsutil::unmount(&dir.join("shm"), "pod shm")?;
