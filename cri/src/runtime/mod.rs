@@ -2,6 +2,7 @@
 
 pub mod container_status;
 pub mod create_container;
+pub mod exec;
 pub mod exec_sync;
 pub mod list_containers;
 pub mod list_pod_sandbox;

@@ -4,6 +4,7 @@
 
 mod devices;
 mod exec;
+mod exec_session;
 mod lifecycle;
 mod rootfs;
 pub mod seccomp;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use exec::ExecOutput;
+pub use exec_session::{ExecExit, ExecRead, ExecSession, ExecStdio, ExecWrite, Terminal};
 pub use lifecycle::ContainerFilter;
 pub use user::Identity;
 

@@ -12,9 +12,10 @@
 //! Monitor side: [`main`], the whole of the `crius-monitor` binary — plain
 //! std and nix, one blocking `poll` loop, no async runtime.
 
-mod console;
+pub(crate) mod console;
 pub mod control;
 pub mod cri_log;
+mod exec;
 mod exit_status;
 mod process;
 mod spawn;
@@ -26,6 +27,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use exec::{EXEC_ARG, exec_main, is_exec_helper};
 pub use exit_status::{ExitStatus, read_exit_file};
 pub use process::main;
 pub use spawn::{Spawned, find_monitor_bin, spawn};
