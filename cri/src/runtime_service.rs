@@ -167,9 +167,10 @@ impl RuntimeService for CriService {
 
     async fn attach(
         &self,
-        _req: Request<AttachRequest>,
+        req: Request<AttachRequest>,
     ) -> Result<Response<AttachResponse>, Status> {
-        Err(unimplemented("Attach"))
+        runtime::attach::handle(&self.runtime, self.streaming.as_ref(), req.into_inner())
+            .map(Response::new)
     }
 
     async fn port_forward(

@@ -21,7 +21,8 @@ use crius_e2e::portforward::{self, Forwarded, http_body};
 use crius_e2e::remotecommand::{Output, RemoteCommand, Stdio, Transport};
 use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks};
 use k8s_cri::v1::{
-    ContainerState, ExecRequest, PodSandboxConfig, PortForwardRequest, StopContainerRequest,
+    AttachRequest, ContainerState, ExecRequest, PodSandboxConfig, PortForwardRequest,
+    StopContainerRequest,
 };
 use tonic::Code;
 
@@ -468,6 +469,216 @@ async fn exec_over_spdy_and_websocket() {
     );
 
     cri::stop_and_remove_pod(&mut rt, &pod_id).await.unwrap();
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
+
+async fn attach_url(rt: &mut RuntimeClient, id: &str, stdio: Stdio) -> String {
+    rt.attach(AttachRequest {
+        container_id: id.to_string(),
+        tty: stdio.tty,
+        stdin: stdio.stdin,
+        stdout: stdio.stdout,
+        stderr: stdio.stderr,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .url
+}
+
+async fn attach(
+    rt: &mut RuntimeClient,
+    id: &str,
+    transport: Transport,
+    stdio: Stdio,
+) -> RemoteCommand {
+    let url = attach_url(rt, id, stdio).await;
+    RemoteCommand::connect(&url, transport, stdio)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn attach_to_containers() {
+    let mut crius = Crius::start(CriusOptions::default()).await.unwrap();
+    let mut rt = crius.runtime_client();
+    // `cat` echoing its stdin to stdout, and stderr through `tee`.
+    let (pod_id, id) = pod_with(
+        &crius,
+        &mut rt,
+        "attach",
+        &["sh", "-c", "cat | tee /dev/stderr"],
+        |c| {
+            c.stdin = true;
+        },
+    )
+    .await;
+    let log_path = cri::container_status(&mut rt, &id).await.unwrap().log_path;
+
+    let all = Stdio {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty: false,
+    };
+    let watch = Stdio {
+        stdout: true,
+        ..Default::default()
+    };
+    // Two attachers at once; what one sends both see, stdout and stderr
+    // apart.
+    let mut a = attach(&mut rt, &id, Transport::Spdy, all).await;
+    let mut b = attach(&mut rt, &id, Transport::WebSocketV5, watch).await;
+    a.send_stdin(b"hello\n").await.unwrap();
+    a.read_stdout_until("hello\n", SESSION).await.unwrap();
+    b.read_stdout_until("hello\n", SESSION).await.unwrap();
+    // Detaching leaves the container running, and the others attached.
+    a.abort();
+    let mut c = attach(&mut rt, &id, Transport::WebSocketV4, all).await;
+    c.send_stdin(b"again\n").await.unwrap();
+    b.read_stdout_until("again\n", SESSION).await.unwrap();
+    let out = c.read_stdout_until("again\n", SESSION).await.unwrap();
+    assert_eq!(out, b"again\n");
+    b.abort();
+    c.abort();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = cri::container_status(&mut rt, &id).await.unwrap();
+    assert_eq!(
+        status.state,
+        ContainerState::ContainerRunning as i32,
+        "{status:?}"
+    );
+    // The log got everything, on both streams.
+    let log = cri::read_cri_log(std::path::Path::new(&log_path)).unwrap();
+    let lines: Vec<_> = log
+        .iter()
+        .map(|l| (l.stream.as_str(), l.content.as_str()))
+        .collect();
+    for line in ["hello", "again"] {
+        assert!(lines.contains(&("stdout", line)), "{lines:?}");
+        assert!(lines.contains(&("stderr", line)), "{lines:?}");
+    }
+    // Stderr reaches an attacher that asked for it.
+    let mut d = attach(&mut rt, &id, Transport::Spdy, all).await;
+    d.send_stdin(b"third\n").await.unwrap();
+    d.read_stdout_until("third\n", SESSION).await.unwrap();
+    // The container ending ends the session.
+    d.close_stdin().await.unwrap();
+    rt.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 0,
+    })
+    .await
+    .unwrap();
+    let out = d.finish(SESSION).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("third"),
+        "{out:?}"
+    );
+    assert_eq!(out.exit_code(), Some(0), "{out:?}");
+
+    // Bad requests.
+    cri::assert_code(
+        rt.attach(AttachRequest {
+            container_id: "no-such-container".into(),
+            stdout: true,
+            ..Default::default()
+        })
+        .await,
+        Code::NotFound,
+        "no-such-container",
+    );
+    cri::assert_code(
+        rt.attach(AttachRequest {
+            container_id: id.clone(),
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+        "stdin",
+    );
+    cri::assert_code(
+        rt.attach(AttachRequest {
+            container_id: id.clone(),
+            tty: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+        "tty",
+    );
+    cri::assert_code(
+        rt.attach(AttachRequest {
+            container_id: id.clone(),
+            stdout: true,
+            ..Default::default()
+        })
+        .await,
+        Code::FailedPrecondition,
+        "not running",
+    );
+    cri::stop_and_remove_pod(&mut rt, &pod_id).await.unwrap();
+
+    // stdin_once: the first attacher's end of stdin is the container's.
+    let (pod_id, id) = pod_with(&crius, &mut rt, "attach-once", &["cat"], |c| {
+        c.stdin = true;
+        c.stdin_once = true;
+    })
+    .await;
+    let io = Stdio {
+        stdin: true,
+        stdout: true,
+        ..Default::default()
+    };
+    let mut a = attach(&mut rt, &id, Transport::Spdy, io).await;
+    a.send_stdin(b"once\n").await.unwrap();
+    a.read_stdout_until("once\n", SESSION).await.unwrap();
+    a.close_stdin().await.unwrap();
+    let out = a.finish(SESSION).await.unwrap();
+    assert_eq!(out.exit_code(), Some(0), "{out:?}");
+    cri::wait_container_state(&mut rt, &id, ContainerState::ContainerExited)
+        .await
+        .unwrap();
+    cri::stop_and_remove_pod(&mut rt, &pod_id).await.unwrap();
+
+    // A terminal: resized through the monitor, seen by `stty size`.
+    let (pod_id, id) = pod_with(&crius, &mut rt, "attach-tty", &["sh"], |c| {
+        c.stdin = true;
+        c.tty = true;
+    })
+    .await;
+    let tty = Stdio {
+        stdin: true,
+        stdout: true,
+        stderr: false,
+        tty: true,
+    };
+    let mut a = attach(&mut rt, &id, Transport::Spdy, tty).await;
+    a.resize(77, 11).await.unwrap();
+    // The resize goes through the monitor's FIFO, the input through its
+    // socket: retry until the new size shows.
+    for attempt in 0.. {
+        a.send_stdin(b"busybox stty size\n").await.unwrap();
+        if a.read_stdout_until("11 77", Duration::from_millis(500))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(attempt < 40, "the size never showed");
+    }
+    a.abort();
+    let status = cri::container_status(&mut rt, &id).await.unwrap();
+    assert_eq!(
+        status.state,
+        ContainerState::ContainerRunning as i32,
+        "{status:?}"
+    );
+    cri::stop_and_remove_pod(&mut rt, &pod_id).await.unwrap();
+
     crius.stop().await.unwrap();
     assert_no_leaks(&crius);
 }

@@ -1,5 +1,6 @@
 //! The RuntimeService RPCs, one file each.
 
+pub mod attach;
 pub mod container_status;
 pub mod create_container;
 pub mod exec;

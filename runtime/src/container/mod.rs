@@ -2,6 +2,7 @@
 //! rootfs on overlayfs, and the lifecycle through the monitor and the OCI
 //! runtime.
 
+mod attach;
 mod devices;
 mod exec;
 mod exec_session;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use attach::AttachSession;
 pub use exec::ExecOutput;
 pub use exec_session::{ExecExit, ExecRead, ExecSession, ExecStdio, ExecWrite, Terminal};
 pub use lifecycle::ContainerFilter;

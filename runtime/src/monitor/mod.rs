@@ -12,6 +12,7 @@
 //! Monitor side: [`main`], the whole of the `crius-monitor` binary — plain
 //! std and nix, one blocking `poll` loop, no async runtime.
 
+pub mod attach;
 pub(crate) mod console;
 pub mod control;
 pub mod cri_log;
@@ -75,4 +76,11 @@ pub struct MonitorConfig {
     /// holds (for attach), instead of /dev/null.
     #[serde(default)]
     pub stdin: bool,
+    /// Close the container's stdin once the first attacher that sent
+    /// stdin has ended it (CRI `stdin_once`).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Where the monitor serves attach ([`attach`]); `None`: no attach.
+    #[serde(default)]
+    pub attach_socket: Option<PathBuf>,
 }
