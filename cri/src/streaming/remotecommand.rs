@@ -76,6 +76,10 @@ pub struct Streams {
     /// dropped: an exec'd terminal session is killed, an attacher
     /// detaches).
     pub gone: Option<BoxFuture<'static, ()>>,
+    /// Our sending side of the client's stdin stream (SPDY), kept open
+    /// until the session ends: client-go ends its stdin when it sees ours
+    /// end.
+    pub stdin_reply: Option<Writer>,
 }
 
 impl std::fmt::Debug for Streams {
@@ -88,6 +92,7 @@ impl std::fmt::Debug for Streams {
             .field("resize", &self.resize)
             .field("v4_status", &self.v4_status)
             .field("gone", &self.gone.is_some())
+            .field("stdin_reply", &self.stdin_reply.is_some())
             .finish()
     }
 }
@@ -177,6 +182,7 @@ pub async fn spdy_streams(
             _ = &mut deadline => return Err("timed out waiting for client to create streams".into()),
         };
         let kind = stream.headers().get("streamtype").unwrap_or("").to_string();
+        tracing::debug!(stream_type = %kind, id = stream.id(), "remote command stream");
         stream.reply().await.map_err(|e| e.to_string())?;
         let (recv, mut send) = stream.split();
         let slot_free = match kind.as_str() {
@@ -196,15 +202,16 @@ pub async fn spdy_streams(
             "error" => streams.error = Some(Writer::Spdy(send)),
             "stdout" => streams.stdout = Some(Writer::Spdy(send)),
             "stderr" => streams.stderr = Some(Writer::Spdy(send)),
-            // Read-only streams: end our side, keep the client's.
-            "stdin" | "resize" => {
+            // Read-only streams. Our side of stdin stays open until the
+            // end (client-go reads it, and ends its stdin when it ends);
+            // of resize it ends now.
+            "stdin" => {
+                streams.stdin = Some(Reader::Spdy(recv));
+                streams.stdin_reply = Some(Writer::Spdy(send));
+            }
+            "resize" => {
                 let _ = send.finish().await;
-                let reader = Some(Reader::Spdy(recv));
-                if kind == "stdin" {
-                    streams.stdin = reader;
-                } else {
-                    streams.resize = reader;
-                }
+                streams.resize = Some(Reader::Spdy(recv));
             }
             _ => {}
         }
@@ -282,6 +289,7 @@ pub async fn websocket_streams(
         },
         v4_status: protocol.v4_status,
         gone: None,
+        stdin_reply: None,
     }
 }
 
@@ -303,9 +311,13 @@ pub async fn run(
         }
         error.finish().await;
     }
-    for w in [streams.stdout.take(), streams.stderr.take()]
-        .into_iter()
-        .flatten()
+    for w in [
+        streams.stdout.take(),
+        streams.stderr.take(),
+        streams.stdin_reply.take(),
+    ]
+    .into_iter()
+    .flatten()
     {
         let mut w = w;
         w.finish().await;
