@@ -163,6 +163,18 @@ impl RemoteCommand {
         }
     }
 
+    /// Whether the server keeps its side of the SPDY stdin stream open
+    /// for `wait` (client-go ends its stdin as soon as the server's side
+    /// ends); always true over WebSocket.
+    pub async fn stdin_kept_open(&mut self, wait: Duration) -> bool {
+        match &mut self.conn {
+            Conn::Spdy { stdin: Some(s), .. } => {
+                tokio::time::timeout(wait, s.recv()).await.is_err()
+            }
+            _ => true,
+        }
+    }
+
     /// Sends a terminal size.
     pub async fn resize(&mut self, width: u16, height: u16) -> Result<()> {
         let json = format!("{{\"Width\":{width},\"Height\":{height}}}");

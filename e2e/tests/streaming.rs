@@ -356,6 +356,8 @@ async fn exec_over_spdy_and_websocket() {
     for transport in [Transport::Spdy, Transport::WebSocketV4] {
         let url = exec_url(&mut rt, &id, &["sh"], tty).await;
         let mut s = RemoteCommand::connect(&url, transport, tty).await.unwrap();
+        // As crictl (client-go) needs: our stdin is not ended under us.
+        assert!(s.stdin_kept_open(Duration::from_millis(300)).await);
         s.resize(100, 30).await.unwrap();
         s.send_stdin(b"busybox stty size; tty\n").await.unwrap();
         s.read_stdout_until("30 100", SESSION).await.unwrap();
