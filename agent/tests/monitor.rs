@@ -148,6 +148,8 @@ impl Fixture {
             oom_file: None,
             console_socket: None,
             stdin: false,
+            stdin_once: false,
+            attach_socket: Some(self.dir.join("attach")),
         }
     }
 

@@ -18,15 +18,18 @@ use crius_runtime::Runtime;
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 
+pub use runtime::attach::RuntimeAttach;
+pub use runtime::exec::RuntimeExec;
 pub use runtime::port_forward::RuntimePortForward;
 pub use runtime::version::CRI_API_VERSION;
 
-/// What the streaming server serves for `runtime`: port forwarding today;
-/// Exec and Attach once their backends exist.
+/// What the streaming server serves for `runtime`: Exec, Attach and
+/// PortForward.
 pub fn streaming_backends(runtime: Arc<Runtime>) -> streaming::Backends {
     streaming::Backends {
+        exec: Some(Arc::new(RuntimeExec(runtime.clone()))),
+        attach: Some(Arc::new(RuntimeAttach(runtime.clone()))),
         port_forward: Some(Arc::new(RuntimePortForward(runtime))),
-        ..Default::default()
     }
 }
 

@@ -160,15 +160,17 @@ impl RuntimeService for CriService {
             .map(Response::new)
     }
 
-    async fn exec(&self, _req: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
-        Err(unimplemented("Exec"))
+    async fn exec(&self, req: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        runtime::exec::handle(&self.runtime, self.streaming.as_ref(), req.into_inner())
+            .map(Response::new)
     }
 
     async fn attach(
         &self,
-        _req: Request<AttachRequest>,
+        req: Request<AttachRequest>,
     ) -> Result<Response<AttachResponse>, Status> {
-        Err(unimplemented("Attach"))
+        runtime::attach::handle(&self.runtime, self.streaming.as_ref(), req.into_inner())
+            .map(Response::new)
     }
 
     async fn port_forward(

@@ -36,6 +36,7 @@ mod leaks;
 mod nodedir;
 pub mod portforward;
 mod registry;
+pub mod remotecommand;
 pub mod synth;
 pub mod token;
 

@@ -1,7 +1,9 @@
 //! The RuntimeService RPCs, one file each.
 
+pub mod attach;
 pub mod container_status;
 pub mod create_container;
+pub mod exec;
 pub mod exec_sync;
 pub mod list_containers;
 pub mod list_pod_sandbox;

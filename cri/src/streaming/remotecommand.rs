@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-use super::backend::{BackendError, BoxRead, ProcessIo, StdioOptions, TerminalSize};
+use super::backend::{BackendError, BoxFuture, BoxRead, ProcessIo, StdioOptions, TerminalSize};
 use super::channel::{Reader, Writer};
 use super::spdy::Incoming;
 use super::websocket::{self, ChannelKind};
@@ -57,7 +57,7 @@ pub enum Mode {
 }
 
 /// A session's streams, whatever the transport.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Streams {
     /// The client's stdin.
     pub stdin: Option<Reader>,
@@ -71,6 +71,30 @@ pub struct Streams {
     pub resize: Option<Reader>,
     /// The outcome is a v4 JSON status (else a v1 message).
     pub v4_status: bool,
+    /// Resolves when the client's connection is gone: the session then
+    /// ends without waiting for the process (the backend's `ProcessIo` is
+    /// dropped: an exec'd terminal session is killed, an attacher
+    /// detaches).
+    pub gone: Option<BoxFuture<'static, ()>>,
+    /// Our sending side of the client's stdin stream (SPDY), kept open
+    /// until the session ends: client-go ends its stdin when it sees ours
+    /// end.
+    pub stdin_reply: Option<Writer>,
+}
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams")
+            .field("stdin", &self.stdin)
+            .field("stdout", &self.stdout)
+            .field("stderr", &self.stderr)
+            .field("error", &self.error)
+            .field("resize", &self.resize)
+            .field("v4_status", &self.v4_status)
+            .field("gone", &self.gone.is_some())
+            .field("stdin_reply", &self.stdin_reply.is_some())
+            .finish()
+    }
 }
 
 /// The outcome of a session, as the error stream reports it.
@@ -82,6 +106,9 @@ pub enum Outcome {
     ExitCode(i32),
     /// The command could not be run or waited for.
     Failed(String),
+    /// The client went away before the process ended; nothing is
+    /// reported.
+    ClientGone,
 }
 
 impl Outcome {
@@ -98,6 +125,7 @@ impl Outcome {
                 "reason": "NonZeroExitCode",
                 "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
             }),
+            Outcome::ClientGone => return None,
             Outcome::Failed(why) => {
                 let message = format!("error executing command in container: {why}");
                 json!({
@@ -154,6 +182,7 @@ pub async fn spdy_streams(
             _ = &mut deadline => return Err("timed out waiting for client to create streams".into()),
         };
         let kind = stream.headers().get("streamtype").unwrap_or("").to_string();
+        tracing::debug!(stream_type = %kind, id = stream.id(), "remote command stream");
         stream.reply().await.map_err(|e| e.to_string())?;
         let (recv, mut send) = stream.split();
         let slot_free = match kind.as_str() {
@@ -173,15 +202,16 @@ pub async fn spdy_streams(
             "error" => streams.error = Some(Writer::Spdy(send)),
             "stdout" => streams.stdout = Some(Writer::Spdy(send)),
             "stderr" => streams.stderr = Some(Writer::Spdy(send)),
-            // Read-only streams: end our side, keep the client's.
-            "stdin" | "resize" => {
+            // Read-only streams. Our side of stdin stays open until the
+            // end (client-go reads it, and ends its stdin when it ends);
+            // of resize it ends now.
+            "stdin" => {
+                streams.stdin = Some(Reader::Spdy(recv));
+                streams.stdin_reply = Some(Writer::Spdy(send));
+            }
+            "resize" => {
                 let _ = send.finish().await;
-                let reader = Some(Reader::Spdy(recv));
-                if kind == "stdin" {
-                    streams.stdin = reader;
-                } else {
-                    streams.resize = reader;
-                }
+                streams.resize = Some(Reader::Spdy(recv));
             }
             _ => {}
         }
@@ -258,6 +288,8 @@ pub async fn websocket_streams(
             None
         },
         v4_status: protocol.v4_status,
+        gone: None,
+        stdin_reply: None,
     }
 }
 
@@ -279,9 +311,13 @@ pub async fn run(
         }
         error.finish().await;
     }
-    for w in [streams.stdout.take(), streams.stderr.take()]
-        .into_iter()
-        .flatten()
+    for w in [
+        streams.stdout.take(),
+        streams.stderr.take(),
+        streams.stdin_reply.take(),
+    ]
+    .into_iter()
+    .flatten()
     {
         let mut w = w;
         w.finish().await;
@@ -324,7 +360,19 @@ async fn copy_until_exit(streams: &mut Streams, io: ProcessIo, mode: Mode) -> Ou
     };
     let mut out_task = copy_out(stdout, streams.stdout.take());
     let mut err_task = copy_out(stderr, streams.stderr.take());
-    let exited = exit.await;
+    let gone = streams.gone.take();
+    let exited = match gone {
+        Some(gone) => tokio::select! {
+            exited = exit => exited,
+            () = gone => {
+                for t in [stdin_task, resize_task, out_task, err_task].into_iter().flatten() {
+                    t.abort();
+                }
+                return Outcome::ClientGone;
+            }
+        },
+        None => exit.await,
+    };
     let drained = tokio::time::timeout(DRAIN_GRACE, async {
         if let Some(t) = &mut out_task {
             let _ = t.await;

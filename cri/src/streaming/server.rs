@@ -552,8 +552,9 @@ async fn serve_spdy(
         Pending::Exec(spec) => {
             let opts = spec.stdio;
             match remotecommand::spdy_streams(&mut incoming, protocol, opts, timeout).await {
-                Ok(streams) => {
+                Ok(mut streams) => {
                     remotecommand::refuse_further(incoming);
+                    streams.gone = Some(spdy_gone(&session));
                     if let Some(backend) = inner.backends.exec.clone() {
                         let process = backend.exec(spec).await;
                         remotecommand::run(streams, process, Mode::Exec).await;
@@ -565,8 +566,9 @@ async fn serve_spdy(
         Pending::Attach(spec) => {
             let opts = spec.stdio;
             match remotecommand::spdy_streams(&mut incoming, protocol, opts, timeout).await {
-                Ok(streams) => {
+                Ok(mut streams) => {
                     remotecommand::refuse_further(incoming);
+                    streams.gone = Some(spdy_gone(&session));
                     if let Some(backend) = inner.backends.attach.clone() {
                         let process = backend.attach(spec).await;
                         remotecommand::run(streams, process, Mode::Attach).await;
@@ -577,6 +579,18 @@ async fn serve_spdy(
         }
     }
     session.close(CLOSE_GRACE).await;
+}
+
+/// Resolves when the SPDY session is over (the client went).
+fn spdy_gone(session: &Session) -> super::backend::BoxFuture<'static, ()> {
+    let session = session.clone();
+    Box::pin(async move { session.closed().await })
+}
+
+/// Resolves when the WebSocket connection is over (the client went).
+fn websocket_gone(conn: &websocket::Connection) -> super::backend::BoxFuture<'static, ()> {
+    let conn = conn.clone();
+    Box::pin(async move { conn.closed().await })
 }
 
 async fn serve_websocket<T>(
@@ -610,7 +624,8 @@ async fn serve_websocket<T>(
                 &remotecommand::websocket_channels(opts),
                 idle,
             );
-            let streams = remotecommand::websocket_streams(channels, protocol, opts).await;
+            let mut streams = remotecommand::websocket_streams(channels, protocol, opts).await;
+            streams.gone = Some(websocket_gone(&conn));
             if let Some(backend) = inner.backends.exec.clone() {
                 let process = backend.exec(spec).await;
                 remotecommand::run(streams, process, Mode::Exec).await;
@@ -625,7 +640,8 @@ async fn serve_websocket<T>(
                 &remotecommand::websocket_channels(opts),
                 idle,
             );
-            let streams = remotecommand::websocket_streams(channels, protocol, opts).await;
+            let mut streams = remotecommand::websocket_streams(channels, protocol, opts).await;
+            streams.gone = Some(websocket_gone(&conn));
             if let Some(backend) = inner.backends.attach.clone() {
                 let process = backend.attach(spec).await;
                 remotecommand::run(streams, process, Mode::Attach).await;

@@ -299,7 +299,14 @@ where
                 }
             }
             Some(Out::Close) => {
-                let _ = sink.send(Message::Close(None)).await;
+                // A normal closure with its code: Go's clients (gorilla)
+                // report a close without one as an error (1005).
+                let frame = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                    code:
+                        tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+                    reason: "".into(),
+                };
+                let _ = sink.send(Message::Close(Some(frame))).await;
                 let _ = sink.flush().await;
                 // The reader ends when the client answers (or the grace
                 // in `close` runs out).

@@ -20,11 +20,16 @@ const REOPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Writes the process an exec runs: the container's own (its user,
 /// groups, environment, working directory, capabilities, rlimits,
-/// no_new_privs, AppArmor) with `cmd` for arguments and no terminal, as
+/// no_new_privs, AppArmor) with `cmd` for arguments and a terminal or not, as
 /// containerd and CRI-O do. Passed whole (`exec --process`), because a bare
 /// `exec ID CMD` is not read the same way by every runtime (crun 1.8 runs
 /// it as root).
-fn write_exec_process(config_json: &Path, cmd: &[String], out: &Path) -> Result<()> {
+pub(super) fn write_exec_process(
+    config_json: &Path,
+    cmd: &[String],
+    terminal: bool,
+    out: &Path,
+) -> Result<()> {
     let spec = oci_spec::runtime::Spec::load(config_json)
         .map_err(|e| Error::Internal(format!("read {}: {e}", config_json.display())))?;
     let mut process = spec
@@ -32,7 +37,7 @@ fn write_exec_process(config_json: &Path, cmd: &[String], out: &Path) -> Result<
         .clone()
         .ok_or_else(|| Error::Internal(format!("{} has no process", config_json.display())))?;
     process.set_args(Some(cmd.to_vec()));
-    process.set_terminal(Some(false));
+    process.set_terminal(Some(terminal));
     process.set_console_size(None);
     let json = serde_json::to_vec(&process)
         .map_err(|e| Error::Internal(format!("encode exec process: {e}")))?;
@@ -68,7 +73,7 @@ impl Runtime {
         let name = &new_id()?[..16];
         let pid_file = dir.join(format!("exec-{name}.pid"));
         let process_file = dir.join(format!("exec-{name}.json"));
-        write_exec_process(&dir.join("config.json"), cmd, &process_file)?;
+        write_exec_process(&dir.join("config.json"), cmd, false, &process_file)?;
         let out = oci
             .exec(&c.id, &process_file, timeout, MAX_EXEC_OUTPUT, &pid_file)
             .await;

@@ -17,6 +17,7 @@ use crate::crash;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::image::Image;
+use crate::monitor::attach::ATTACH_SOCKET;
 use crate::monitor::control::{self, CONTROL_FIFO};
 use crate::monitor::{self, MonitorConfig};
 use crate::oci::OciRuntime;
@@ -369,6 +370,8 @@ impl Runtime {
                 oom_file: oom_file(&cgroups_path, self.cgroup_v2),
                 console_socket,
                 stdin: c.config.stdin,
+                stdin_once: c.config.stdin_once,
+                attach_socket: Some(bundle.join(ATTACH_SOCKET)),
             },
             &bundle,
         )

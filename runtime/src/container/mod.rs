@@ -2,8 +2,10 @@
 //! rootfs on overlayfs, and the lifecycle through the monitor and the OCI
 //! runtime.
 
+mod attach;
 mod devices;
 mod exec;
+mod exec_session;
 mod lifecycle;
 mod recover;
 mod rootfs;
@@ -18,7 +20,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use attach::AttachSession;
 pub use exec::ExecOutput;
+pub use exec_session::{ExecExit, ExecRead, ExecSession, ExecStdio, ExecWrite, Terminal};
 pub use lifecycle::ContainerFilter;
 pub use termination::PATH_ANNOTATION as TERMINATION_MESSAGE_PATH_ANNOTATION;
 pub use user::Identity;

@@ -12,9 +12,11 @@
 //! Monitor side: [`main`], the whole of the `crius-monitor` binary — plain
 //! std and nix, one blocking `poll` loop, no async runtime.
 
-mod console;
+pub mod attach;
+pub(crate) mod console;
 pub mod control;
 pub mod cri_log;
+mod exec;
 mod exit_status;
 mod process;
 mod spawn;
@@ -26,6 +28,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use exec::{EXEC_ARG, exec_main, is_exec_helper};
 pub use exit_status::{ExitStatus, read_exit_file};
 pub use process::main;
 pub use spawn::{Spawned, find_monitor_bin, spawn};
@@ -73,4 +76,11 @@ pub struct MonitorConfig {
     /// holds (for attach), instead of /dev/null.
     #[serde(default)]
     pub stdin: bool,
+    /// Close the container's stdin once the first attacher that sent
+    /// stdin has ended it (CRI `stdin_once`).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Where the monitor serves attach ([`attach`]); `None`: no attach.
+    #[serde(default)]
+    pub attach_socket: Option<PathBuf>,
 }

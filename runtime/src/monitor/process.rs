@@ -13,7 +13,9 @@
 //!    error report.
 //! 5. Report `ok <container pid> <monitor pid>` or `error <message>` on
 //!    stdout, then drop stdout.
-//! 6. Loop on `poll`: copy the pipes into the CRI log, reap every child;
+//! 6. Loop on `poll`: copy the pipes into the CRI log and to the attachers
+//!    ([`super::attach`]), stdin from attachers to the container, reap
+//!    every child;
 //!    when the container's init has been reaped and the pipes are drained
 //!    (bounded, in case a stray process keeps them open), write the exit
 //!    file and exit.
@@ -34,7 +36,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, pipe2, setsid};
 
-use super::console::ConsoleSocket;
+use super::attach::{
+    Attach, FromAttacher, MAX_STDIN_PACKET, STDERR_TAG, STDOUT_TAG, read_attacher,
+};
+use super::console::{ConsoleSocket, set_window_size};
 use super::control::{Control, take_requests};
 use super::cri_log::{LineSplitter, Stream, timestamp_now};
 use super::exit_status::{ExitStatus, oom_kills, unix_nanos_now, write_exit_file};
@@ -232,6 +237,21 @@ struct Ready {
     outputs: [bool; 2],
     signal: bool,
     control: bool,
+    listener: bool,
+    /// Attachers with events, and whether they hung up.
+    attachers: Vec<(usize, bool)>,
+    stdin: bool,
+}
+
+/// What a poll slot watches.
+#[derive(Clone, Copy)]
+enum Slot {
+    Output(usize),
+    Signal,
+    Control,
+    Listener,
+    Attacher(usize),
+    Stdin,
 }
 
 struct Monitor {
@@ -244,9 +264,17 @@ struct Monitor {
     control: Option<File>,
     control_pending: Vec<u8>,
     container_pid: Pid,
-    /// The write end of the container's stdin, held open so that it does
-    /// not read end-of-file (attach will write to it).
-    _stdin: Option<OwnedFd>,
+    /// Where attachers' stdin goes (non-blocking): the write end of the
+    /// container's stdin pipe, or the terminal's master; held open so
+    /// that the container does not read end-of-file.
+    stdin: Option<OwnedFd>,
+    /// Stdin not yet taken by the container; attachers are not read
+    /// meanwhile.
+    stdin_pending: Vec<u8>,
+    /// The attach socket and attachers, once the container is created.
+    attach: Option<Attach>,
+    /// The container has a terminal (outputs[0] is its master).
+    tty: bool,
     /// Children reaped before the container's pid was known.
     reaped_early: Vec<(Pid, WaitStatus)>,
     buf: Vec<u8>,
@@ -270,9 +298,16 @@ impl Monitor {
             .as_deref()
             .map(ConsoleSocket::bind)
             .transpose()?;
+        let attach = config
+            .attach_socket
+            .as_deref()
+            .map(Attach::bind)
+            .transpose()?;
         let (stdin_r, stdin_w) = match config.stdin {
             true => {
                 let (r, w) = pipe2(OFlag::O_CLOEXEC).context(|| "create stdin pipe")?;
+                fcntl(&w, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+                    .context(|| "make the stdin pipe non-blocking")?;
                 (Some(r), Some(w))
             }
             false => (None, None),
@@ -298,7 +333,10 @@ impl Monitor {
             control,
             control_pending: Vec::new(),
             container_pid: Pid::from_raw(0),
-            _stdin: stdin_w,
+            stdin: stdin_w,
+            stdin_pending: Vec::new(),
+            attach: None,
+            tty: console.is_some(),
             reaped_early: Vec::new(),
             buf: vec![0; READ_BUF],
             records: Vec::new(),
@@ -357,8 +395,16 @@ impl Monitor {
             let master = console.receive_master()?;
             fcntl(&master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
                 .context(|| "make the terminal non-blocking")?;
+            if config.stdin {
+                monitor.stdin = Some(
+                    master
+                        .try_clone()
+                        .context(|| "duplicate the terminal for stdin")?,
+                );
+            }
             monitor.outputs[0].fd = Some(master);
         }
+        monitor.attach = attach;
         Ok(monitor)
     }
 
@@ -434,6 +480,19 @@ impl Monitor {
                     break;
                 }
             };
+            // Attachers first: the indices are the poll's, and sending
+            // output may drop attachers.
+            if !ready.attachers.is_empty() {
+                self.serve_attachers(&ready.attachers, config);
+            }
+            if ready.stdin {
+                self.flush_stdin();
+            }
+            if ready.listener
+                && let Some(attach) = self.attach.as_mut()
+            {
+                attach.accept();
+            }
             for i in 0..2 {
                 if ready.outputs[i] {
                     self.copy_to_log(i);
@@ -504,6 +563,13 @@ impl Monitor {
         for _ in 0..READS_PER_WAKE {
             match self.outputs[i].read(&mut self.buf) {
                 Read::Data(n) => {
+                    if let Some(attach) = self.attach.as_mut() {
+                        let tag = match self.outputs[i].stream {
+                            Stream::Stdout => STDOUT_TAG,
+                            Stream::Stderr => STDERR_TAG,
+                        };
+                        attach.broadcast(tag, &self.buf[..n]);
+                    }
                     if self.log.is_some() {
                         let ts = timestamp_now();
                         self.records.clear();
@@ -563,8 +629,13 @@ impl Monitor {
         for request in take_requests(&mut self.control_pending, &buf[..n]) {
             match request {
                 Control::ReopenLog => self.reopen_log(config),
-                // Attach is not served yet: there is no terminal to size.
-                Control::Resize { .. } => {}
+                Control::Resize { width, height } => {
+                    if let (true, Some(master)) = (self.tty, &self.outputs[0].fd)
+                        && let Err(e) = set_window_size(master.as_fd(), width, height)
+                    {
+                        eprintln!("crius-monitor: {e}");
+                    }
+                }
             }
         }
     }
@@ -584,25 +655,112 @@ impl Monitor {
         }
     }
 
+    /// Reads the attachers that have something, and drops those gone.
+    fn serve_attachers(&mut self, ready: &[(usize, bool)], config: &MonitorConfig) {
+        let Some(attach) = self.attach.as_mut() else {
+            return;
+        };
+        let mut gone = Vec::new();
+        for &(i, hung_up) in ready {
+            let Some(a) = attach.attachers.get_mut(i) else {
+                continue;
+            };
+            // One packet at a time while the container keeps up.
+            while !a.read_closed && self.stdin_pending.is_empty() {
+                match read_attacher(a.fd.as_fd(), &mut self.buf[..MAX_STDIN_PACKET]) {
+                    FromAttacher::Stdin(n) => {
+                        a.sent_stdin = true;
+                        if let Some(stdin) = &self.stdin {
+                            let written = write_some(stdin, &self.buf[..n]);
+                            match written {
+                                Some(w) => self.stdin_pending.extend_from_slice(&self.buf[w..n]),
+                                None => self.stdin = None,
+                            }
+                        }
+                    }
+                    FromAttacher::Ended => {
+                        a.read_closed = true;
+                        if a.sent_stdin && config.stdin_once {
+                            // kubelet's stdin_once: the first session's end
+                            // is the container's end of input.
+                            self.stdin = None;
+                            self.stdin_pending.clear();
+                        }
+                    }
+                    FromAttacher::Nothing => break,
+                }
+            }
+            if hung_up {
+                // Gone for good (what it sent and was not read while
+                // stdin was backed up is lost with it).
+                if !a.read_closed && a.sent_stdin && config.stdin_once {
+                    self.stdin = None;
+                    self.stdin_pending.clear();
+                }
+                gone.push(i);
+            }
+        }
+        for i in gone.into_iter().rev() {
+            attach.attachers.remove(i);
+        }
+    }
+
+    /// Writes what stdin still holds, as far as the container takes it.
+    fn flush_stdin(&mut self) {
+        let Some(stdin) = &self.stdin else {
+            self.stdin_pending.clear();
+            return;
+        };
+        match write_some(stdin, &self.stdin_pending) {
+            Some(w) => {
+                self.stdin_pending.drain(..w);
+            }
+            None => {
+                self.stdin = None;
+                self.stdin_pending.clear();
+            }
+        }
+    }
+
     fn drain_signals(&mut self) {
         while let Ok(Some(_)) = self.signals.read_signal() {}
     }
 
-    /// Waits until an output pipe or the signalfd is ready, or `timeout`.
+    /// Waits until an output pipe, the signalfd, the control FIFO or an
+    /// attach socket is ready, or `timeout`.
     fn poll(&self, timeout: Option<Duration>) -> Result<Ready> {
-        let mut fds = Vec::with_capacity(3);
-        let mut which = Vec::with_capacity(3);
+        let mut fds = Vec::with_capacity(4);
+        let mut which = Vec::with_capacity(4);
         for (i, output) in self.outputs.iter().enumerate() {
             if let Some(fd) = &output.fd {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-                which.push(Some(i));
+                which.push(Slot::Output(i));
             }
         }
         fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
-        which.push(None);
+        which.push(Slot::Signal);
         if let Some(control) = &self.control {
             fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
-            which.push(Some(CONTROL));
+            which.push(Slot::Control);
+        }
+        if let Some(attach) = &self.attach {
+            fds.push(PollFd::new(attach.listener.as_fd(), PollFlags::POLLIN));
+            which.push(Slot::Listener);
+            // While stdin is backed up, attachers are not read (their
+            // hang-ups still show).
+            let reading = self.stdin_pending.is_empty();
+            for (i, a) in attach.attachers.iter().enumerate() {
+                let events = match reading && !a.read_closed {
+                    true => PollFlags::POLLIN,
+                    false => PollFlags::empty(),
+                };
+                fds.push(PollFd::new(a.fd.as_fd(), events));
+                which.push(Slot::Attacher(i));
+            }
+        }
+        if let (false, Some(stdin)) = (self.stdin_pending.is_empty(), &self.stdin) {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLOUT));
+            which.push(Slot::Stdin);
         }
         let timeout = match timeout {
             None => PollTimeout::NONE,
@@ -622,14 +780,35 @@ impl Monitor {
         }
         let mut ready = Ready::default();
         for (fd, which) in fds.iter().zip(which) {
-            let is_ready = fd.revents().is_some_and(|r| !r.is_empty());
+            let revents = fd.revents().unwrap_or(PollFlags::empty());
+            let is_ready = !revents.is_empty();
             match which {
-                Some(CONTROL) => ready.control = is_ready,
-                Some(i) => ready.outputs[i] = is_ready,
-                None => ready.signal = is_ready,
+                Slot::Output(i) => ready.outputs[i] = is_ready,
+                Slot::Signal => ready.signal = is_ready,
+                Slot::Control => ready.control = is_ready,
+                Slot::Listener => ready.listener = is_ready,
+                Slot::Attacher(i) if is_ready => {
+                    let hung_up = revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR);
+                    ready.attachers.push((i, hung_up));
+                }
+                Slot::Attacher(_) => {}
+                Slot::Stdin => ready.stdin = is_ready,
             }
         }
         Ok(ready)
+    }
+}
+
+/// Writes what `fd` takes of `data` now: how much (0 when full), or
+/// `None` when the reader has gone.
+fn write_some(fd: &OwnedFd, data: &[u8]) -> Option<usize> {
+    loop {
+        match nix::unistd::write(fd, data) {
+            Ok(n) => return Some(n),
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => return Some(0),
+            Err(_) => return None,
+        }
     }
 }
 
@@ -684,9 +863,6 @@ fn output_pipe() -> Result<(OwnedFd, OwnedFd)> {
     fcntl(&r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).context(|| "make output pipe non-blocking")?;
     Ok((r, w))
 }
-
-/// The poll slot of the control FIFO (after the two outputs).
-const CONTROL: usize = 2;
 
 /// Opens the control FIFO made by the daemon, read-write and non-blocking:
 /// holding a write end ourselves, it never reads as ended.

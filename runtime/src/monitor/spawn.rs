@@ -183,6 +183,8 @@ mod tests {
             oom_file: None,
             console_socket: None,
             stdin: false,
+            stdin_once: false,
+            attach_socket: None,
         };
         let err = spawn(Path::new("/bin/false"), &config, dir.path())
             .await

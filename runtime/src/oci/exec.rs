@@ -156,7 +156,41 @@ impl OciRuntime {
     }
 }
 
-fn read_pid(path: &Path) -> Option<Pid> {
+impl OciRuntime {
+    /// The argv of `<runtime> exec --detach` for the process described by
+    /// `process_file`, writing its pid to `pid_file` and, with a terminal,
+    /// sending the terminal's master to `console_socket` — for
+    /// [`crate::monitor::EXEC_ARG`]'s helper to run.
+    pub fn exec_detached_command(
+        &self,
+        id: &str,
+        process_file: &Path,
+        pid_file: &Path,
+        console_socket: Option<&Path>,
+    ) -> Result<Vec<std::ffi::OsString>> {
+        check_id(id)?;
+        let mut argv: Vec<std::ffi::OsString> = vec![
+            self.path.clone().into(),
+            "--root".into(),
+            self.root.clone().into(),
+            "exec".into(),
+            "--detach".into(),
+            "--process".into(),
+            process_file.into(),
+            "--pid-file".into(),
+            pid_file.into(),
+        ];
+        if let Some(socket) = console_socket {
+            argv.push("--console-socket".into());
+            argv.push(socket.into());
+        }
+        argv.push(id.into());
+        Ok(argv)
+    }
+}
+
+/// The pid in a runtime's pid file, if it holds one.
+pub(crate) fn read_pid(path: &Path) -> Option<Pid> {
     let text = std::fs::read_to_string(path).ok()?;
     text.trim()
         .parse::<i32>()

@@ -10,6 +10,7 @@ mod lookup;
 mod message;
 
 pub use exec::ExecOutput;
+pub(crate) use exec::read_pid;
 
 pub(crate) use lookup::find_executable;
 pub(crate) use message::runtime_message;
