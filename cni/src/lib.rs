@@ -12,6 +12,7 @@ mod cache;
 pub mod config;
 pub mod error;
 mod exec;
+pub mod ifstats;
 pub mod netns;
 pub mod result;
 mod watch;

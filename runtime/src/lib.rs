@@ -8,6 +8,7 @@
 pub mod config;
 pub mod container;
 pub mod error;
+pub mod events;
 pub mod fsutil;
 pub mod image;
 mod image_gc;
@@ -16,6 +17,7 @@ pub mod monitor;
 pub mod oci;
 pub mod sandbox;
 mod state;
+pub mod stats;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -79,6 +81,10 @@ pub struct Runtime {
     /// The host runs the unified cgroup v2 hierarchy only.
     cgroup_v2: bool,
     metrics: metrics::RuntimeMetrics,
+    /// cgroup hierarchies and previous CPU samples, for stats.
+    stats: stats::StatsState,
+    /// Container lifecycle events, for GetContainerEvents subscribers.
+    events: events::Events,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -147,6 +153,8 @@ impl Runtime {
             min_oom_score_adj: own_oom_score_adj(),
             cgroup_v2: is_cgroup_v2(),
             metrics,
+            stats: stats::StatsState::new(),
+            events: events::Events::new(),
             config,
         });
         rt.load()?;

@@ -25,19 +25,18 @@ const REOPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// `exec ID CMD` is not read the same way by every runtime (crun 1.8 runs
 /// it as root).
 fn write_exec_process(config_json: &Path, cmd: &[String], out: &Path) -> Result<()> {
-    let spec = oci_spec::runtime::Spec::load(config_json).map_err(|e| {
-        Error::Internal(format!("read {}: {e}", config_json.display()))
-    })?;
-    let mut process = spec.process().clone().ok_or_else(|| {
-        Error::Internal(format!("{} has no process", config_json.display()))
-    })?;
+    let spec = oci_spec::runtime::Spec::load(config_json)
+        .map_err(|e| Error::Internal(format!("read {}: {e}", config_json.display())))?;
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or_else(|| Error::Internal(format!("{} has no process", config_json.display())))?;
     process.set_args(Some(cmd.to_vec()));
     process.set_terminal(Some(false));
     process.set_console_size(None);
     let json = serde_json::to_vec(&process)
         .map_err(|e| Error::Internal(format!("encode exec process: {e}")))?;
-    std::fs::write(out, json)
-        .map_err(|e| Error::io(format!("write {}", out.display()), e))
+    std::fs::write(out, json).map_err(|e| Error::io(format!("write {}", out.display()), e))
 }
 
 impl Runtime {

@@ -14,6 +14,7 @@ use super::{
     termination, user,
 };
 use crate::error::{Error, Result};
+use crate::events::ContainerEventKind;
 use crate::fsutil;
 use crate::image::Image;
 use crate::monitor::control::{self, CONTROL_FIFO};
@@ -182,6 +183,7 @@ impl Runtime {
         self.metrics.created.with_label_values(&["container"]).inc();
         let entry = Entry::new(&id, c);
         self.containers.insert(entry.clone());
+        self.emit_container_event(&entry.get(), ContainerEventKind::Created);
         self.watch_exit(entry);
         Ok(id)
     }
@@ -361,6 +363,7 @@ impl Runtime {
                 }
                 rt.save_container_state(r)
             });
+            rt.emit_container_event(&entry.get(), ContainerEventKind::Stopped);
             match (status, saved) {
                 (Ok(st), Ok(())) => {
                     tracing::info!(container = %c.id, exit_code = st.exit_code, "container exited")
@@ -421,6 +424,7 @@ impl Runtime {
             r.started_at = started_at;
             self.save_container_state(r)
         })?;
+        self.emit_container_event(&entry.get(), ContainerEventKind::Started);
         tracing::info!(container = %c.id, "container started");
         Ok(())
     }
@@ -492,6 +496,7 @@ impl Runtime {
         self.containers.remove(&c.id);
         self.containers
             .release_name(&container_name_key(&c.sandbox_id, &c.config), &c.id);
+        self.emit_container_event(&entry.get(), ContainerEventKind::Deleted);
         tracing::info!(container = %c.id, "container removed");
         self.collect_image_garbage_or_warn().await;
         Ok(())
