@@ -247,16 +247,18 @@ impl RuntimeService for CriService {
 
     async fn list_metric_descriptors(
         &self,
-        _req: Request<ListMetricDescriptorsRequest>,
+        req: Request<ListMetricDescriptorsRequest>,
     ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
-        Err(unimplemented("ListMetricDescriptors"))
+        runtime::list_metric_descriptors::handle(req.into_inner()).map(Response::new)
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
-        _req: Request<ListPodSandboxMetricsRequest>,
+        req: Request<ListPodSandboxMetricsRequest>,
     ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
-        Err(unimplemented("ListPodSandboxMetrics"))
+        runtime::list_pod_sandbox_metrics::handle(&self.runtime, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn runtime_config(

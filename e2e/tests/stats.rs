@@ -17,7 +17,8 @@ use common::World;
 use crius_e2e::{CriusOptions, cri};
 use k8s_cri::v1::{
     ContainerEventType, ContainerState, ContainerStatsFilter, ContainerStatsRequest,
-    GetEventsRequest, ListContainerStatsRequest, ListPodSandboxStatsRequest, PodSandboxStatsFilter,
+    GetEventsRequest, ListContainerStatsRequest, ListMetricDescriptorsRequest,
+    ListPodSandboxMetricsRequest, ListPodSandboxStatsRequest, PodSandboxStatsFilter,
     PodSandboxStatsRequest, PodSandboxStatusRequest, RemoveContainerRequest,
 };
 use tokio_stream::StreamExt;
@@ -382,6 +383,64 @@ async fn stats_match_the_kernels_figures() {
         })
         .await,
         [] as [String; 0]
+    );
+
+    // The same figures as cAdvisor-named metrics, for kubelet's CRI-only
+    // stats path: every metric has a descriptor with as many label keys.
+    let descriptors: HashMap<String, usize> =
+        w.rt.list_metric_descriptors(ListMetricDescriptorsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .descriptors
+            .into_iter()
+            .map(|d| (d.name, d.label_keys.len()))
+            .collect();
+    assert!(descriptors.contains_key("container_cpu_usage_seconds_total"));
+    let metrics =
+        w.rt.list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_metrics;
+    assert_eq!(metrics.len(), 1);
+    let pm = &metrics[0];
+    assert_eq!(pm.pod_sandbox_id, pod_id);
+    let all = pm
+        .metrics
+        .iter()
+        .chain(pm.container_metrics.iter().flat_map(|c| &c.metrics));
+    for m in all {
+        assert_eq!(
+            descriptors.get(&m.name),
+            Some(&m.label_values.len()),
+            "{m:?}"
+        );
+    }
+    let find = |metrics: &[k8s_cri::v1::Metric], name: &str| {
+        metrics
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no {name} in {metrics:?}"))
+            .clone()
+    };
+    let busy_metrics = &pm
+        .container_metrics
+        .iter()
+        .find(|c| c.container_id == busy)
+        .unwrap()
+        .metrics;
+    let ws = find(busy_metrics, "container_memory_working_set_bytes");
+    assert_eq!(ws.label_values[..2], [busy.clone(), "busy".to_string()]);
+    assert!(ws.value.unwrap().value >= 40 * mib, "{ws:?}");
+    let rx = find(&pm.metrics, "container_network_receive_bytes_total");
+    assert_eq!(rx.label_values, [pod_id.as_str(), "POD", "", "eth0"]);
+    assert_between(
+        "rx bytes metric",
+        net_before["eth0"][0],
+        rx.value.unwrap().value,
+        netns_counters(&pin)["eth0"][0],
+        0,
     );
 
     // Unknown ids name what was not found.
