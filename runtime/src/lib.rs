@@ -114,7 +114,8 @@ impl Runtime {
             cache_dir: config.root.join("cni").join("cache"),
             plugin_timeout: Duration::from_secs(config.cni.plugin_timeout_secs),
             loopback_plugin: config.cni.loopback_plugin,
-        });
+        })
+        .with_observer(metrics.cni_observer());
         let timeout = Duration::from_secs(config.runtime.oci_timeout_secs);
         let mut oci = BTreeMap::new();
         for (name, handler) in &config.runtime.handlers {
@@ -157,6 +158,8 @@ impl Runtime {
             events: events::Events::new(),
             config,
         });
+        metrics::StateCollector::register(registry, Arc::downgrade(&rt))
+            .map_err(|e| Error::Internal(format!("register state metrics: {e}")))?;
         rt.load()?;
         rt.recover_sandboxes().await;
         // Layers and blobs of pulls a crash interrupted before they were

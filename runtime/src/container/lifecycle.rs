@@ -172,6 +172,7 @@ impl Runtime {
             oom_killed: false,
             config,
         };
+        let began = std::time::Instant::now();
         let made = self.set_up_container(&sb, &image, &mut c, oci).await;
         let made = made.and_then(|()| self.container_table.put(&id, &c));
         if let Err(e) = made {
@@ -181,6 +182,7 @@ impl Runtime {
         }
         tracing::info!(container = %id, pod = %sb.id, name = %c.config.name, "container created");
         self.metrics.created.with_label_values(&["container"]).inc();
+        self.metrics.phase("container_create", began);
         let entry = Entry::new(&id, c);
         self.containers.insert(entry.clone());
         self.emit_container_event(&entry.get(), ContainerEventKind::Created);
@@ -363,7 +365,17 @@ impl Runtime {
                 }
                 rt.save_container_state(r)
             });
-            rt.emit_container_event(&entry.get(), ContainerEventKind::Stopped);
+            let ended = entry.get();
+            if ended.reason != CANNOT_RUN {
+                rt.metrics
+                    .container_exits
+                    .with_label_values(&[ended.reason.as_str()])
+                    .inc();
+            }
+            if ended.oom_killed {
+                rt.metrics.oom_kills.inc();
+            }
+            rt.emit_container_event(&ended, ContainerEventKind::Stopped);
             match (status, saved) {
                 (Ok(st), Ok(())) => {
                     tracing::info!(container = %c.id, exit_code = st.exit_code, "container exited")
@@ -400,7 +412,12 @@ impl Runtime {
         }
         let oci = self.oci_runtime(&c.runtime_handler)?;
         let started_at = now_nanos();
+        let began = std::time::Instant::now();
         if let Err(e) = oci.start_created(&c.id, c.pid).await {
+            self.metrics
+                .container_exits
+                .with_label_values(&[CANNOT_RUN])
+                .inc();
             // It will never run: report it exited, and end what the
             // runtime made so the monitor goes.
             entry.update(|r| {
@@ -424,6 +441,8 @@ impl Runtime {
             r.started_at = started_at;
             self.save_container_state(r)
         })?;
+        self.metrics.phase("container_start", began);
+        self.metrics.container_starts.inc();
         self.emit_container_event(&entry.get(), ContainerEventKind::Started);
         tracing::info!(container = %c.id, "container started");
         Ok(())
