@@ -118,6 +118,33 @@ async fn prometheus_scrapes_crius() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // Every query of the shipped Grafana dashboard is valid PromQL over
+    // these series (with its $instance variable set to all).
+    let dashboard =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana-dashboard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dashboard).unwrap()).unwrap();
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap().replace("$instance", ".*");
+            let series = prom
+                .query(&expr)
+                .unwrap_or_else(|e| panic!("panel {}: {e}", panel["title"]));
+            // Gauges and counters have data already; rates may need more
+            // scrapes than the test waited for.
+            if !expr.contains("rate(") {
+                assert!(
+                    !series.is_empty(),
+                    "panel {}: {expr} has no data",
+                    panel["title"]
+                );
+            }
+            queries += 1;
+        }
+    }
+    assert!(queries >= 10, "{queries} dashboard queries");
+
     drop(prom);
     w.remove_pod(&pod_id).await;
     w.finish().await;
