@@ -7,6 +7,7 @@
 //! crius-bench pods [--count N] [--handler H] [--endpoint SOCKET --pid PID]
 //! crius-bench containers [--count N] [--handler H] [--endpoint SOCKET --pid PID]
 //! crius-bench portforward [--count N]      # PortForward latency and throughput
+//! crius-bench stats [--count N] [--runs R] # List*Stats latency with N containers
 //! crius-bench push --registry HOST:PORT   # the test images, for trying things by hand
 //! crius-bench sandboxes [--count N] [--conflist FILE] [--pid-namespace pod|container]
 //!                       [--endpoint SOCKET --pid PID]
@@ -25,6 +26,7 @@ mod portforward;
 mod pull;
 mod push;
 mod sandboxes;
+mod stats;
 mod target;
 mod util;
 
@@ -40,8 +42,9 @@ async fn main() -> std::process::ExitCode {
         Ok(args) if args.command == "sandboxes" => sandboxes::run(&args).await,
         Ok(args) if args.command == "pull" => pull::run(&args).await,
         Ok(args) if args.command == "portforward" => portforward::run(&args).await,
+        Ok(args) if args.command == "stats" => stats::run(&args).await,
         Ok(_) => Err(err(
-            "usage: crius-bench idle|pods|containers|push|sandboxes|pull|portforward [--seconds S] [--count N] \
+            "usage: crius-bench idle|pods|containers|push|sandboxes|pull|portforward|stats [--seconds S] [--count N] \
              [--handler H] [--endpoint SOCKET --pid PID] [--registry HOST:PORT] \
              [--conflist FILE] [--pid-namespace pod|container] [--runs N] [--single-mib M] \
              [--five-mib M]",
