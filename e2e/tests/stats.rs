@@ -497,6 +497,13 @@ async fn event_subscribers_see_a_containers_lifecycle_in_order() {
                 .into_inner(),
         );
     }
+    // A subscriber that never reads: the runtime goes on regardless.
+    let _idle_subscriber =
+        w.rt.clone()
+            .get_container_events(GetEventsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
     let id = w.start_sh(&pod_id, &pod, "brief", "exit 3").await;
     cri::wait_container_state(&mut w.rt, &id, ContainerState::ContainerExited)
         .await

@@ -21,7 +21,12 @@ pub type EventStream =
 
 /// Handles GetContainerEvents.
 pub fn handle(rt: &Runtime, _req: GetEventsRequest) -> Result<EventStream, Status> {
-    let sub: Subscription = rt.subscribe_events();
+    Ok(stream(rt.subscribe_events()))
+}
+
+/// The responses of one subscription: its events until it falls behind
+/// (then one RESOURCE_EXHAUSTED) or the runtime goes.
+fn stream(sub: Subscription) -> EventStream {
     let stream = futures_util::stream::unfold(Some(sub), |sub| async move {
         let mut sub = sub?;
         match sub.recv().await {
@@ -35,7 +40,7 @@ pub fn handle(rt: &Runtime, _req: GetEventsRequest) -> Result<EventStream, Statu
             Err(RecvError::Closed) => None,
         }
     });
-    Ok(Box::pin(stream))
+    Box::pin(stream)
 }
 
 fn event(ev: &Arc<ContainerEvent>) -> ContainerEventResponse {
@@ -55,5 +60,43 @@ fn event(ev: &Arc<ContainerEvent>) -> ContainerEventResponse {
             .iter()
             .map(convert::container_status)
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use tokio::sync::broadcast;
+
+    fn ev(n: usize) -> Arc<ContainerEvent> {
+        Arc::new(ContainerEvent {
+            container_id: format!("c{n}"),
+            kind: ContainerEventKind::Created,
+            at: n as i64,
+            sandbox: None,
+            containers: Vec::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_laggard_is_dropped_while_others_get_everything() {
+        let (tx, fast) = broadcast::channel(4);
+        let slow = tx.subscribe();
+        let mut fast = stream(fast);
+        let mut got = Vec::new();
+        for n in 0..10 {
+            // Sending never waits for anyone.
+            tx.send(ev(n)).unwrap();
+            got.push(fast.next().await.unwrap().unwrap().container_id);
+        }
+        assert_eq!(got.len(), 10);
+        assert_eq!(got[9], "c9");
+        let mut slow = stream(slow);
+        let err = slow.next().await.unwrap().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+        assert!(slow.next().await.is_none(), "the laggard's stream ends");
+        drop(tx);
+        assert!(fast.next().await.is_none());
     }
 }
