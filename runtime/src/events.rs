@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::Runtime;
 use crate::container::Container;
@@ -47,18 +47,27 @@ pub struct ContainerEvent {
 }
 
 /// A subscription to container events.
-pub type Subscription = broadcast::Receiver<Arc<ContainerEvent>>;
+#[derive(Debug)]
+pub struct Subscription {
+    /// The events, from the moment of subscribing.
+    pub events: broadcast::Receiver<Arc<ContainerEvent>>,
+    /// Turns true when the daemon stops: subscribers must end their
+    /// streams then, or a graceful stop would wait for them forever.
+    pub closed: watch::Receiver<bool>,
+}
 
 /// The sending side of the events.
 #[derive(Debug)]
 pub(crate) struct Events {
     tx: broadcast::Sender<Arc<ContainerEvent>>,
+    closed: watch::Sender<bool>,
 }
 
 impl Events {
     pub(crate) fn new() -> Events {
         Events {
             tx: broadcast::channel(BACKLOG).0,
+            closed: watch::channel(false).0,
         }
     }
 }
@@ -66,7 +75,15 @@ impl Events {
 impl Runtime {
     /// Subscribes to container events from now on.
     pub fn subscribe_events(&self) -> Subscription {
-        self.events.tx.subscribe()
+        Subscription {
+            events: self.events.tx.subscribe(),
+            closed: self.events.closed.subscribe(),
+        }
+    }
+
+    /// Ends every event subscription (the daemon is stopping).
+    pub fn close_events(&self) {
+        self.events.closed.send_replace(true);
     }
 
     /// Sends an event about `c` to the subscribers, if there are any.

@@ -25,11 +25,15 @@ pub fn handle(rt: &Runtime, _req: GetEventsRequest) -> Result<EventStream, Statu
 }
 
 /// The responses of one subscription: its events until it falls behind
-/// (then one RESOURCE_EXHAUSTED) or the runtime goes.
+/// (then one RESOURCE_EXHAUSTED) or the daemon stops.
 fn stream(sub: Subscription) -> EventStream {
     let stream = futures_util::stream::unfold(Some(sub), |sub| async move {
         let mut sub = sub?;
-        match sub.recv().await {
+        let received = tokio::select! {
+            r = sub.events.recv() => r,
+            _ = sub.closed.wait_for(|closed| *closed) => return None,
+        };
+        match received {
             Ok(ev) => Some((Ok(event(&ev)), Some(sub))),
             Err(RecvError::Lagged(n)) => Some((
                 Err(Status::resource_exhausted(format!(
@@ -67,7 +71,17 @@ fn event(ev: &Arc<ContainerEvent>) -> ContainerEventResponse {
 mod tests {
     use super::*;
     use futures_util::StreamExt;
-    use tokio::sync::broadcast;
+    use tokio::sync::{broadcast, watch};
+
+    fn subscription(
+        events: broadcast::Receiver<Arc<ContainerEvent>>,
+        closed: &watch::Sender<bool>,
+    ) -> Subscription {
+        Subscription {
+            events,
+            closed: closed.subscribe(),
+        }
+    }
 
     fn ev(n: usize) -> Arc<ContainerEvent> {
         Arc::new(ContainerEvent {
@@ -82,8 +96,9 @@ mod tests {
     #[tokio::test]
     async fn a_laggard_is_dropped_while_others_get_everything() {
         let (tx, fast) = broadcast::channel(4);
-        let slow = tx.subscribe();
-        let mut fast = stream(fast);
+        let (closed, _) = watch::channel(false);
+        let slow = subscription(tx.subscribe(), &closed);
+        let mut fast = stream(subscription(fast, &closed));
         let mut got = Vec::new();
         for n in 0..10 {
             // Sending never waits for anyone.
@@ -96,7 +111,9 @@ mod tests {
         let err = slow.next().await.unwrap().unwrap_err();
         assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
         assert!(slow.next().await.is_none(), "the laggard's stream ends");
-        drop(tx);
+        // A stopping daemon ends every stream.
+        closed.send_replace(true);
         assert!(fast.next().await.is_none());
+        drop(tx);
     }
 }
