@@ -13,7 +13,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
 for pkg in runc crun containernetworking-plugins docker-registry busybox-static \
-           protobuf-compiler iptables iproute2 openssl; do
+           protobuf-compiler iptables iproute2 openssl prometheus; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

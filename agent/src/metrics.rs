@@ -90,6 +90,15 @@ impl Metrics {
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        // The daemon's own CPU, memory and file descriptors:
+        // crius_process_cpu_seconds_total, crius_process_resident_memory_bytes,
+        // crius_process_open_fds …
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                "crius",
+            ),
+        ))?;
         Ok(Arc::new(Metrics {
             registry,
             requests,
@@ -325,6 +334,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("crius_grpc_request_duration_seconds_count{method=\"Version\"} 2"));
+        assert!(
+            text.contains("crius_process_resident_memory_bytes "),
+            "{text}"
+        );
+        assert!(text.contains("crius_process_open_fds "), "{text}");
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let listener = bind(socket).await?;
     tracing::info!(socket = %socket.display(), "serving CRI");
+    let events = Arc::clone(&runtime);
     let cri = CriService::new(runtime).with_streaming(streaming);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
@@ -105,6 +106,8 @@ pub async fn serve(
         .add_service(cri.image_server())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
             stop_signal().await;
+            // Event streams never end by themselves.
+            events.close_events();
             let _ = stopping_tx.send(());
         });
     tokio::pin!(server);

@@ -12,6 +12,7 @@ mod cache;
 pub mod config;
 pub mod error;
 mod exec;
+pub mod ifstats;
 pub mod netns;
 pub mod result;
 mod watch;
@@ -163,12 +164,36 @@ fn not_ready(message: String) -> NetworkStatus {
     }
 }
 
+/// One finished plugin call, as told to a [`CallObserver`].
+#[derive(Debug, Clone, Copy)]
+pub struct PluginCall<'a> {
+    /// The plugin type ("bridge", "loopback" …).
+    pub plugin: &'a str,
+    /// "ADD", "DEL", "CHECK", "STATUS" or "GC".
+    pub command: &'static str,
+    /// "success", "timeout" or "error".
+    pub result: &'static str,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// Told of every plugin call once it has finished (for metrics).
+#[derive(Clone)]
+pub struct CallObserver(pub Arc<dyn Fn(&PluginCall<'_>) + Send + Sync>);
+
+impl std::fmt::Debug for CallObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallObserver")
+    }
+}
+
 /// The CNI client. Clones share the config watch and the cache.
 #[derive(Debug, Clone)]
 pub struct Cni {
     opts: CniOptions,
     cache: Cache,
     watch: Arc<ConfigWatch>,
+    observer: Option<CallObserver>,
 }
 
 impl Cni {
@@ -176,7 +201,37 @@ impl Cni {
     pub fn new(opts: CniOptions) -> Self {
         let cache = Cache::new(opts.cache_dir.clone());
         let watch = Arc::new(ConfigWatch::new(opts.conf_dir.clone()));
-        Cni { opts, cache, watch }
+        Cni {
+            opts,
+            cache,
+            watch,
+            observer: None,
+        }
+    }
+
+    /// The client, telling `observer` of every plugin call.
+    pub fn with_observer(mut self, observer: CallObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Runs one plugin call and tells the observer.
+    async fn run(&self, inv: &Invocation<'_>) -> Result<Option<CniResult>, Error> {
+        let began = std::time::Instant::now();
+        let result = exec::run(inv, &self.opts.bin_dirs, self.opts.plugin_timeout).await;
+        if let Some(CallObserver(observe)) = &self.observer {
+            observe(&PluginCall {
+                plugin: inv.plugin.plugin_type(),
+                command: inv.command.as_str(),
+                result: match &result {
+                    Ok(_) => "success",
+                    Err(Error::Timeout { .. }) => "timeout",
+                    Err(_) => "error",
+                },
+                duration: began.elapsed(),
+            });
+        }
+        result
     }
 
     /// Ready iff the config directory holds a valid network config. Cheap:
@@ -224,7 +279,7 @@ impl Cni {
                 prev_result: None,
                 inject: None,
             };
-            if let Err(e) = exec::run(&inv, &self.opts.bin_dirs, self.opts.plugin_timeout).await {
+            if let Err(e) = self.run(&inv).await {
                 return not_ready(e.to_string());
             }
         }
@@ -314,8 +369,7 @@ impl Cni {
                     prev_result: None,
                     inject: Some(&inject),
                 };
-                if let Err(e) = exec::run(&inv, &self.opts.bin_dirs, self.opts.plugin_timeout).await
-                {
+                if let Err(e) = self.run(&inv).await {
                     report.errors.push(e.to_string());
                 }
             }
@@ -471,7 +525,7 @@ impl Cni {
                 prev_result: prev.as_ref().map(CniResult::raw),
                 inject: None,
             };
-            match exec::run(&inv, &self.opts.bin_dirs, self.opts.plugin_timeout).await {
+            match self.run(&inv).await {
                 Ok(Some(result)) => prev = Some(result),
                 Ok(None) => {
                     return Err(Error::Internal(format!(
@@ -563,7 +617,7 @@ impl Cni {
                 prev_result: prev,
                 inject: None,
             };
-            exec::run(&inv, &self.opts.bin_dirs, self.opts.plugin_timeout).await?;
+            self.run(&inv).await?;
         }
         Ok(())
     }
@@ -589,7 +643,7 @@ impl Cni {
                 prev_result: Some(prev),
                 inject: None,
             };
-            exec::run(&inv, &self.opts.bin_dirs, self.opts.plugin_timeout).await?;
+            self.run(&inv).await?;
         }
         Ok(())
     }

@@ -167,7 +167,8 @@ fn user_namespace(
     }
 }
 
-fn pod_metadata(c: &PodConfig) -> cri::PodSandboxMetadata {
+/// The CRI metadata of a pod.
+pub fn pod_metadata(c: &PodConfig) -> cri::PodSandboxMetadata {
     cri::PodSandboxMetadata {
         name: c.name.clone(),
         uid: c.uid.clone(),
@@ -545,7 +546,8 @@ pub fn container_state_from_cri(v: i32) -> Result<ContainerState, Status> {
     }
 }
 
-fn container_metadata(c: &ContainerConfig) -> cri::ContainerMetadata {
+/// The CRI metadata of a container.
+pub fn container_metadata(c: &ContainerConfig) -> cri::ContainerMetadata {
     cri::ContainerMetadata {
         name: c.name.clone(),
         attempt: c.attempt,

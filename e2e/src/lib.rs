@@ -35,6 +35,7 @@ pub mod image;
 mod leaks;
 mod nodedir;
 pub mod portforward;
+pub mod prometheus;
 mod registry;
 pub mod remotecommand;
 pub mod synth;

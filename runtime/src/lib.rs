@@ -9,6 +9,7 @@ pub mod config;
 pub mod container;
 pub mod crash;
 pub mod error;
+pub mod events;
 pub mod fsutil;
 pub mod image;
 mod image_gc;
@@ -18,6 +19,7 @@ mod mount_tree;
 pub mod oci;
 pub mod sandbox;
 mod state;
+pub mod stats;
 pub mod store;
 pub mod validate;
 
@@ -82,6 +84,10 @@ pub struct Runtime {
     /// The host runs the unified cgroup v2 hierarchy only.
     cgroup_v2: bool,
     metrics: metrics::RuntimeMetrics,
+    /// cgroup hierarchies and previous CPU samples, for stats.
+    stats: stats::StatsState,
+    /// Container lifecycle events, for GetContainerEvents subscribers.
+    events: events::Events,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -112,7 +118,8 @@ impl Runtime {
             cache_dir: config.root.join("cni").join("cache"),
             plugin_timeout: Duration::from_secs(config.cni.plugin_timeout_secs),
             loopback_plugin: config.cni.loopback_plugin,
-        });
+        })
+        .with_observer(metrics.cni_observer());
         let timeout = Duration::from_secs(config.runtime.oci_timeout_secs);
         let mut oci = BTreeMap::new();
         for (name, handler) in &config.runtime.handlers {
@@ -151,8 +158,12 @@ impl Runtime {
             min_oom_score_adj: own_oom_score_adj(),
             cgroup_v2: is_cgroup_v2(),
             metrics,
+            stats: stats::StatsState::new(),
+            events: events::Events::new(),
             config,
         });
+        metrics::StateCollector::register(registry, Arc::downgrade(&rt))
+            .map_err(|e| Error::Internal(format!("register state metrics: {e}")))?;
         rt.load()?;
         rt.recover_sandboxes().await;
         rt.recover_containers().await;

@@ -1,12 +1,19 @@
 //! The RuntimeService RPCs, one file each.
 
 pub mod attach;
+pub mod container_stats;
 pub mod container_status;
 pub mod create_container;
 pub mod exec;
 pub mod exec_sync;
+pub mod get_container_events;
+pub mod list_container_stats;
 pub mod list_containers;
+pub mod list_metric_descriptors;
 pub mod list_pod_sandbox;
+pub mod list_pod_sandbox_metrics;
+pub mod list_pod_sandbox_stats;
+pub mod pod_sandbox_stats;
 pub mod pod_sandbox_status;
 pub mod port_forward;
 pub mod remove_container;

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::crash;
 use crate::error::{Error, Result};
+use crate::events::ContainerEventKind;
 use crate::fsutil;
 use crate::image::Image;
 use crate::monitor::attach::ATTACH_SOCKET;
@@ -196,6 +197,7 @@ impl Runtime {
             oom_killed: false,
             config,
         };
+        let began = std::time::Instant::now();
         let made = self
             .set_up_container(&sb, &image, &volumes, &mut c, oci)
             .await;
@@ -210,8 +212,10 @@ impl Runtime {
         }
         tracing::info!(container = %id, pod = %sb.id, name = %c.config.name, "container created");
         self.metrics.created.with_label_values(&["container"]).inc();
+        self.metrics.phase("container_create", began);
         let entry = Entry::new(&id, c);
         self.containers.insert(entry.clone());
+        self.emit_container_event(&entry.get(), ContainerEventKind::Created);
         self.watch_exit(entry);
         Ok(id)
     }
@@ -491,6 +495,17 @@ impl Runtime {
                 }
                 rt.save_container_state(r)
             });
+            let ended = entry.get();
+            if ended.reason != CANNOT_RUN {
+                rt.metrics
+                    .container_exits
+                    .with_label_values(&[ended.reason.as_str()])
+                    .inc();
+            }
+            if ended.oom_killed {
+                rt.metrics.oom_kills.inc();
+            }
+            rt.emit_container_event(&ended, ContainerEventKind::Stopped);
             match (status, saved) {
                 (Ok(st), Ok(())) => {
                     tracing::info!(container = %c.id, exit_code = st.exit_code, "container exited")
@@ -528,7 +543,12 @@ impl Runtime {
         let oci = self.oci_runtime(&c.runtime_handler)?;
         let started_at = now_nanos();
         crash::point(crash::START_BEFORE_RUNTIME);
+        let began = std::time::Instant::now();
         if let Err(e) = oci.start_created(&c.id, c.pid).await {
+            self.metrics
+                .container_exits
+                .with_label_values(&[CANNOT_RUN])
+                .inc();
             // It will never run: report it exited, and end what the
             // runtime made so the monitor goes.
             entry.update(|r| {
@@ -553,6 +573,9 @@ impl Runtime {
             r.started_at = started_at;
             self.save_container_state(r)
         })?;
+        self.metrics.phase("container_start", began);
+        self.metrics.container_starts.inc();
+        self.emit_container_event(&entry.get(), ContainerEventKind::Started);
         tracing::info!(container = %c.id, "container started");
         Ok(())
     }
@@ -630,6 +653,7 @@ impl Runtime {
         self.containers.remove(&c.id);
         self.containers
             .release_name(&container_name_key(&c.sandbox_id, &c.config), &c.id);
+        self.emit_container_event(&entry.get(), ContainerEventKind::Deleted);
         tracing::info!(container = %c.id, "container removed");
         self.collect_image_garbage_or_warn().await;
         Ok(())

@@ -59,6 +59,9 @@ pub async fn pull(
         .with_label_values(&[result_label(&result)])
         .inc();
     metrics.duration.observe(started.elapsed().as_secs_f64());
+    if let (Ok(_), Some(phase)) = (&result, &metrics.phase) {
+        phase.observe(started.elapsed().as_secs_f64());
+    }
     if let Err(e) = &result {
         tracing::info!(reference, error = %e, elapsed = ?started.elapsed(), "pull failed");
     }

@@ -138,6 +138,7 @@ impl Runtime {
     /// Creates a pod sandbox: its namespaces, network, cgroup and files.
     /// Returns its id. On failure nothing of it is left.
     pub async fn run_pod_sandbox(&self, config: PodConfig) -> Result<String> {
+        let began = std::time::Instant::now();
         let plan = self.plan_sandbox(&config)?;
         let handler = self
             .oci_runtime(&config.runtime_handler)?
@@ -178,6 +179,7 @@ impl Runtime {
                     .created
                     .with_label_values(&["pod_sandbox"])
                     .inc();
+                self.metrics.phase("pod_sandbox", began);
                 self.sandboxes.insert(crate::state::Entry::new(&id, sb));
                 Ok(id)
             }
@@ -254,9 +256,14 @@ impl Runtime {
         // process starts while the plugins run.
         let network = async {
             match sb.namespace("net") {
-                Some(netns) => network::setup(&self.cni, &sb.id, &sb.config, netns)
-                    .await
-                    .map(Some),
+                Some(netns) => {
+                    let began = std::time::Instant::now();
+                    let ips = network::setup(&self.cni, &sb.id, &sb.config, netns).await;
+                    if ips.is_ok() {
+                        self.metrics.phase("network_setup", began);
+                    }
+                    ips.map(Some)
+                }
                 None => Ok(None),
             }
         };

@@ -8,6 +8,7 @@
 //! crius-bench containers [--count N] [--handler H] [--endpoint SOCKET --pid PID]
 //! crius-bench portforward [--count N]      # PortForward latency and throughput
 //! crius-bench exec [--count N] [--handler H] # ExecSync, Exec and Attach latency
+//! crius-bench stats [--count N] [--runs R] # List*Stats latency with N containers
 //! crius-bench push --registry HOST:PORT   # the test images, for trying things by hand
 //! crius-bench sandboxes [--count N] [--conflist FILE] [--pid-namespace pod|container]
 //!                       [--endpoint SOCKET --pid PID]
@@ -29,6 +30,7 @@ mod pull;
 mod push;
 mod sandboxes;
 mod soak;
+mod stats;
 mod target;
 mod util;
 
@@ -46,8 +48,9 @@ async fn main() -> std::process::ExitCode {
         Ok(args) if args.command == "portforward" => portforward::run(&args).await,
         Ok(args) if args.command == "soak" => soak::run(&args).await,
         Ok(args) if args.command == "exec" => exec::run(&args).await,
+        Ok(args) if args.command == "stats" => stats::run(&args).await,
         Ok(_) => Err(err(
-            "usage: crius-bench idle|pods|containers|push|sandboxes|pull|portforward|soak|exec [--seconds S] [--count N] \
+            "usage: crius-bench idle|pods|containers|push|sandboxes|pull|portforward|soak|exec|stats [--seconds S] [--count N] \
              [--handler H] [--endpoint SOCKET --pid PID] [--registry HOST:PORT] \
              [--conflist FILE] [--pid-namespace pod|container] [--runs N] [--single-mib M] \
              [--five-mib M] [--minutes M]",

@@ -1,0 +1,114 @@
+//! Container lifecycle events (created, started, stopped, deleted) for
+//! kubelet's evented PLEG, broadcast to every subscriber.
+//!
+//! Each subscriber has its own bounded backlog in a broadcast ring: the
+//! runtime never waits for anyone, and a subscriber that falls more than
+//! [`BACKLOG`] events behind is told so and dropped (kubelet then relists).
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, watch};
+
+use crate::Runtime;
+use crate::container::Container;
+use crate::sandbox::Sandbox;
+use crate::state::now_nanos;
+
+/// How many events a subscriber may fall behind before it is dropped.
+pub const BACKLOG: usize = 1024;
+
+/// What happened to a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerEventKind {
+    /// CreateContainer made it.
+    Created,
+    /// StartContainer started it.
+    Started,
+    /// It exited (or could not start).
+    Stopped,
+    /// RemoveContainer removed it.
+    Deleted,
+}
+
+/// One event, with the state of the container's pod at that moment.
+#[derive(Debug, Clone)]
+pub struct ContainerEvent {
+    /// The container's id.
+    pub container_id: String,
+    /// What happened.
+    pub kind: ContainerEventKind,
+    /// When, Unix nanoseconds.
+    pub at: i64,
+    /// The container's pod (`None` if already gone).
+    pub sandbox: Option<Sandbox>,
+    /// The pod's containers, this one included (a deleted one as it was
+    /// last recorded).
+    pub containers: Vec<Container>,
+}
+
+/// A subscription to container events.
+#[derive(Debug)]
+pub struct Subscription {
+    /// The events, from the moment of subscribing.
+    pub events: broadcast::Receiver<Arc<ContainerEvent>>,
+    /// Turns true when the daemon stops: subscribers must end their
+    /// streams then, or a graceful stop would wait for them forever.
+    pub closed: watch::Receiver<bool>,
+}
+
+/// The sending side of the events.
+#[derive(Debug)]
+pub(crate) struct Events {
+    tx: broadcast::Sender<Arc<ContainerEvent>>,
+    closed: watch::Sender<bool>,
+}
+
+impl Events {
+    pub(crate) fn new() -> Events {
+        Events {
+            tx: broadcast::channel(BACKLOG).0,
+            closed: watch::channel(false).0,
+        }
+    }
+}
+
+impl Runtime {
+    /// Subscribes to container events from now on.
+    pub fn subscribe_events(&self) -> Subscription {
+        Subscription {
+            events: self.events.tx.subscribe(),
+            closed: self.events.closed.subscribe(),
+        }
+    }
+
+    /// Ends every event subscription (the daemon is stopping).
+    pub fn close_events(&self) {
+        self.events.closed.send_replace(true);
+    }
+
+    /// Sends an event about `c` to the subscribers, if there are any.
+    pub(crate) fn emit_container_event(&self, c: &Container, kind: ContainerEventKind) {
+        if self.events.tx.receiver_count() == 0 {
+            return;
+        }
+        let sandbox = self.pod_sandbox(&c.sandbox_id).ok();
+        let mut containers: Vec<Container> = self
+            .pod_containers(&c.sandbox_id)
+            .iter()
+            .map(|e| e.get())
+            .collect();
+        match containers.iter_mut().find(|x| x.id == c.id) {
+            Some(x) => *x = c.clone(),
+            None => containers.push(c.clone()),
+        }
+        containers.sort_by_key(|x| x.created_at);
+        // No subscriber left since the check: nothing to do.
+        let _ = self.events.tx.send(Arc::new(ContainerEvent {
+            container_id: c.id.clone(),
+            kind,
+            at: now_nanos(),
+            sandbox,
+            containers,
+        }));
+    }
+}

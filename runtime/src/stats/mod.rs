@@ -1,0 +1,275 @@
+//! Resource figures of containers and pods, for the CRI stats RPCs: CPU,
+//! memory and processes from their cgroups ([`cgroup`]), writable-layer
+//! use from the container's overlay upper directory, network counters
+//! read inside the pod's network namespace.
+//!
+//! CPU use as nano-cores needs two samples: the previous one of each
+//! container and pod is kept (as containerd does), and the first call
+//! after a container starts reports none, leaving kubelet to compute it.
+
+pub mod cgroup;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crius_cni::ifstats::InterfaceStats;
+
+pub use cgroup::{Hierarchies, Memory};
+
+use crate::Runtime;
+use crate::container::{Container, ContainerFilter};
+use crate::error::{Error, Result};
+use crate::fsutil::{self, DiskUsage};
+use crate::sandbox::{Sandbox, SandboxFilter, SandboxState};
+use crate::state::now_nanos;
+
+/// What the kernel reports for one cgroup, with CPU use turned into a rate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// When the figures were read, Unix nanoseconds.
+    pub timestamp: i64,
+    /// Cumulative CPU time, nanoseconds.
+    pub cpu_usage_ns: Option<u64>,
+    /// CPU use since the previous sample, in billionths of a core.
+    pub cpu_nano_cores: Option<u64>,
+    /// Memory figures.
+    pub memory: Option<Memory>,
+    /// Processes in the cgroup.
+    pub processes: Option<u64>,
+}
+
+/// A container's figures.
+#[derive(Debug, Clone)]
+pub struct ContainerStats {
+    /// The container as recorded when the figures were read.
+    pub container: Container,
+    /// Its cgroup's figures (all `None` once it has exited).
+    pub usage: Usage,
+    /// Its writable layer's space and inodes.
+    pub writable_layer: Option<DiskUsage>,
+    /// The mount point of the filesystem holding writable layers.
+    pub layer_mountpoint: PathBuf,
+}
+
+/// A pod's figures.
+#[derive(Debug, Clone)]
+pub struct PodStats {
+    /// The pod as recorded when the figures were read.
+    pub sandbox: Sandbox,
+    /// The pod cgroup's figures (its containers together).
+    pub usage: Usage,
+    /// Interface counters of the pod's network namespace, loopback left
+    /// out; empty for pods on the node's network or no longer ready.
+    pub interfaces: Vec<InterfaceStats>,
+    /// Its containers' figures.
+    pub containers: Vec<ContainerStats>,
+}
+
+/// The state the stats code keeps: where the controllers are and the
+/// previous CPU sample of each cgroup.
+#[derive(Debug)]
+pub(crate) struct StatsState {
+    hierarchies: Hierarchies,
+    /// cgroup path → (timestamp, cumulative CPU ns) of the last read.
+    previous: Mutex<HashMap<String, (i64, u64)>>,
+}
+
+impl StatsState {
+    /// Detects the cgroup hierarchies of the host.
+    pub(crate) fn new() -> StatsState {
+        StatsState {
+            hierarchies: Hierarchies::detect(),
+            previous: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reads the cgroup at `path` and turns CPU time into a rate against
+    /// the previous read of the same cgroup.
+    fn usage(&self, path: &str) -> Usage {
+        let timestamp = now_nanos();
+        let sample = self.hierarchies.read(path);
+        let cpu_nano_cores = sample.cpu_usage_ns.and_then(|now| {
+            let mut prev = self.previous.lock().unwrap_or_else(|p| p.into_inner());
+            let before = prev.insert(path.to_string(), (timestamp, now));
+            let (t0, u0) = before?;
+            nano_cores(t0, u0, timestamp, now)
+        });
+        Usage {
+            timestamp,
+            cpu_usage_ns: sample.cpu_usage_ns,
+            cpu_nano_cores,
+            memory: sample.memory,
+            processes: sample.pids,
+        }
+    }
+
+    /// Forgets the samples of cgroups not in `live`.
+    fn retain(&self, live: &HashSet<String>) {
+        let mut prev = self.previous.lock().unwrap_or_else(|p| p.into_inner());
+        prev.retain(|k, _| live.contains(k));
+    }
+}
+
+/// CPU use between two samples, in billionths of a core; `None` when the
+/// clock did not move or the counter went back (a new cgroup by the same
+/// path).
+fn nano_cores(t0: i64, u0: u64, t1: i64, u1: u64) -> Option<u64> {
+    let dt = u128::try_from(t1.checked_sub(t0)?)
+        .ok()
+        .filter(|d| *d > 0)?;
+    let du = u128::from(u1.checked_sub(u0)?);
+    u64::try_from(du * 1_000_000_000 / dt).ok()
+}
+
+/// The cgroupfs path of a container of `sb`.
+fn container_cgroup(sb: &Sandbox, c: &Container) -> String {
+    format!("{}/{}", sb.cgroup_parent.trim_end_matches('/'), c.id)
+}
+
+impl Runtime {
+    /// The figures of one container (id or unique prefix).
+    pub async fn container_stats(self: &Arc<Self>, id: &str) -> Result<ContainerStats> {
+        let c = self.container(id)?;
+        let sb = self.pod_sandbox(&c.sandbox_id)?;
+        let rt = Arc::clone(self);
+        blocking(move || Ok(rt.read_container(&sb, c))).await
+    }
+
+    /// The figures of the containers matching `filter`, oldest first.
+    pub async fn list_container_stats(
+        self: &Arc<Self>,
+        filter: ContainerFilter,
+    ) -> Result<Vec<ContainerStats>> {
+        let rt = Arc::clone(self);
+        blocking(move || {
+            let pods: HashMap<String, Sandbox> = rt
+                .list_pod_sandboxes(&SandboxFilter::default())
+                .into_iter()
+                .map(|sb| (sb.id.clone(), sb))
+                .collect();
+            let out = rt
+                .list_containers(&filter)
+                .into_iter()
+                .filter_map(|c| {
+                    let sb = pods.get(&c.sandbox_id)?;
+                    Some(rt.read_container(sb, c))
+                })
+                .collect();
+            rt.forget_gone();
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The figures of one pod (id or unique prefix) and its containers.
+    pub async fn pod_stats(self: &Arc<Self>, id: &str) -> Result<PodStats> {
+        let sb = self.pod_sandbox(id)?;
+        let rt = Arc::clone(self);
+        blocking(move || rt.read_pod(sb)).await
+    }
+
+    /// The figures of the pods matching `filter`, oldest first.
+    pub async fn list_pod_stats(self: &Arc<Self>, filter: SandboxFilter) -> Result<Vec<PodStats>> {
+        let rt = Arc::clone(self);
+        blocking(move || {
+            let mut out = Vec::new();
+            for sb in rt.list_pod_sandboxes(&filter) {
+                out.push(rt.read_pod(sb)?);
+            }
+            rt.forget_gone();
+            Ok(out)
+        })
+        .await
+    }
+
+    fn read_container(&self, sb: &Sandbox, c: Container) -> ContainerStats {
+        let usage = self.stats.usage(&container_cgroup(sb, &c));
+        let upper = self.container_root_dir(&c.id).join("upper");
+        let writable_layer = match fsutil::disk_usage(&upper) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::debug!(container = %c.id, error = %e, "writable layer usage");
+                None
+            }
+        };
+        ContainerStats {
+            container: c,
+            usage,
+            writable_layer,
+            layer_mountpoint: self.config.root.clone(),
+        }
+    }
+
+    fn read_pod(&self, sb: Sandbox) -> Result<PodStats> {
+        let usage = self.stats.usage(&sb.cgroup_parent);
+        let interfaces = match sb.namespace("net") {
+            Some(pin) if sb.state == SandboxState::Ready => {
+                match crius_cni::ifstats::interface_stats(pin) {
+                    Ok(all) => all.into_iter().filter(|i| i.name != "lo").collect(),
+                    Err(e) => {
+                        tracing::debug!(pod = %sb.id, error = %e, "pod network counters");
+                        Vec::new()
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
+        let mut containers: Vec<Container> = self
+            .pod_containers(&sb.id)
+            .iter()
+            .map(|e| e.get())
+            .collect();
+        containers.sort_by_key(|c| c.created_at);
+        let containers = containers
+            .into_iter()
+            .map(|c| self.read_container(&sb, c))
+            .collect();
+        Ok(PodStats {
+            sandbox: sb,
+            usage,
+            interfaces,
+            containers,
+        })
+    }
+
+    /// Drops the CPU samples of pods and containers that are gone.
+    fn forget_gone(&self) {
+        let mut live = HashSet::new();
+        for sb in self.list_pod_sandboxes(&SandboxFilter::default()) {
+            for e in self.pod_containers(&sb.id) {
+                live.insert(container_cgroup(&sb, &e.get()));
+            }
+            live.insert(sb.cgroup_parent);
+        }
+        self.stats.retain(&live);
+    }
+}
+
+/// Runs file-reading work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("stats task: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nano_cores_from_two_samples() {
+        // One core busy for a second.
+        assert_eq!(
+            nano_cores(0, 0, 1_000_000_000, 1_000_000_000),
+            Some(1_000_000_000)
+        );
+        // A quarter core over two seconds.
+        assert_eq!(
+            nano_cores(0, 100, 2_000_000_000, 500_000_100),
+            Some(250_000_000)
+        );
+        assert_eq!(nano_cores(5, 0, 5, 10), None);
+        assert_eq!(nano_cores(0, 10, 1, 5), None);
+    }
+}
