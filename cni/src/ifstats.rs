@@ -17,12 +17,20 @@ pub struct InterfaceStats {
     pub name: String,
     /// Bytes received.
     pub rx_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
     /// Receive errors.
     pub rx_errors: u64,
+    /// Received packets dropped.
+    pub rx_dropped: u64,
     /// Bytes sent.
     pub tx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
     /// Transmit errors.
     pub tx_errors: u64,
+    /// Packets dropped on transmit.
+    pub tx_dropped: u64,
 }
 
 /// The counters of every interface in the namespace pinned at `pin`,
@@ -55,9 +63,13 @@ fn parse_net_dev(text: &str) -> Vec<InterfaceStats> {
             Some(InterfaceStats {
                 name: name.trim().to_string(),
                 rx_bytes: f[0],
+                rx_packets: f[1],
                 rx_errors: f[2],
+                rx_dropped: f[3],
                 tx_bytes: f[8],
+                tx_packets: f[9],
                 tx_errors: f[10],
+                tx_dropped: f.get(11).copied().unwrap_or(0),
             })
         })
         .collect()
@@ -73,7 +85,7 @@ mod tests {
 Inter-|   Receive                                                |  Transmit
  face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
     lo:     140       2    0    0    0     0          0         0      140       2    0    0    0     0       0          0
-  eth0:    4374      39    1    0    0     0          0         0     1022      11    3    0    0     0       0          0
+  eth0:    4374      39    1    5    0     0          0         0     1022      11    3    6    0     0       0          0
 ";
         let s = parse_net_dev(text);
         assert_eq!(s.len(), 2);
@@ -82,9 +94,13 @@ Inter-|   Receive                                                |  Transmit
             InterfaceStats {
                 name: "eth0".into(),
                 rx_bytes: 4374,
+                rx_packets: 39,
                 rx_errors: 1,
+                rx_dropped: 5,
                 tx_bytes: 1022,
+                tx_packets: 11,
                 tx_errors: 3,
+                tx_dropped: 6,
             }
         );
     }

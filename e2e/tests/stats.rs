@@ -99,8 +99,8 @@ fn assert_between(what: &str, lo: u64, x: u64, hi: u64, slack: u64) {
 
 /// The interface counters of the netns pinned at `pin`, as the kernel
 /// shows them to a process inside: name → (rx bytes, rx errors, tx bytes,
-/// tx errors).
-fn netns_counters(pin: &str) -> HashMap<String, [u64; 4]> {
+/// tx errors, rx packets, tx packets).
+fn netns_counters(pin: &str) -> HashMap<String, [u64; 6]> {
     let out = std::process::Command::new("nsenter")
         .arg(format!("--net={pin}"))
         .args(["cat", "/proc/net/dev"])
@@ -116,7 +116,10 @@ fn netns_counters(pin: &str) -> HashMap<String, [u64; 4]> {
                 .split_whitespace()
                 .map(|v| v.parse().unwrap())
                 .collect();
-            Some((name.trim().to_string(), [f[0], f[2], f[8], f[10]]))
+            Some((
+                name.trim().to_string(),
+                [f[0], f[2], f[8], f[10], f[1], f[9]],
+            ))
         })
         .collect()
 }
@@ -433,6 +436,160 @@ async fn stats_match_the_kernels_figures() {
     let ws = find(busy_metrics, "container_memory_working_set_bytes");
     assert_eq!(ws.label_values[..2], [busy.clone(), "busy".to_string()]);
     assert!(ws.value.unwrap().value >= 40 * mib, "{ws:?}");
+    // Every metric kubelet's cAdvisor path (and critest) expects has a
+    // descriptor, and a value with as many label values as label keys.
+    // Block I/O figures may be absent (no per-device accounting on the
+    // overlay's backing disk); their descriptors are not.
+    const EXPECTED: [&str; 45] = [
+        "container_blkio_device_usage_total",
+        "container_cpu_cfs_periods_total",
+        "container_cpu_cfs_throttled_periods_total",
+        "container_cpu_cfs_throttled_seconds_total",
+        "container_cpu_system_seconds_total",
+        "container_cpu_usage_seconds_total",
+        "container_cpu_user_seconds_total",
+        "container_file_descriptors",
+        "container_fs_inodes_free",
+        "container_fs_inodes_total",
+        "container_fs_limit_bytes",
+        "container_fs_reads_bytes_total",
+        "container_fs_reads_total",
+        "container_fs_usage_bytes",
+        "container_fs_writes_bytes_total",
+        "container_fs_writes_total",
+        "container_last_seen",
+        "container_memory_cache",
+        "container_memory_failcnt",
+        "container_memory_failures_total",
+        "container_memory_kernel_usage",
+        "container_memory_mapped_file",
+        "container_memory_max_usage_bytes",
+        "container_memory_rss",
+        "container_memory_swap",
+        "container_memory_usage_bytes",
+        "container_memory_working_set_bytes",
+        "container_network_receive_bytes_total",
+        "container_network_receive_errors_total",
+        "container_network_receive_packets_dropped_total",
+        "container_network_receive_packets_total",
+        "container_network_transmit_bytes_total",
+        "container_network_transmit_errors_total",
+        "container_network_transmit_packets_dropped_total",
+        "container_network_transmit_packets_total",
+        "container_oom_events_total",
+        "container_processes",
+        "container_sockets",
+        "container_spec_cpu_period",
+        "container_spec_cpu_shares",
+        "container_spec_memory_limit_bytes",
+        "container_spec_memory_swap_limit_bytes",
+        "container_start_time_seconds",
+        "container_threads",
+        "container_threads_max",
+    ];
+    const OPTIONAL_VALUES: [&str; 5] = [
+        "container_blkio_device_usage_total",
+        "container_fs_reads_bytes_total",
+        "container_fs_reads_total",
+        "container_fs_writes_bytes_total",
+        "container_fs_writes_total",
+    ];
+    let reported: HashMap<&str, usize> = pm
+        .metrics
+        .iter()
+        .chain(pm.container_metrics.iter().flat_map(|c| &c.metrics))
+        .map(|m| (m.name.as_str(), m.label_values.len()))
+        .collect();
+    for name in EXPECTED {
+        let keys = descriptors
+            .get(name)
+            .unwrap_or_else(|| panic!("no descriptor {name}"));
+        match reported.get(name) {
+            Some(n) => assert_eq!(n, keys, "label values of {name}"),
+            None => assert!(OPTIONAL_VALUES.contains(&name), "no value for {name}"),
+        }
+    }
+    let value = |m: k8s_cri::v1::Metric| m.value.unwrap().value;
+    // Threads: the busy container's cgroup tasks (one shell).
+    let cg = |ctl: &str| {
+        let rel = busy_cgroup.trim_start_matches('/');
+        if Path::new("/sys/fs/cgroup/memory").is_dir() {
+            PathBuf::from("/sys/fs/cgroup").join(ctl).join(rel)
+        } else {
+            PathBuf::from("/sys/fs/cgroup").join(rel)
+        }
+    };
+    let v1 = Path::new("/sys/fs/cgroup/memory").is_dir();
+    let tasks =
+        std::fs::read_to_string(cg("pids").join(if v1 { "tasks" } else { "cgroup.threads" }))
+            .unwrap()
+            .lines()
+            .count() as u64;
+    assert_eq!(value(find(busy_metrics, "container_threads")), tasks);
+    // CFS period: cpu.cfs_period_us (v1) or cpu.max's second field (v2).
+    let period = if v1 {
+        read_u64(&cg("cpu").join("cpu.cfs_period_us"))
+    } else {
+        let max = std::fs::read_to_string(cg("cpu").join("cpu.max")).unwrap();
+        max.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(
+        value(find(busy_metrics, "container_spec_cpu_period")),
+        period
+    );
+    // Memory limit: none was set, so the kernel's "unlimited" reads 0.
+    let limit = if v1 {
+        let l = read_u64(&cg("memory").join("memory.limit_in_bytes"));
+        if l >= 1 << 62 { 0 } else { l }
+    } else {
+        let s = std::fs::read_to_string(cg("memory").join("memory.max")).unwrap();
+        s.trim().parse().unwrap_or(0)
+    };
+    assert_eq!(limit, 0);
+    assert_eq!(
+        value(find(busy_metrics, "container_spec_memory_limit_bytes")),
+        limit
+    );
+    let faults = busy_metrics
+        .iter()
+        .filter(|m| m.name == "container_memory_failures_total")
+        .map(|m| m.label_values[3..].join("/"))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        faults,
+        [
+            "pgfault/container",
+            "pgmajfault/container",
+            "pgfault/hierarchy",
+            "pgmajfault/hierarchy"
+        ]
+    );
+    // Packets on the pod's interface, between two reads of the kernel's.
+    let rx_packets = find(&pm.metrics, "container_network_receive_packets_total");
+    assert_eq!(
+        rx_packets.label_values,
+        [pod_id.as_str(), "POD", "", "eth0"]
+    );
+    let tx_packets = value(find(
+        &pm.metrics,
+        "container_network_transmit_packets_total",
+    ));
+    let net_now = netns_counters(&pin);
+    assert_between(
+        "rx packets metric",
+        net_before["eth0"][4],
+        value(rx_packets),
+        net_now["eth0"][4],
+        0,
+    );
+    assert_between(
+        "tx packets metric",
+        net_before["eth0"][5],
+        tx_packets,
+        net_now["eth0"][5],
+        0,
+    );
+
     let rx = find(&pm.metrics, "container_network_receive_bytes_total");
     assert_eq!(rx.label_values, [pod_id.as_str(), "POD", "", "eth0"]);
     assert_between(

@@ -53,7 +53,7 @@ impl Hierarchies {
                 Some("cgroup") => {
                     let opts = r.nth(1).unwrap_or_default();
                     for o in opts.split(',') {
-                        if matches!(o, "cpuacct" | "memory" | "pids") {
+                        if matches!(o, "cpu" | "cpuacct" | "memory" | "pids" | "blkio") {
                             h.v1.insert(o.to_string(), PathBuf::from(point));
                         }
                     }
@@ -66,6 +66,16 @@ impl Hierarchies {
             h.v2 = unified.filter(|p| !v2_controllers(p).is_empty());
         }
         h
+    }
+
+    /// The unified mount point when the controllers live there.
+    pub(super) fn v2_root(&self) -> Option<&Path> {
+        self.v2.as_deref()
+    }
+
+    /// The v1 mount point of `controller`, if mounted.
+    pub(super) fn v1_root(&self, controller: &str) -> Option<&Path> {
+        self.v1.get(controller).map(PathBuf::as_path)
     }
 
     /// Whether the host's controllers live in the unified hierarchy.
@@ -181,12 +191,12 @@ fn controllers_of_v2(root: &Path) -> Vec<String> {
 }
 
 /// A file holding one number.
-fn read_u64(path: &Path) -> Option<u64> {
+pub(super) fn read_u64(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// A file of "key value" lines (memory.stat, cpu.stat).
-fn read_flat_keyed(path: &Path) -> Option<BTreeMap<String, u64>> {
+pub(super) fn read_flat_keyed(path: &Path) -> Option<BTreeMap<String, u64>> {
     Some(parse_flat_keyed(&std::fs::read_to_string(path).ok()?))
 }
 

@@ -8,6 +8,7 @@
 //! after a container starts reports none, leaving kubelet to compute it.
 
 pub mod cgroup;
+pub mod detail;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use crius_cni::ifstats::InterfaceStats;
 
 pub use cgroup::{Hierarchies, Memory};
+pub use detail::{BlkioDevice, Detail};
 
 use crate::Runtime;
 use crate::container::{Container, ContainerFilter};
@@ -37,6 +39,8 @@ pub struct Usage {
     pub memory: Option<Memory>,
     /// Processes in the cgroup.
     pub processes: Option<u64>,
+    /// The finer figures cAdvisor reports.
+    pub detail: Detail,
 }
 
 /// A container's figures.
@@ -50,6 +54,31 @@ pub struct ContainerStats {
     pub writable_layer: Option<DiskUsage>,
     /// The mount point of the filesystem holding writable layers.
     pub layer_mountpoint: PathBuf,
+    /// That filesystem's capacity, from statvfs.
+    pub layer_fs: Option<FsCapacity>,
+}
+
+/// A filesystem's size and inodes (statvfs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FsCapacity {
+    /// Total bytes.
+    pub limit_bytes: u64,
+    /// Total inodes.
+    pub inodes_total: u64,
+    /// Free inodes.
+    pub inodes_free: u64,
+}
+
+impl FsCapacity {
+    /// statvfs of the filesystem holding `path`; `None` when it fails.
+    pub fn of(path: &std::path::Path) -> Option<FsCapacity> {
+        let s = nix::sys::statvfs::statvfs(path).ok()?;
+        Some(FsCapacity {
+            limit_bytes: s.blocks().saturating_mul(s.fragment_size()),
+            inodes_total: s.files(),
+            inodes_free: s.files_free(),
+        })
+    }
 }
 
 /// A pod's figures.
@@ -101,6 +130,7 @@ impl StatsState {
             cpu_nano_cores,
             memory: sample.memory,
             processes: sample.pids,
+            detail: self.hierarchies.detail(path),
         }
     }
 
@@ -197,6 +227,7 @@ impl Runtime {
             container: c,
             usage,
             writable_layer,
+            layer_fs: FsCapacity::of(&self.config.root),
             layer_mountpoint: self.config.root.clone(),
         }
     }
