@@ -1,13 +1,14 @@
 //! What is done to a running container besides its lifecycle: ExecSync,
 //! UpdateContainerResources and ReopenContainerLog.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{ContainerState, Resources, spec};
+use super::{Container, ContainerState, Resources, spec};
 use crate::Runtime;
 use crate::error::{Error, Result};
 use crate::monitor::control::{self, CONTROL_FIFO, Control};
+use crate::oci::OciRuntime;
 use crate::state::new_id;
 
 pub use crate::oci::ExecOutput;
@@ -24,7 +25,7 @@ const REOPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// containerd and CRI-O do. Passed whole (`exec --process`), because a bare
 /// `exec ID CMD` is not read the same way by every runtime (crun 1.8 runs
 /// it as root).
-pub(super) fn write_exec_process(
+fn write_exec_process(
     config_json: &Path,
     cmd: &[String],
     terminal: bool,
@@ -44,16 +45,32 @@ pub(super) fn write_exec_process(
     std::fs::write(out, json).map_err(|e| Error::io(format!("write {}", out.display()), e))
 }
 
+/// What an exec in a running container starts from.
+pub(super) struct ExecTarget<'a> {
+    /// The container's record.
+    pub c: Container,
+    /// Its OCI runtime.
+    pub oci: &'a OciRuntime,
+    /// Its state directory (the bundle).
+    pub dir: PathBuf,
+    /// A name unique to this exec, for its files.
+    pub name: String,
+    /// Where the runtime writes the exec'd process's pid.
+    pub pid_file: PathBuf,
+    /// The process spec the runtime runs (written already).
+    pub process_file: PathBuf,
+}
+
 impl Runtime {
-    /// Runs `cmd` in a running container and returns its output and exit
-    /// code; with a `timeout` the command is killed when it expires and the
-    /// error is [`Error::Timeout`].
-    pub async fn exec_sync(
+    /// Checks that container `id` runs and `cmd` is not empty, and writes
+    /// the process spec of an exec of `cmd` (with a terminal or not) into
+    /// the container's directory: the common start of ExecSync and Exec.
+    pub(super) fn exec_target(
         &self,
         id: &str,
         cmd: &[String],
-        timeout: Option<Duration>,
-    ) -> Result<ExecOutput> {
+        terminal: bool,
+    ) -> Result<ExecTarget<'_>> {
         let entry = self.containers.find(id)?;
         let c = entry.get();
         if c.state != ContainerState::Running {
@@ -70,10 +87,38 @@ impl Runtime {
         }
         let oci = self.oci_runtime(&c.runtime_handler)?;
         let dir = self.container_state_dir(&c.id);
-        let name = &new_id()?[..16];
+        let name = new_id()?[..16].to_string();
         let pid_file = dir.join(format!("exec-{name}.pid"));
         let process_file = dir.join(format!("exec-{name}.json"));
-        write_exec_process(&dir.join("config.json"), cmd, false, &process_file)?;
+        write_exec_process(&dir.join("config.json"), cmd, terminal, &process_file)?;
+        Ok(ExecTarget {
+            c,
+            oci,
+            dir,
+            name,
+            pid_file,
+            process_file,
+        })
+    }
+}
+
+impl Runtime {
+    /// Runs `cmd` in a running container and returns its output and exit
+    /// code; with a `timeout` the command is killed when it expires and the
+    /// error is [`Error::Timeout`].
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[String],
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput> {
+        let ExecTarget {
+            c,
+            oci,
+            pid_file,
+            process_file,
+            ..
+        } = self.exec_target(id, cmd, false)?;
         let out = oci
             .exec(&c.id, &process_file, timeout, MAX_EXEC_OUTPUT, &pid_file)
             .await;

@@ -23,14 +23,12 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{Signal, kill};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
-use super::ContainerState;
-use super::exec::write_exec_process;
+use super::exec::ExecTarget;
 use crate::Runtime;
 use crate::error::{Error, IoContext, Result};
 use crate::monitor::EXEC_ARG;
 use crate::monitor::console::{ConsoleSocket, receive_fd, set_window_size};
 use crate::oci::{read_pid, runtime_message};
-use crate::state::new_id;
 
 /// How long the runtime may take to send the terminal.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -118,32 +116,20 @@ impl Drop for Cleanup {
 impl Runtime {
     /// Starts `cmd` in running container `id` with the streams in `stdio`.
     pub async fn exec(&self, id: &str, cmd: &[String], stdio: ExecStdio) -> Result<ExecSession> {
-        let entry = self.containers.find(id)?;
-        let c = entry.get();
-        if c.state != ContainerState::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "container {} is not running ({:?}); cannot exec in it",
-                c.id, c.state
-            )));
-        }
-        if cmd.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "exec in container {}: cmd is empty",
-                c.id
-            )));
-        }
-        let oci = self.oci_runtime(&c.runtime_handler)?;
-        let dir = self.container_state_dir(&c.id);
-        let name = &new_id()?[..16];
-        let pid_file = dir.join(format!("exec-{name}.pid"));
-        let process_file = dir.join(format!("exec-{name}.json"));
+        let ExecTarget {
+            c,
+            oci,
+            dir,
+            name,
+            pid_file,
+            process_file,
+        } = self.exec_target(id, cmd, stdio.tty)?;
         let socket_name = format!("exec-{name}.sock");
         let mut cleanup = Cleanup {
             pid_file: pid_file.clone(),
             files: vec![process_file.clone()],
             kill: false,
         };
-        write_exec_process(&dir.join("config.json"), cmd, stdio.tty, &process_file)?;
         // Relative to the container's directory (the helper's working
         // directory): the absolute path may be too long for a socket.
         let console = match stdio.tty {
