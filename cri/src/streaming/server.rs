@@ -21,7 +21,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{AttachBackend, AttachSpec, ExecBackend, ExecSpec, PortForwardBackend};
+use super::backend::{
+    AttachBackend, AttachSpec, BackendError, ExecBackend, ExecSpec, PortForwardBackend, ProcessIo,
+};
 use super::remotecommand::{self, Mode};
 use super::spdy::{Incoming, Session, SessionConfig};
 use super::tokens::{MAX_IN_FLIGHT, TokenCache, TokenError};
@@ -327,7 +329,7 @@ where
 {
     let service = service_fn(move |req| {
         let inner = inner.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(req, inner)) }
+        async move { Ok::<_, std::convert::Infallible>(handle(req, inner).await) }
     });
     if let Err(e) = hyper::server::conn::http1::Builder::new()
         .serve_connection(io, service)
@@ -354,7 +356,7 @@ fn not_found() -> HttpResponse {
     plain(StatusCode::NOT_FOUND, "404 page not found")
 }
 
-fn handle(mut req: Request<Body>, inner: Arc<Inner>) -> HttpResponse {
+async fn handle(mut req: Request<Body>, inner: Arc<Inner>) -> HttpResponse {
     if req.method() != Method::GET && req.method() != Method::POST {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST");
     }
@@ -404,6 +406,7 @@ fn handle(mut req: Request<Body>, inner: Arc<Inner>) -> HttpResponse {
             Ok(r) => r,
             Err(why) => return plain(StatusCode::BAD_REQUEST, why),
         };
+        let attached = attach_early(&pending, &inner).await;
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
@@ -413,7 +416,7 @@ fn handle(mut req: Request<Body>, inner: Arc<Inner>) -> HttpResponse {
                         None,
                     )
                     .await;
-                    serve_websocket(ws, protocol, pending, ports, inner).await;
+                    serve_websocket(ws, protocol, pending, attached, ports, inner).await;
                 }
                 Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
             }
@@ -448,6 +451,7 @@ fn handle(mut req: Request<Body>, inner: Arc<Inner>) -> HttpResponse {
         h.insert(PROTOCOL_HEADER, v);
     }
     let protocol = protocol.to_string();
+    let attached = attach_early(&pending, &inner).await;
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
@@ -458,7 +462,7 @@ fn handle(mut req: Request<Body>, inner: Arc<Inner>) -> HttpResponse {
                         ..Default::default()
                     },
                 );
-                serve_spdy(session, incoming, &protocol, pending, inner).await;
+                serve_spdy(session, incoming, &protocol, pending, attached, inner).await;
             }
             Err(e) => tracing::debug!(error = %e, "SPDY upgrade failed"),
         }
@@ -534,11 +538,26 @@ fn websocket_accept(headers: &HeaderMap, protocol: &str) -> Result<HttpResponse,
     Ok(r)
 }
 
+/// An attach session joins the container's stdio before the upgrade is
+/// answered, so that whatever the container writes once the client holds
+/// the answer reaches the client.
+async fn attach_early(pending: &Pending, inner: &Inner) -> Option<Attached> {
+    let Pending::Attach(spec) = pending else {
+        return None;
+    };
+    let backend = inner.backends.attach.clone()?;
+    Some(backend.attach(spec.clone()).await)
+}
+
+/// An attach joined early: the container's stdio, or why not.
+type Attached = Result<ProcessIo, BackendError>;
+
 async fn serve_spdy(
     session: Session,
     mut incoming: Incoming,
     protocol: &str,
     pending: Pending,
+    attached: Option<Attached>,
     inner: Arc<Inner>,
 ) {
     let timeout = inner.config.stream_creation_timeout;
@@ -569,8 +588,7 @@ async fn serve_spdy(
                 Ok(mut streams) => {
                     remotecommand::refuse_further(incoming);
                     streams.gone = Some(spdy_gone(&session));
-                    if let Some(backend) = inner.backends.attach.clone() {
-                        let process = backend.attach(spec).await;
+                    if let Some(process) = attached {
                         remotecommand::run(streams, process, Mode::Attach).await;
                     }
                 }
@@ -597,6 +615,7 @@ async fn serve_websocket<T>(
     ws: WebSocketStream<T>,
     protocol: websocket::Protocol,
     pending: Pending,
+    attached: Option<Attached>,
     ports: Vec<u16>,
     inner: Arc<Inner>,
 ) where
@@ -642,8 +661,7 @@ async fn serve_websocket<T>(
             );
             let mut streams = remotecommand::websocket_streams(channels, protocol, opts).await;
             streams.gone = Some(websocket_gone(&conn));
-            if let Some(backend) = inner.backends.attach.clone() {
-                let process = backend.attach(spec).await;
+            if let Some(process) = attached {
                 remotecommand::run(streams, process, Mode::Attach).await;
             }
             conn.close().await;
