@@ -40,6 +40,8 @@ struct State {
     inotify: Option<Inotify>,
     /// Set while the directory itself is watched.
     watch: Option<WatchDescriptor>,
+    /// The device and inode of the directory the watch was set on.
+    watched: Option<(u64, u64)>,
     /// The last read, valid while `watch` is set and no event came since.
     current: Option<Snapshot>,
 }
@@ -73,6 +75,7 @@ impl ConfigWatch {
             state: Mutex::new(State {
                 inotify,
                 watch: None,
+                watched: None,
                 current: None,
             }),
         }
@@ -92,13 +95,28 @@ impl ConfigWatch {
     /// The directory's current content: the cached read when nothing
     /// changed since, else a fresh one. Blocking (it may read files).
     pub fn snapshot(&self) -> Snapshot {
-        let mut st = self.lock();
-        let changed = self.drain_events(&mut st);
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let changed = self.drain_events(st);
+        // A directory deleted while some process still held it open (a
+        // child between fork and exec, say) reports its deletion only when
+        // let go: until then the watch is on a directory no longer at the
+        // path, and a new one there would go unseen.
+        let at_path = dir_identity(&self.dir);
+        if st.watch.is_some() && st.watched != at_path {
+            if let (Some(inotify), Some(wd)) = (&st.inotify, st.watch.take()) {
+                let _ = inotify.rm_watch(wd);
+            }
+            st.current = None;
+        }
         if st.watch.is_none()
             && let Some(inotify) = &st.inotify
         {
             match inotify.add_watch(&self.dir, watch_flags()) {
-                Ok(wd) => st.watch = Some(wd),
+                Ok(wd) => {
+                    st.watch = Some(wd);
+                    st.watched = dir_identity(&self.dir);
+                }
                 // Not there yet: read it each time until it is.
                 Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => {}
                 Err(e) => {
@@ -129,7 +147,8 @@ impl ConfigWatch {
         if let Some(network) = &snapshot.network {
             tracing::debug!(network = %network.name, source = ?network.source, "CNI config loaded");
         }
-        if st.watch.is_some() {
+        // A directory that could not be read is read again next time.
+        if st.watch.is_some() && snapshot.error.is_none() {
             st.current = Some(snapshot.clone());
         }
         snapshot
@@ -190,6 +209,12 @@ impl ConfigWatch {
     }
 }
 
+/// The device and inode of `dir`, if it is there.
+fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +266,28 @@ mod tests {
         // The directory moved away: the old path is what counts.
         std::fs::rename(&dir, tmp.path().join("moved")).unwrap();
         assert_eq!(name(&w), None);
+    }
+
+    #[test]
+    fn a_directory_replaced_while_the_old_one_is_held_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("net.d");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("20-a.conflist"), conf("a")).unwrap();
+        let w = ConfigWatch::new(dir.clone());
+        assert_eq!(name(&w), Some("a".into()));
+        // Held open (as a forked child holds its parent's fds until it
+        // execs), the deleted directory reports no deletion of itself.
+        let held = std::fs::File::open(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(name(&w), None);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("30-b.conflist"), conf("b")).unwrap();
+        assert_eq!(name(&w), Some("b".into()));
+        // And the new directory is the one watched.
+        std::fs::write(dir.join("10-c.conflist"), conf("c")).unwrap();
+        assert_eq!(name(&w), Some("c".into()));
+        drop(held);
+        assert_eq!(name(&w), Some("c".into()));
     }
 }
