@@ -15,7 +15,8 @@
 //!    stdout, then drop stdout.
 //! 6. Loop on `poll`: copy the pipes into the CRI log and to the attachers
 //!    ([`super::attach`]), stdin from attachers to the container, reap
-//!    every child;
+//!    every child; after start-up and after every few quiet seconds, give
+//!    back buffers, heap and code pages ([`super::trim`]);
 //!    when the container's init has been reaped and the pipes are drained
 //!    (bounded, in case a stray process keeps them open), write the exit
 //!    file and exit.
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -55,6 +56,9 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(240);
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// One read from a pipe.
 const READ_BUF: usize = 32 * 1024;
+/// How long the monitor must have had nothing to do before it gives back
+/// its buffers and the code pages its last activity brought in.
+const QUIET_BEFORE_TRIM: Duration = Duration::from_secs(5);
 /// Reads from one pipe before going back to `poll`.
 const READS_PER_WAKE: usize = 16;
 /// The most of the runtime's own output kept for an error report.
@@ -108,7 +112,6 @@ fn run() -> i32 {
     if let Err(e) = null.and_then(|null| Ok(nix::unistd::dup2_stdout(null)?)) {
         eprintln!("crius-monitor: replace stdout: {e}");
     }
-    super::trim::after_start_up();
     monitor.run(&config)
 }
 
@@ -243,6 +246,26 @@ struct Ready {
     stdin: bool,
 }
 
+impl Ready {
+    /// Something is ready.
+    fn any(&self) -> bool {
+        let Ready {
+            outputs,
+            signal,
+            control,
+            listener,
+            attachers,
+            stdin,
+        } = self;
+        outputs.iter().any(|o| *o)
+            || *signal
+            || *control
+            || *listener
+            || *stdin
+            || !attachers.is_empty()
+    }
+}
+
 /// What a poll slot watches.
 #[derive(Clone, Copy)]
 enum Slot {
@@ -279,6 +302,8 @@ struct Monitor {
     reaped_early: Vec<(Pid, WaitStatus)>,
     buf: Vec<u8>,
     records: Vec<u8>,
+    /// Code mappings to drop right before the next wait.
+    drop_pending: Vec<(usize, usize)>,
 }
 
 impl Monitor {
@@ -340,6 +365,7 @@ impl Monitor {
             reaped_early: Vec::new(),
             buf: vec![0; READ_BUF],
             records: Vec::new(),
+            drop_pending: Vec::new(),
         };
 
         let argv = &config.create_command;
@@ -447,6 +473,7 @@ impl Monitor {
 
     /// Reads what is available on output `i` into `captured` (bounded).
     fn capture(&mut self, i: usize, captured: &mut Vec<u8>) {
+        self.ensure_buf();
         while let Read::Data(n) = self.outputs[i].read(&mut self.buf) {
             let room = MAX_CAPTURED.saturating_sub(captured.len());
             captured.extend_from_slice(&self.buf[..n.min(room)]);
@@ -459,6 +486,10 @@ impl Monitor {
     fn run(mut self, config: &MonitorConfig) -> i32 {
         let mut exit = self.take_early_exit();
         let mut drain_until = exit.as_ref().map(|_| Instant::now() + DRAIN_AFTER_EXIT);
+        // What start-up brought in goes now; what activity brings in later
+        // goes once things are quiet again.
+        self.quiet();
+        let mut trim_at = None;
         loop {
             let open = self.outputs.iter().any(|o| o.fd.is_some());
             if let Some(until) = drain_until
@@ -466,7 +497,11 @@ impl Monitor {
             {
                 break;
             }
-            let timeout = drain_until.map(|until| until.saturating_duration_since(Instant::now()));
+            let wake = match (drain_until, trim_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = wake.map(|at| at.saturating_duration_since(Instant::now()));
             let ready = match self.poll(timeout) {
                 Ok(ready) => ready,
                 Err(e) => {
@@ -480,6 +515,12 @@ impl Monitor {
                     break;
                 }
             };
+            if ready.any() {
+                trim_at = Some(Instant::now() + QUIET_BEFORE_TRIM);
+            } else if trim_at.is_some_and(|at| Instant::now() >= at) {
+                trim_at = None;
+                self.quiet();
+            }
             // Attachers first: the indices are the poll's, and sending
             // output may drop attachers.
             if !ready.attachers.is_empty() {
@@ -560,6 +601,7 @@ impl Monitor {
     /// Reads what is available on output `i` (a bounded amount, so a chatty
     /// container cannot keep us from reaping) and appends it to the log.
     fn copy_to_log(&mut self, i: usize) {
+        self.ensure_buf();
         for _ in 0..READS_PER_WAKE {
             match self.outputs[i].read(&mut self.buf) {
                 Read::Data(n) => {
@@ -583,6 +625,29 @@ impl Monitor {
                 Read::Empty => return,
             }
         }
+    }
+
+    /// The read buffer, allocated again after [`Monitor::quiet`] freed it.
+    fn ensure_buf(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = vec![0; READ_BUF];
+        }
+    }
+
+    /// Nothing happened for a while: frees the scratch buffers and gives
+    /// back the memory and code pages the last activity brought in. An
+    /// idle container's monitor then holds only what waiting takes.
+    fn quiet(&mut self) {
+        self.buf = Vec::new();
+        self.records = Vec::new();
+        if self.stdin_pending.is_empty() {
+            self.stdin_pending = Vec::new();
+        }
+        if self.control_pending.is_empty() {
+            self.control_pending = Vec::new();
+        }
+        self.drop_pending = super::trim::code_ranges();
+        super::trim::trim_heap();
     }
 
     /// Writes out a stream's unfinished line once it has ended.
@@ -657,6 +722,7 @@ impl Monitor {
 
     /// Reads the attachers that have something, and drops those gone.
     fn serve_attachers(&mut self, ready: &[(usize, bool)], config: &MonitorConfig) {
+        self.ensure_buf();
         let Some(attach) = self.attach.as_mut() else {
             return;
         };
@@ -728,7 +794,8 @@ impl Monitor {
 
     /// Waits until an output pipe, the signalfd, the control FIFO or an
     /// attach socket is ready, or `timeout`.
-    fn poll(&self, timeout: Option<Duration>) -> Result<Ready> {
+    fn poll(&mut self, timeout: Option<Duration>) -> Result<Ready> {
+        let mut to_drop = std::mem::take(&mut self.drop_pending);
         let mut fds = Vec::with_capacity(4);
         let mut which = Vec::with_capacity(4);
         for (i, output) in self.outputs.iter().enumerate() {
@@ -770,8 +837,11 @@ impl Monitor {
             }
         };
         loop {
-            match poll(&mut fds, timeout) {
-                Err(Errno::EINTR) => continue,
+            match super::trim::drop_then_poll(&to_drop, &mut fds, timeout) {
+                Err(Errno::EINTR) => {
+                    to_drop.clear();
+                    continue;
+                }
                 r => {
                     r.context(|| "poll")?;
                     break;
