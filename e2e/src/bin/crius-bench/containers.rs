@@ -100,15 +100,19 @@ pub async fn run(args: &Args) -> Result<()> {
         both.push(t.elapsed());
         ids.push(id);
         if i == 0 {
-            // One helper alone (containerd also has the pod's own shim).
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let pids = new_helpers(&target, &before);
-            first_helper = pids.last().copied();
-            for pid in &pids {
-                let (rss, pss) = memory(*pid);
-                println!(
-                    "{name} ({runtime}): helper pid {pid} with 1 container running: RSS {rss} KiB  PSS {pss} KiB"
-                );
+            // One helper alone (containerd also has the pod's own shim):
+            // just after the start, and idle (crius's monitor gives back
+            // memory after 5 s without activity).
+            for (settle, when) in [(500, "just started"), (6000, "idle")] {
+                tokio::time::sleep(Duration::from_millis(settle)).await;
+                let pids = new_helpers(&target, &before);
+                first_helper = pids.last().copied();
+                for pid in &pids {
+                    let (rss, pss) = memory(*pid);
+                    println!(
+                        "{name} ({runtime}): helper pid {pid} with 1 container running ({when}): RSS {rss} KiB  PSS {pss} KiB"
+                    );
+                }
             }
         }
     }
