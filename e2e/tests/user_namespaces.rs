@@ -1,7 +1,7 @@
 //! Pods in user namespaces (CRI userns mode POD, kubelet's hostUsers:
 //! false), with real runc and crun: inside, the mapping is the pod's, the
 //! process is root, the image's files and a host volume's root-owned files
-//! look root-owned, a file made in the volume by the container's root is
+//! (and an image volume's) look root-owned, a file made in the volume by the container's root is
 //! the host root's (the volume is an ID-mapped mount); the pod's files, /dev/shm, /proc and /sys work; containers of
 //! a pod share one user namespace (and a shared PID namespace works too);
 //! bad requests are refused naming the pod; nothing is left behind.
@@ -17,7 +17,7 @@ use common::World;
 use crius_e2e::CriusOptions;
 use crius_e2e::cri;
 use k8s_cri::v1::{
-    ContainerFilter, ContainerState, IdMapping, Mount, NamespaceMode, PodSandboxConfig,
+    ContainerFilter, ContainerState, IdMapping, ImageSpec, Mount, NamespaceMode, PodSandboxConfig,
     RunPodSandboxRequest, StatusRequest, UserNamespace,
 };
 use tonic::Code;
@@ -67,6 +67,7 @@ const SCRIPT: &str = "cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'; \
     echo uid=$(id -u); \
     echo image-owner=$(stat -c %u /bin/busybox); \
     echo volume-owner=$(stat -c %u /vol/host-file); \
+    echo image-volume-owner=$(stat -c %u /imgvol/bin/busybox); \
     touch /vol/created && echo volume-writable; \
     echo hostname=$(cat /etc/hostname); \
     test -s /etc/resolv.conf && echo resolv-readable; \
@@ -117,11 +118,23 @@ async fn user_namespaces(handler: &str, pod_name: &str) {
         let mut lines = Vec::new();
         for container in ["one", "two"] {
             let mut config = cri::container_config(container, &w.image, &["sh", "-c", SCRIPT]);
-            config.mounts = vec![Mount {
-                container_path: "/vol".into(),
-                host_path: volume.path().to_string_lossy().into_owned(),
-                ..Default::default()
-            }];
+            config.mounts = vec![
+                Mount {
+                    container_path: "/vol".into(),
+                    host_path: volume.path().to_string_lossy().into_owned(),
+                    ..Default::default()
+                },
+                // An image volume: its layers ID-mapped as the rootfs's.
+                Mount {
+                    container_path: "/imgvol".into(),
+                    readonly: true,
+                    image: Some(ImageSpec {
+                        image: w.image.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ];
             let id = w.start_container(&pod_id, &pod, config).await;
             let status = cri::wait_container_state(&mut w.rt, &id, ContainerState::ContainerExited)
                 .await
@@ -136,6 +149,7 @@ async fn user_namespaces(handler: &str, pod_name: &str) {
             "uid=0".into(),
             "image-owner=0".into(),
             "volume-owner=0".into(),
+            "image-volume-owner=0".into(),
             "volume-writable".into(),
             format!("hostname={name}"),
             "resolv-readable".into(),

@@ -268,7 +268,8 @@ impl Runtime {
             }
             None => rootfs::mount_rootfs(&layers, &self.container_root_dir(&c.id), &rootfs_dir)?,
         }
-        let spec_config = self.mount_image_volumes(&bundle, volumes, &c.config)?;
+        let userns_fd = userns.as_ref().map(|(ns, _)| ns);
+        let spec_config = self.mount_image_volumes(&bundle, volumes, &c.config, userns_fd)?;
         crash::point(crash::CREATE_AFTER_ROOTFS);
         // kubelet expects missing host paths of mounts to be made as
         // directories.
@@ -282,6 +283,11 @@ impl Runtime {
         let mut staged_mounts = BTreeMap::new();
         for (i, m) in c.config.mounts.iter().enumerate() {
             spec::check_recursive_read_only(m)?;
+            // Image volumes are read-only overlays made above (ID-mapped
+            // there in a user namespace).
+            if !m.image.is_empty() {
+                continue;
+            }
             let change = match (&userns, m.recursive_read_only) {
                 (None, false) => continue,
                 (None, true) => staged::Change::ReadOnly,
@@ -400,12 +406,15 @@ impl Runtime {
 
     /// Mounts the image volumes of `config` (their images are `volumes`,
     /// in order) under the bundle; returns the config with their mount
-    /// points as host paths, for the OCI spec (None without any).
+    /// points as host paths, for the OCI spec (None without any). In a
+    /// pod's user namespace (`userns`), the layers are seen through
+    /// ID-mapped copies, as the rootfs's are.
     fn mount_image_volumes(
         &self,
         bundle: &Path,
         volumes: &[Image],
         config: &ContainerConfig,
+        userns: Option<&std::fs::File>,
     ) -> Result<Option<ContainerConfig>> {
         if volumes.is_empty() {
             return Ok(None);
@@ -422,7 +431,23 @@ impl Runtime {
                 Error::Internal(format!("no image resolved for image volume {}", m.image))
             })?;
             let target = dir.join(i.to_string());
-            rootfs::mount_image_volume(&self.images.layer_paths(image)?, &empty, &target)?;
+            let layers = self.images.layer_paths(image)?;
+            match userns {
+                Some(ns) => {
+                    let mapped = layers
+                        .iter()
+                        .enumerate()
+                        .map(|(j, layer)| {
+                            let name = format!("v{i}-l{j}");
+                            staged::stage(bundle, &name, layer, staged::Change::MapIds(ns))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    rootfs::mount_image_volume(&mapped, &empty, &target)?;
+                    // overlayfs holds private clones of its layers.
+                    staged::release(bundle)?;
+                }
+                None => rootfs::mount_image_volume(&layers, &empty, &target)?,
+            }
             m.host_path = target.display().to_string();
         }
         Ok(Some(config))
