@@ -2,6 +2,11 @@
 //! config list ADD ran with, its arguments and its final result. DEL reads
 //! it back, so teardown undoes exactly what setup did even after a daemon
 //! restart or a change of the config directory.
+//!
+//! The entry is written before the first plugin's ADD runs, without a
+//! result, and again with it once the chain is done: a daemon that dies
+//! in between (a plugin may still finish its ADD, and host-local keep an
+//! address) leaves an entry that DEL and GC find.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,18 +45,14 @@ pub(crate) struct CacheEntry {
     /// Capability args.
     #[serde(default)]
     pub capability_args: Map<String, Value>,
-    /// The final ADD result.
+    /// The final ADD result; null while the ADD has not finished.
+    #[serde(default)]
     pub result: Value,
 }
 
 impl CacheEntry {
-    /// An entry for a successful ADD.
-    pub fn new(
-        list: &NetworkConfigList,
-        att: &crate::Attachment,
-        ifname: &str,
-        result: &CniResult,
-    ) -> Self {
+    /// An entry for an ADD about to run: no result yet.
+    pub fn pending(list: &NetworkConfigList, att: &crate::Attachment, ifname: &str) -> Self {
         CacheEntry {
             kind: KIND.into(),
             network: list.name.clone(),
@@ -62,8 +63,20 @@ impl CacheEntry {
             source: list.source.clone(),
             args: att.args.clone(),
             capability_args: att.capability_args.clone(),
-            result: result.raw().clone(),
+            result: Value::Null,
         }
+    }
+
+    /// The entry of a finished ADD.
+    pub fn finished(mut self, result: &CniResult) -> Self {
+        self.result = result.raw().clone();
+        self
+    }
+
+    /// The ADD result, for DEL's and CHECK's `prevResult`: none if the ADD
+    /// did not finish.
+    pub fn prev_result(&self) -> Option<&Value> {
+        (!self.result.is_null()).then_some(&self.result)
     }
 
     /// The cached config list.
@@ -281,7 +294,7 @@ mod tests {
             CniResult::from_value(json!({"cniVersion":"1.0.0","ips":[{"address":"10.1.0.2/24"}]}))
                 .unwrap();
         let att = attachment("abc");
-        let entry = CacheEntry::new(&list("pods"), &att, "eth0", &result);
+        let entry = CacheEntry::pending(&list("pods"), &att, "eth0").finished(&result);
         cache.store(&entry).unwrap();
 
         let back = cache.load("pods", "abc", "eth0").unwrap().unwrap();
@@ -289,6 +302,13 @@ mod tests {
         let path = cache.path("pods", "abc", "eth0");
         assert_eq!(back.config_list(&path).unwrap(), list("pods"));
         assert_eq!(CniResult::from_value(back.result).unwrap(), result);
+        // An ADD that did not finish: no result, none given to DEL.
+        let pending = CacheEntry::pending(&list("pods"), &att, "eth0");
+        assert_eq!(pending.prev_result(), None);
+        cache.store(&pending).unwrap();
+        let back = cache.load("pods", "abc", "eth0").unwrap().unwrap();
+        assert_eq!(back.prev_result(), None);
+        assert!(entry.prev_result().is_some());
         // Nothing but the entry is left in the directory.
         assert_eq!(
             std::fs::read_dir(dir.path().join("cache")).unwrap().count(),
@@ -312,21 +332,11 @@ mod tests {
             ("ab", "c"),
         ] {
             cache
-                .store(&CacheEntry::new(
-                    &list(net),
-                    &attachment(id),
-                    "eth0",
-                    &result,
-                ))
+                .store(&CacheEntry::pending(&list(net), &attachment(id), "eth0").finished(&result))
                 .unwrap();
         }
         cache
-            .store(&CacheEntry::new(
-                &list("lo"),
-                &attachment("abc"),
-                "lo",
-                &result,
-            ))
+            .store(&CacheEntry::pending(&list("lo"), &attachment("abc"), "lo").finished(&result))
             .unwrap();
         let found = cache.find("abc", "eth0").unwrap();
         let nets: Vec<_> = found

@@ -329,7 +329,7 @@ impl Cni {
                     args: entry.args.clone(),
                     capability_args: entry.capability_args.clone(),
                 };
-                self.del_list(&list, &att, &entry.ifname, Some(&entry.result))
+                self.del_list(&list, &att, &entry.ifname, entry.prev_result())
                     .await?;
                 let path = path.clone();
                 blocking(move || Cache::remove_file(&path)).await
@@ -441,11 +441,11 @@ impl Cni {
                 // DEL undoes what ADD did: same args, same capability args
                 // (portmap, for one, removes nothing without its mappings).
                 let cached_att = Attachment {
-                    args: entry.args,
-                    capability_args: entry.capability_args,
+                    args: entry.args.clone(),
+                    capability_args: entry.capability_args.clone(),
                     ..att.clone()
                 };
-                self.del_list(&list, &cached_att, &att.ifname, Some(&entry.result))
+                self.del_list(&list, &cached_att, &att.ifname, entry.prev_result())
                     .await?;
             }
             blocking(move || Cache::remove_file(&path)).await?;
@@ -487,7 +487,7 @@ impl Cni {
                 capability_args: entry.capability_args.clone(),
                 ..att.clone()
             };
-            self.check_list(&list, &cached_att, &att.ifname, &entry.result)
+            self.check_list(&list, &cached_att, &att.ifname, finished(&entry)?)
                 .await?;
             checked = true;
         }
@@ -501,7 +501,7 @@ impl Cni {
             .load_cache(LOOPBACK_NETWORK, att, LOOPBACK_IFNAME)
             .await?;
         if let Some(entry) = lo {
-            self.check_list(&LOOPBACK, att, LOOPBACK_IFNAME, &entry.result)
+            self.check_list(&LOOPBACK, att, LOOPBACK_IFNAME, finished(&entry)?)
                 .await?;
         }
         Ok(())
@@ -514,6 +514,11 @@ impl Cni {
         att: &Attachment,
         ifname: &str,
     ) -> Result<CniResult, Error> {
+        let pending = CacheEntry::pending(list, att, ifname);
+        {
+            let (cache, pending) = (self.cache.clone(), pending.clone());
+            blocking(move || cache.store(&pending)).await?;
+        }
         let mut prev: Option<CniResult> = None;
         for plugin in &list.plugins {
             let inv = Invocation {
@@ -541,22 +546,24 @@ impl Cni {
             }
         }
         let Some(result) = prev else {
+            self.rollback(list, att, ifname, None).await;
             return Err(Error::Internal(format!(
                 "network {:?} has no plugins",
                 list.name
             )));
         };
-        let entry = CacheEntry::new(list, att, ifname, &result);
+        let entry = pending.finished(&result);
         let cache = self.cache.clone();
         if let Err(e) = blocking(move || cache.store(&entry)).await {
-            // Without a cache entry DEL could not undo this ADD exactly.
+            // Without the result DEL could not undo this ADD exactly.
             self.rollback(list, att, ifname, Some(&result)).await;
             return Err(e);
         }
         Ok(result)
     }
 
-    /// Best-effort DEL of a chain whose ADD failed.
+    /// Best-effort DEL of a chain whose ADD failed; its cache entry goes
+    /// once the DEL succeeded (else GC or a later DEL retries it).
     async fn rollback(
         &self,
         list: &NetworkConfigList,
@@ -565,7 +572,14 @@ impl Cni {
         partial: Option<&CniResult>,
     ) {
         let prev = partial.map(|r| r.raw().clone());
-        if let Err(e) = self.del_list(list, att, ifname, prev.as_ref()).await {
+        let undone = match self.del_list(list, att, ifname, prev.as_ref()).await {
+            Ok(()) => {
+                let path = self.cache.path(&list.name, &att.container_id, ifname);
+                blocking(move || Cache::remove_file(&path)).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = undone {
             tracing::warn!(
                 network = %list.name,
                 container_id = %att.container_id,
@@ -591,7 +605,7 @@ impl Cni {
         ifname: &str,
     ) -> Result<(), Error> {
         let entry = self.load_cache(&list.name, att, ifname).await?;
-        let prev = entry.as_ref().map(|e| &e.result);
+        let prev = entry.as_ref().and_then(CacheEntry::prev_result);
         self.del_list(list, att, ifname, prev).await?;
         let path = self.cache.path(&list.name, &att.container_id, ifname);
         blocking(move || Cache::remove_file(&path)).await
@@ -662,6 +676,15 @@ impl Cni {
         );
         blocking(move || cache.load(&network, &id, &ifname)).await
     }
+}
+
+/// The result of a cached ADD that finished; CHECK has nothing to check
+/// an unfinished one against.
+fn finished(entry: &CacheEntry) -> Result<&Value, Error> {
+    entry.prev_result().ok_or_else(|| Error::NotCached {
+        container_id: entry.container_id.clone(),
+        ifname: entry.ifname.clone(),
+    })
 }
 
 /// Runs blocking file work (reads, fsync) off the async workers.

@@ -607,7 +607,15 @@ async fn missing_plugin_names_it_and_the_dirs() {
         text.contains("\"absent\"") && text.contains("nothing-here"),
         "{text}"
     );
-    assert!(env.cache_files().is_empty());
+    // The rollback's DEL failed too (its first plugin is the missing
+    // one), so the ADD of "first" is not undone: its entry, without a
+    // result, stays for a later DEL or GC to retry.
+    assert_eq!(env.cache_files(), ["ctr9:pods:eth0.json"]);
+    let entry: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.cache.join("ctr9:pods:eth0.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(entry["result"].is_null(), "{entry}");
 }
 
 #[tokio::test]

@@ -104,6 +104,7 @@ async fn crashes_in_pod_calls_lose_and_leak_nothing() {
 
     for (round, point) in [
         "runp-after-namespaces",
+        "runp-during-network",
         "runp-after-network",
         "runp-before-record",
     ]

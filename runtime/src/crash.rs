@@ -16,6 +16,7 @@ pub const ENV: &str = "CRIUS_CRASH_AT";
 /// Every crash point, in lifecycle order (the e2e tests iterate these).
 pub const POINTS: &[&str] = &[
     RUNP_AFTER_NAMESPACES,
+    RUNP_DURING_NETWORK,
     RUNP_AFTER_NETWORK,
     RUNP_BEFORE_RECORD,
     CREATE_AFTER_ROOTFS,
@@ -34,6 +35,9 @@ pub const POINTS: &[&str] = &[
 
 /// RunPodSandbox: the pod's namespaces are pinned and its shm mounted.
 pub const RUNP_AFTER_NAMESPACES: &str = "runp-after-namespaces";
+/// RunPodSandbox: a plugin of the pod's network (not loopback) has done
+/// its ADD; the chain's result is not yet cached.
+pub const RUNP_DURING_NETWORK: &str = "runp-during-network";
 /// RunPodSandbox: CNI ADD is done (and the infra process started).
 pub const RUNP_AFTER_NETWORK: &str = "runp-after-network";
 /// RunPodSandbox: everything is made, the record not yet saved.

@@ -119,7 +119,7 @@ impl Runtime {
             plugin_timeout: Duration::from_secs(config.cni.plugin_timeout_secs),
             loopback_plugin: config.cni.loopback_plugin,
         })
-        .with_observer(metrics.cni_observer());
+        .with_observer(cni_observer(metrics.cni_observer()));
         let timeout = Duration::from_secs(config.runtime.oci_timeout_secs);
         let mut oci = BTreeMap::new();
         for (name, handler) in &config.runtime.handlers {
@@ -297,4 +297,15 @@ fn is_cgroup_v2() -> bool {
     nix::sys::statfs::statfs(Path::new("/sys/fs/cgroup"))
         .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)
+}
+
+/// What the daemon does on each finished CNI plugin call: the metrics, and
+/// the crash point inside a pod's network set-up.
+fn cni_observer(metrics: crius_cni::CallObserver) -> crius_cni::CallObserver {
+    crius_cni::CallObserver(Arc::new(move |call: &crius_cni::PluginCall<'_>| {
+        (metrics.0)(call);
+        if call.command == "ADD" && call.plugin != "loopback" {
+            crash::point(crash::RUNP_DURING_NETWORK);
+        }
+    }))
 }
