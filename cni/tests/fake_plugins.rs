@@ -611,10 +611,9 @@ async fn missing_plugin_names_it_and_the_dirs() {
     // one), so the ADD of "first" is not undone: its entry, without a
     // result, stays for a later DEL or GC to retry.
     assert_eq!(env.cache_files(), ["ctr9:pods:eth0.json"]);
-    let entry: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(env.cache.join("ctr9:pods:eth0.json")).unwrap(),
-    )
-    .unwrap();
+    let entry: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.cache.join("ctr9:pods:eth0.json")).unwrap())
+            .unwrap();
     assert!(entry["result"].is_null(), "{entry}");
 }
 

@@ -28,7 +28,7 @@ use crate::Runtime;
 use crate::error::{Error, IoContext, Result};
 use crate::monitor::EXEC_ARG;
 use crate::monitor::console::{ConsoleSocket, receive_fd, set_window_size};
-use crate::oci::{read_pid, runtime_message};
+use crate::oci::{logged_errors, read_pid, runtime_message};
 
 /// How long the runtime may take to send the terminal.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -125,9 +125,10 @@ impl Runtime {
             process_file,
         } = self.exec_target(id, cmd, stdio.tty)?;
         let socket_name = format!("exec-{name}.sock");
+        let log_file = dir.join(format!("exec-{name}.log"));
         let mut cleanup = Cleanup {
             pid_file: pid_file.clone(),
-            files: vec![process_file.clone()],
+            files: vec![process_file.clone(), log_file.clone()],
             kill: false,
         };
         // Relative to the container's directory (the helper's working
@@ -141,6 +142,7 @@ impl Runtime {
             &process_file,
             &pid_file,
             console.as_ref().map(|_| Path::new(&socket_name)),
+            &log_file,
         )?;
         let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
         let mut command = tokio::process::Command::new(&self.monitor_bin);
@@ -194,7 +196,7 @@ impl Runtime {
                     };
                     return Err(Error::External {
                         what,
-                        message: runtime_message(&said, b"")
+                        message: runtime_said(&log_file, &said)
                             .unwrap_or_else(|| format!("exited with code {code} before it ran the command")),
                     });
                 }
@@ -234,7 +236,7 @@ impl Runtime {
                 };
                 return Err(Error::External {
                     what: format!("exec in container {id}"),
-                    message: runtime_message(&said, b"").unwrap_or_else(|| {
+                    message: runtime_said(&log_file, &said).unwrap_or_else(|| {
                         format!("the OCI runtime could not run the command (exit code {code})")
                     }),
                 });
@@ -243,6 +245,13 @@ impl Runtime {
         });
         Ok(session)
     }
+}
+
+/// Why the OCI runtime failed: the errors in its log file, else what it
+/// printed on `stderr`.
+fn runtime_said(log_file: &Path, stderr: &[u8]) -> Option<String> {
+    let log = std::fs::read(log_file).unwrap_or_default();
+    logged_errors(&log).or_else(|| runtime_message(stderr, b""))
 }
 
 /// Accepts the runtime's connection on the console socket and receives the

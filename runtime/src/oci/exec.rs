@@ -167,12 +167,19 @@ impl OciRuntime {
         process_file: &Path,
         pid_file: &Path,
         console_socket: Option<&Path>,
+        log_file: &Path,
     ) -> Result<Vec<std::ffi::OsString>> {
         check_id(id)?;
         let mut argv: Vec<std::ffi::OsString> = vec![
             self.path.clone().into(),
             "--root".into(),
             self.root.clone().into(),
+            // Its own errors, in a file: without a terminal its stderr is
+            // the command's.
+            "--log".into(),
+            log_file.into(),
+            "--log-format".into(),
+            "json".into(),
             "exec".into(),
             "--detach".into(),
             "--process".into(),

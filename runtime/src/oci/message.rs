@@ -26,6 +26,14 @@ pub(crate) fn runtime_message(stderr: &[u8], stdout: &[u8]) -> Option<String> {
     None
 }
 
+/// The `msg` of the error lines of a runtime's log (`--log`), joined;
+/// `None` if it logged no error.
+pub(crate) fn logged_errors(log: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(log);
+    let msgs: Vec<String> = text.lines().filter_map(error_msg).collect();
+    (!msgs.is_empty()).then(|| truncate(msgs.join("; ")))
+}
+
 /// The `msg` of one logrus error (or fatal) line, text or JSON form.
 fn error_msg(line: &str) -> Option<String> {
     let line = line.trim();

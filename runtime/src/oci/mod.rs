@@ -13,7 +13,7 @@ pub use exec::ExecOutput;
 pub(crate) use exec::read_pid;
 
 pub(crate) use lookup::find_executable;
-pub(crate) use message::runtime_message;
+pub(crate) use message::{logged_errors, runtime_message};
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
