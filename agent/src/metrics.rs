@@ -93,12 +93,12 @@ impl Metrics {
         // The daemon's own CPU, memory and file descriptors:
         // crius_process_cpu_seconds_total, crius_process_resident_memory_bytes,
         // crius_process_open_fds …
-        registry.register(Box::new(
+        registry.register(Box::new(ProcessMetrics(
             prometheus::process_collector::ProcessCollector::new(
                 std::process::id() as i32,
                 "crius",
             ),
-        ))?;
+        )))?;
         Ok(Arc::new(Metrics {
             registry,
             requests,
@@ -296,6 +296,57 @@ fn respond<B>(req: &http::Request<B>, metrics: &Metrics) -> http::Response<Full<
     res
 }
 
+/// The daemon's process metrics (the prometheus crate's collector), with
+/// its CPU time to the clock tick: the crate counts whole seconds.
+struct ProcessMetrics(prometheus::process_collector::ProcessCollector);
+
+/// The CPU time series [`ProcessMetrics`] corrects.
+const CPU_SECONDS: &str = "crius_process_cpu_seconds_total";
+
+impl prometheus::core::Collector for ProcessMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let mut families = self.0.collect();
+        if let Some(seconds) = own_cpu_seconds() {
+            for family in families.iter_mut().filter(|f| f.name() == CPU_SECONDS) {
+                for metric in family.mut_metric() {
+                    let mut counter = prometheus::proto::Counter::default();
+                    counter.set_value(seconds);
+                    metric.set_counter(counter);
+                }
+            }
+        }
+        families
+    }
+}
+
+/// This process's user + system CPU time in seconds, from
+/// `/proc/self/stat` (fields 14 and 15, in clock ticks).
+fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds(
+        &stat,
+        nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??,
+    )
+}
+
+/// User + system CPU seconds from the text of a `/proc/PID/stat` file, at
+/// `ticks` per second. The command name may hold spaces and parentheses:
+/// the fields are counted from its last `)`.
+fn cpu_seconds(stat: &str, ticks: i64) -> Option<f64> {
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    // fields[0] is field 3 (state); utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +390,28 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("crius_process_open_fds "), "{text}");
+        // CPU time to the tick, not in whole seconds: after a twentieth of
+        // a second of work it is not 0.
+        while own_cpu_seconds().unwrap() < 0.05 {
+            std::hint::black_box((0..10_000u64).sum::<u64>());
+        }
+        let text = String::from_utf8(m.render()).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("crius_process_cpu_seconds_total "))
+            .unwrap();
+        let value: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let own = own_cpu_seconds().unwrap();
+        assert!(value > 0.0 && value <= own, "{value} vs {own}");
+    }
+
+    #[test]
+    fn cpu_seconds_are_read_past_the_command_name() {
+        let stat = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194304 100 0 0 0 \
+                    250 125 0 0 20 0 1 0 100 1000 10";
+        assert_eq!(cpu_seconds(stat, 100), Some(3.75));
+        assert_eq!(cpu_seconds(stat, 0), None);
+        assert_eq!(cpu_seconds("garbage", 100), None);
     }
 
     #[test]
