@@ -7,16 +7,13 @@
 //! mutated and truncated. None may panic, and nothing may be written
 //! outside the layer.
 //!
-//! As in the fuzz target, the unpacking runs on a thread that has its own
-//! filesystem context and mount namespace and is chrooted into a fresh
-//! tmpfs holding `/sentinel/canary`: whatever the unpacker does stays
-//! there, and goes with the thread. Needs root (mknod, chown, chroot), as
-//! CI runs it; fails, never skips, without.
+//! As in the fuzz target (and with its code), the unpacking runs on a
+//! thread that has its own filesystem context and mount namespace and is
+//! chrooted into a fresh tmpfs holding `/sentinel/canary`: whatever the
+//! unpacker does stays there, and goes with the thread. Needs root (mknod,
+//! chown, chroot), as CI runs it; fails, never skips, without.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-
-use crius_runtime::image::unpack::apply_tar;
+use crius_runtime::image::unpack_fuzzing::{append_raw, enter_sandbox, unpack_and_check};
 
 /// Tars built per run (each also mutated a few times).
 const TARS: usize = 8000;
@@ -88,29 +85,20 @@ fn tar(r: &mut Rng) -> Vec<u8> {
             tar::EntryType::Regular => (0..r.below(600)).map(|i| i as u8).collect(),
             _ => Vec::new(),
         };
-        if r.chance(6) {
-            let key = match r.chance(2) {
-                true => "SCHILY.xattr.trusted.overlay.opaque",
-                false => "SCHILY.xattr.user.x",
-            };
-            let _ = b.append_pax_extensions([(key, &b"y"[..])]);
-        }
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(r.next() as u32 & 0o7777);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
-        h.set_size(data.len() as u64);
-        let (name, target) = (path(r), path(r));
-        // Raw name fields: the tar crate's setters refuse "..".
-        let gnu = h.as_gnu_mut().expect("a GNU header");
-        let n = name.len().min(gnu.name.len());
-        gnu.name[..n].copy_from_slice(&name[..n]);
-        let n = target.len().min(gnu.linkname.len());
-        gnu.linkname[..n].copy_from_slice(&target[..n]);
-        h.set_cksum();
-        let _ = b.append(&h, &data[..]);
+        let xattr = r.chance(6).then(|| match r.chance(2) {
+            true => "SCHILY.xattr.trusted.overlay.opaque",
+            false => "SCHILY.xattr.user.x",
+        });
+        let (mode, name, target) = (r.next() as u32, path(r), path(r));
+        append_raw(
+            &mut b,
+            kind,
+            mode,
+            &name,
+            &target,
+            &data,
+            xattr.map(|k| (k, &b"y"[..])),
+        );
     }
     b.into_inner().unwrap_or_default()
 }
@@ -131,79 +119,6 @@ fn mutate(r: &mut Rng, bytes: &mut Vec<u8>) {
             return;
         }
     }
-}
-
-fn enter_sandbox() {
-    use nix::mount::{MsFlags, mount};
-    use nix::sched::{CloneFlags, unshare};
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the unpack fuzz test runs as root (mknod, chown, chroot)"
-    );
-    unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS)
-        .expect("unshare the filesystem context and mount namespace");
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .expect("make / private");
-    // Over the temp dir, in this thread's namespace only: nothing is
-    // created on the host, nothing is left once the thread ends.
-    let dir = std::env::temp_dir();
-    mount(
-        Some("tmpfs"),
-        &dir,
-        Some("tmpfs"),
-        MsFlags::empty(),
-        Some("size=256m"),
-    )
-    .expect("mount the sandbox tmpfs");
-    nix::unistd::chroot(&dir).expect("chroot into the sandbox");
-    std::env::set_current_dir("/").expect("cd /");
-    std::fs::create_dir("/sentinel").expect("create /sentinel");
-    std::fs::write("/sentinel/canary", b"canary").expect("write the canary");
-}
-
-/// Unpacks `tar` into a fresh `/layer`; true if the unpacker took it.
-fn unpack_and_check(tar: &[u8], what: &str) -> bool {
-    let layer = Path::new("/layer");
-    std::fs::create_dir(layer).expect("create /layer");
-    // Errors are fine (many inputs are refused); panics and escapes are not.
-    let took = apply_tar(tar, layer).is_ok();
-    let mut top: Vec<String> = std::fs::read_dir("/")
-        .expect("read /")
-        .map(|e| {
-            e.expect("read /")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    top.sort();
-    assert_eq!(
-        top,
-        ["layer", "sentinel"],
-        "{what}: written outside the layer"
-    );
-    assert_eq!(
-        std::fs::read_dir("/sentinel")
-            .expect("read /sentinel")
-            .count(),
-        1,
-        "{what}: written into /sentinel"
-    );
-    assert_eq!(
-        std::fs::read("/sentinel/canary").expect("read the canary"),
-        b"canary",
-        "{what}: the canary changed"
-    );
-    let canary = std::fs::symlink_metadata("/sentinel/canary").expect("stat the canary");
-    assert_eq!(canary.nlink(), 1, "{what}: the canary was hard-linked");
-    std::fs::remove_dir_all(layer).expect("remove /layer");
-    took
 }
 
 #[test]

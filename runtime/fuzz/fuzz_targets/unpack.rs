@@ -3,12 +3,11 @@
 
 #![no_main]
 
-use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Mutex, OnceLock};
 
 use arbitrary::Arbitrary;
-use crius_runtime::image::unpack::apply_tar;
+use crius_runtime::image::unpack_fuzzing::{append_raw, enter_sandbox, unpack_and_check};
 use libfuzzer_sys::fuzz_target;
 
 /// A path component.
@@ -108,31 +107,23 @@ fn tar_of(entries: &[Entry]) -> Vec<u8> {
             Kind::Char => (tar::EntryType::Char, &[]),
             Kind::Block => (tar::EntryType::Block, &[]),
         };
-        if let Some((trusted, value)) = &e.xattr {
+        let xattr = e.xattr.as_ref().map(|(trusted, value)| {
             let key = if *trusted {
                 "SCHILY.xattr.trusted.overlay.opaque"
             } else {
                 "SCHILY.xattr.user.x"
             };
-            let _ = b.append_pax_extensions([(key, &value[..value.len().min(64)])]);
-        }
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(u32::from(e.mode) & 0o7777);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
-        h.set_size(data.len() as u64);
-        let name = e.path.render();
-        let target = e.target.render();
-        // Raw name fields: the tar crate's setters refuse "..".
-        let gnu = h.as_gnu_mut().expect("a GNU header");
-        let n = name.len().min(gnu.name.len());
-        gnu.name[..n].copy_from_slice(&name[..n]);
-        let n = target.len().min(gnu.linkname.len());
-        gnu.linkname[..n].copy_from_slice(&target[..n]);
-        h.set_cksum();
-        let _ = b.append(&h, data);
+            (key, &value[..value.len().min(64)])
+        });
+        append_raw(
+            &mut b,
+            kind,
+            u32::from(e.mode),
+            &e.path.render(),
+            &e.target.render(),
+            data,
+            xattr,
+        );
     }
     b.into_inner().unwrap_or_default()
 }
@@ -156,7 +147,7 @@ fn start_worker() -> Worker {
     std::thread::spawn(move || {
         enter_sandbox();
         for tar in rx {
-            unpack_and_check(&tar);
+            unpack_and_check(&tar, "fuzz input");
             if done_tx.send(()).is_err() {
                 return;
             }
@@ -166,70 +157,6 @@ fn start_worker() -> Worker {
         inputs,
         done: Mutex::new(done),
     }
-}
-
-fn enter_sandbox() {
-    use nix::mount::{MsFlags, mount};
-    use nix::sched::{CloneFlags, unshare};
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the unpack fuzz target runs as root (mknod, chown, chroot)"
-    );
-    unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS)
-        .expect("unshare the filesystem context and mount namespace");
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .expect("make / private");
-    // Over the temp dir, in this thread's namespace only: nothing is
-    // created on the host, nothing is left after exit.
-    let dir = std::env::temp_dir();
-    mount(
-        Some("tmpfs"),
-        &dir,
-        Some("tmpfs"),
-        MsFlags::empty(),
-        Some("size=256m"),
-    )
-    .expect("mount the sandbox tmpfs");
-    nix::unistd::chroot(&dir).expect("chroot into the sandbox");
-    std::env::set_current_dir("/").expect("cd /");
-    std::fs::create_dir("/sentinel").expect("create /sentinel");
-    std::fs::write("/sentinel/canary", b"canary").expect("write the canary");
-}
-
-fn unpack_and_check(tar: &[u8]) {
-    let layer = Path::new("/layer");
-    std::fs::create_dir(layer).expect("create /layer");
-    // Errors are fine (most inputs are refused); panics and escapes are not.
-    let _ = apply_tar(tar, layer);
-    check_nothing_escaped();
-    std::fs::remove_dir_all(layer).expect("remove /layer");
-}
-
-fn check_nothing_escaped() {
-    let mut top: Vec<String> = std::fs::read_dir("/")
-        .expect("read /")
-        .map(|e| e.expect("read /").file_name().to_string_lossy().into_owned())
-        .collect();
-    top.sort();
-    assert_eq!(top, ["layer", "sentinel"], "something was written outside the layer");
-    let sentinel: Vec<_> = std::fs::read_dir("/sentinel")
-        .expect("read /sentinel")
-        .map(|e| e.expect("read /sentinel").file_name())
-        .collect();
-    assert_eq!(sentinel.len(), 1, "something was written into /sentinel");
-    assert_eq!(
-        std::fs::read("/sentinel/canary").expect("read the canary"),
-        b"canary"
-    );
-    use std::os::unix::fs::MetadataExt;
-    let canary = std::fs::symlink_metadata("/sentinel/canary").expect("stat the canary");
-    assert_eq!(canary.nlink(), 1, "the canary was hard-linked");
 }
 
 fuzz_target!(|input: Input| {

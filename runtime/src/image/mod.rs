@@ -29,6 +29,8 @@ mod store;
 mod stream;
 mod tmp;
 pub mod unpack;
+#[doc(hidden)]
+pub mod unpack_fuzzing;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
