@@ -125,10 +125,19 @@ fn netns_counters(pin: &str) -> HashMap<String, [u64; 6]> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stats_match_the_kernels_figures() {
+async fn stats_match_the_kernels_figures_with_runc() {
+    stats_match_the_kernels_figures("", "stats-runc").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_match_the_kernels_figures_with_crun() {
+    stats_match_the_kernels_figures("crun", "stats-crun").await;
+}
+
+async fn stats_match_the_kernels_figures(handler: &str, pod_name: &str) {
     let mut w = World::start(CriusOptions::default()).await;
-    let pod = w.pod("stats");
-    let pod_id = w.run_pod(&pod).await;
+    let pod = w.pod(pod_name);
+    let pod_id = cri::run_pod(&mut w.rt, &pod, handler).await.unwrap();
     // 40 MiB in the pod's /dev/shm (charged to the container's memory
     // cgroup), 5 MiB written to its writable layer, then a busy loop.
     let busy = w
@@ -373,7 +382,7 @@ async fn stats_match_the_kernels_figures() {
     );
     assert_eq!(
         pods(PodSandboxStatsFilter {
-            label_selector: HashMap::from([("e2e-pod".into(), "stats".into())]),
+            label_selector: HashMap::from([("e2e-pod".into(), pod_name.into())]),
             ..Default::default()
         })
         .await,
