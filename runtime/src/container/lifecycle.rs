@@ -247,15 +247,7 @@ impl Runtime {
         };
         match &userns {
             Some((ns, owner)) => {
-                let mut mapped = Vec::with_capacity(layers.len());
-                for (i, layer) in layers.iter().enumerate() {
-                    mapped.push(staged::stage(
-                        &bundle,
-                        &format!("l{i}"),
-                        layer,
-                        staged::Change::MapIds(ns),
-                    )?);
-                }
+                let mapped = staged::stage_mapped_layers(&bundle, "l", &layers, ns)?;
                 rootfs::mount_rootfs_owned(
                     &mapped,
                     &self.container_root_dir(&c.id),
@@ -434,16 +426,9 @@ impl Runtime {
             let layers = self.images.layer_paths(image)?;
             match userns {
                 Some(ns) => {
-                    let mapped = layers
-                        .iter()
-                        .enumerate()
-                        .map(|(j, layer)| {
-                            let name = format!("v{i}-l{j}");
-                            staged::stage(bundle, &name, layer, staged::Change::MapIds(ns))
-                        })
-                        .collect::<Result<Vec<_>>>()?;
+                    let prefix = format!("v{i}-l");
+                    let mapped = staged::stage_mapped_layers(bundle, &prefix, &layers, ns)?;
                     rootfs::mount_image_volume(&mapped, &empty, &target)?;
-                    // overlayfs holds private clones of its layers.
                     staged::release(bundle)?;
                 }
                 None => rootfs::mount_image_volume(&layers, &empty, &target)?,

@@ -63,6 +63,31 @@ pub fn stage<F: AsFd>(
     Ok(target)
 }
 
+/// Stages an ID-mapped copy of each of `layers` (owners mapped through
+/// the user namespace open at `userns`), named `{prefix}{index}`: the
+/// lower layers of an overlay seen from that namespace. Overlayfs keeps
+/// private clones of its layers, so the copies can be released once it is
+/// mounted.
+pub fn stage_mapped_layers<F: AsFd>(
+    bundle: &Path,
+    prefix: &str,
+    layers: &[PathBuf],
+    userns: &F,
+) -> Result<Vec<PathBuf>> {
+    layers
+        .iter()
+        .enumerate()
+        .map(|(i, layer)| {
+            stage(
+                bundle,
+                &format!("{prefix}{i}"),
+                layer,
+                Change::MapIds(userns),
+            )
+        })
+        .collect()
+}
+
 /// Unmounts and removes every staged mount of a bundle; a bundle with none
 /// is fine. Entries are removed one by one, never recursively, so a copy
 /// that could not be unmounted cannot lose host files; the error then
