@@ -377,6 +377,18 @@ impl Cni {
         Ok(report)
     }
 
+    /// Whether the cache still holds an attachment of `container_id` on
+    /// `ifname` (to any network): a DEL is still owed for it, so its network
+    /// namespace must stay (plugins such as bridge find what to undo, like
+    /// masquerade rules, through the interfaces in it).
+    pub async fn is_attached(&self, container_id: &str, ifname: &str) -> Result<bool, Error> {
+        let cache = self.cache.clone();
+        let (id, ifname) = (container_id.to_string(), ifname.to_string());
+        blocking(move || cache.find(&id, &ifname))
+            .await
+            .map(|found| !found.is_empty())
+    }
+
     /// ADD: brings up loopback, then attaches `att.ifname` to the default
     /// network, running its plugins in order with `prevResult` chaining.
     /// On any failure everything already added is deleted again (best

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{IoContext, Result};
@@ -21,7 +22,7 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}{TMP_SUFFIX}", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = create_private(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -47,7 +48,7 @@ pub fn replace_file(path: &Path, data: &[u8]) -> Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}{TMP_SUFFIX}", std::process::id()));
     let write = || -> std::io::Result<()> {
-        fs::write(&tmp, data)?;
+        create_private(&tmp)?.write_all(data)?;
         fs::rename(&tmp, path)
     };
     let result = write().context(|| format!("write {}", path.display()));
@@ -55,6 +56,19 @@ pub fn replace_file(path: &Path, data: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// A new file only root may read (`0600`), replacing a leftover temp
+/// file of that name. What crius keeps is root's: the few files others
+/// must read (a pod's hosts and resolv.conf) are written elsewhere.
+fn create_private(path: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 /// `mkdir -p` with the path in the error.
@@ -68,6 +82,60 @@ pub fn remove_dir_all(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         r => r.context(|| format!("remove {}", path.display())),
     }
+}
+
+/// Removes the directory tree of an object crius keeps (a pod's or a
+/// container's directory) unless something is mounted at or below it: a
+/// recursive removal through a mount could reach host files (a bind of a
+/// host path, a staged copy). A missing tree is not an error.
+pub fn remove_tree(path: &Path) -> Result<()> {
+    let mounted = mounts_under(path)?;
+    if let Some(first) = mounted.first() {
+        return Err(crate::Error::Internal(format!(
+            "keeping {}: {} is still mounted there ({} mount(s) in all)",
+            path.display(),
+            first.display(),
+            mounted.len()
+        )));
+    }
+    remove_dir_all(path)
+}
+
+/// The mount points at or below `path`, from /proc/self/mountinfo.
+pub fn mounts_under(path: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let info =
+        fs::read_to_string("/proc/self/mountinfo").context(|| "read /proc/self/mountinfo")?;
+    Ok(info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| std::path::PathBuf::from(unescape_mount_path(point)))
+        .filter(|point| point.starts_with(path))
+        .collect())
+}
+
+/// A mountinfo path with its octal escapes (`\040` for a space …) undone.
+fn unescape_mount_path(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).and_then(|d| {
+            let d = std::str::from_utf8(d).ok()?;
+            u8::from_str_radix(d, 8).ok()
+        });
+        match (b[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
 }
 
 /// Removes a file; a missing one is not an error.
@@ -183,6 +251,39 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two two");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path("/a\\040b/c"), "/a b/c");
+        assert_eq!(unescape_mount_path("/plain\\"), "/plain\\");
+        assert!(
+            mounts_under(Path::new("/proc"))
+                .unwrap()
+                .iter()
+                .any(|p| p == Path::new("/proc"))
+        );
+    }
+
+    #[test]
+    fn trees_with_a_mount_below_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("obj/inner");
+        fs::create_dir_all(&inner).unwrap();
+        fs::write(inner.join("f"), b"x").unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &inner,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        let kept = remove_tree(&dir.path().join("obj"));
+        nix::mount::umount2(&inner, nix::mount::MntFlags::MNT_DETACH).unwrap();
+        assert!(kept.unwrap_err().to_string().contains("still mounted"));
+        remove_tree(&dir.path().join("obj")).unwrap();
+        assert!(!dir.path().join("obj").exists());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod events;
 pub mod fsutil;
 pub mod image;
 mod image_gc;
+pub mod layout;
 pub mod metrics;
 pub mod monitor;
 mod mount_tree;
@@ -107,9 +108,7 @@ impl Runtime {
         let metrics = metrics::RuntimeMetrics::register(registry)
             .map_err(|e| Error::Internal(format!("register runtime metrics: {e}")))?;
         sandbox::check_settings(&config.runtime)?;
-        for dir in [&config.root, &config.state] {
-            fsutil::create_dir_all(dir)?;
-        }
+        layout::prepare(&config.root, &config.state)?;
         let images =
             ImageStore::open(&config.root, config.registry.clone(), metrics.pulls.clone())?;
         let cni = Cni::new(CniOptions {
@@ -184,8 +183,15 @@ impl Runtime {
             tracing::error!(error = %e, "skipping unreadable pod sandbox record");
         }
         for (id, sb) in pods {
-            self.sandboxes
-                .reserve_name(&sb.config.unique_name(), &sb.id)?;
+            let checked = self.check_sandbox_record(&id, &sb).and_then(|()| {
+                self.sandboxes
+                    .reserve_name(&sb.config.unique_name(), &sb.id)
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(why) = checked {
+                self.quarantine(&self.sandbox_table, "pod sandbox", &id, &why);
+                continue;
+            }
             self.sandboxes.insert(state::Entry::new(&id, sb));
         }
         let store::Loaded {
@@ -196,14 +202,43 @@ impl Runtime {
             tracing::error!(error = %e, "skipping unreadable container record");
         }
         for (id, mut c) in containers {
+            let checked = check_container_record(&id, &c).and_then(|()| {
+                self.containers
+                    .reserve_name(&container_name_key(&c.sandbox_id, &c.config), &c.id)
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(why) = checked {
+                self.quarantine(&self.container_table, "container", &id, &why);
+                continue;
+            }
             self.lost_at_reboot(&mut c);
-            self.containers
-                .reserve_name(&container_name_key(&c.sandbox_id, &c.config), &c.id)?;
             let entry = state::Entry::new(&id, c);
             self.containers.insert(entry.clone());
             self.watch_exit(entry);
         }
         Ok(())
+    }
+
+    /// Moves a record that cannot be trusted out of its table, saying why.
+    /// Its object's directories are then left to start-up recovery, which
+    /// removes only what the id proves is the object's.
+    fn quarantine<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        table: &Table<T>,
+        kind: &str,
+        id: &str,
+        why: &str,
+    ) {
+        match table.quarantine(id) {
+            Ok(to) => tracing::error!(
+                id, kind, why, quarantined = %to.display(),
+                "a stored record cannot be trusted; moved it to quarantine"
+            ),
+            Err(e) => tracing::error!(
+                id, kind, why, error = %e,
+                "a stored record cannot be trusted, and could not be moved to quarantine; ignoring it"
+            ),
+        }
     }
 
     /// Version of the runtime: (name, version).
@@ -282,6 +317,28 @@ impl Runtime {
 /// The key under which a container's name is reserved: unique per pod.
 fn container_name_key(sandbox_id: &str, config: &container::ContainerConfig) -> String {
     format!("{sandbox_id}/{}", config.unique_name())
+}
+
+/// Whether a stored container record can be trusted: its id is the one
+/// it is stored under (every path of a container is derived from it) and
+/// the ids and PIDs it names have the form crius gives them.
+fn check_container_record(key: &str, c: &Container) -> std::result::Result<(), String> {
+    if c.id != key || !state::is_id(&c.id) {
+        return Err(format!("its id {:?} is not that of its file {key:?}", c.id));
+    }
+    if !state::is_id(&c.sandbox_id) {
+        return Err(format!(
+            "its pod id {:?} is not one crius makes",
+            c.sandbox_id
+        ));
+    }
+    if c.pid < 0 || c.monitor_pid < 0 {
+        return Err(format!(
+            "pid {} / monitor pid {} cannot be its processes",
+            c.pid, c.monitor_pid
+        ));
+    }
+    Ok(())
 }
 
 /// The daemon's own oom_score_adj (0 if unreadable).

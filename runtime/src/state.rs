@@ -184,6 +184,15 @@ pub fn new_id() -> Result<String> {
     Ok(hex::encode(bytes))
 }
 
+/// Whether `s` has the form of an id [`new_id`] makes (64 lowercase hex
+/// digits): recovery touches a directory, cgroup or runtime state named by
+/// an id only when its name has that form.
+pub fn is_id(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Now, in nanoseconds since the Unix epoch, as CRI timestamps are.
 pub fn now_nanos() -> i64 {
     std::time::SystemTime::now()

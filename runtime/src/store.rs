@@ -16,6 +16,10 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, TMP_SUFFIX};
 
+/// The directory beside the tables where records that cannot be trusted
+/// are kept.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
 /// A table of records of type `T`, keyed by a file-name-safe string.
 #[derive(Debug)]
 pub struct Table<T> {
@@ -92,9 +96,37 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
         fsutil::remove_file(&self.path(key)?)
     }
 
-    /// Reads every record. A record that cannot be decoded is reported in
-    /// [`Loaded::unreadable`] (with its path) rather than failing the whole
-    /// load.
+    /// Moves the record of `key` out of the table into the quarantine
+    /// directory beside it (`<table>/../quarantine/<table name>/`), where
+    /// it is kept for a person to look at and never read again. Returns
+    /// where it went.
+    pub fn quarantine(&self, key: &str) -> Result<PathBuf> {
+        self.quarantine_file(&self.path(key)?)
+    }
+
+    fn quarantine_file(&self, path: &Path) -> Result<PathBuf> {
+        let table = self.dir.file_name().unwrap_or_default();
+        let dir = self
+            .dir
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(QUARANTINE_DIR)
+            .join(table);
+        // Root's only, whatever the table holds.
+        std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&dir)
+            .context(|| format!("create {}", dir.display()))?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let to = dir.join(format!("{name}.{}", crate::state::now_nanos()));
+        fs::rename(path, &to)
+            .context(|| format!("move {} to quarantine {}", path.display(), to.display()))?;
+        Ok(to)
+    }
+
+    /// Reads every record. A record that cannot be read or decoded is
+    /// moved to quarantine ([`Table::quarantine`]) and reported in
+    /// [`Loaded::unreadable`] (naming its file) rather than failing the
+    /// whole load.
     pub fn load_all(&self) -> Result<Loaded<T>> {
         let mut records = Vec::new();
         let mut bad = Vec::new();
@@ -105,12 +137,21 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
                 continue;
             };
             let path = entry.path();
-            match fs::read(&path) {
-                Ok(data) => match decode(&path, &data) {
-                    Ok(v) => records.push((key.to_string(), v)),
-                    Err(e) => bad.push(e),
-                },
-                Err(e) => bad.push(Error::io(format!("read {}", path.display()), e)),
+            let read = fs::read(&path)
+                .map_err(|e| Error::io(format!("read {}", path.display()), e))
+                .and_then(|data| decode(&path, &data));
+            match read {
+                Ok(v) => records.push((key.to_string(), v)),
+                Err(e) => bad.push(match self.quarantine_file(&path) {
+                    Ok(to) => Error::Store {
+                        path: path.clone(),
+                        message: format!("{e}; moved to {}", to.display()),
+                    },
+                    Err(q) => Error::Store {
+                        path: path.clone(),
+                        message: format!("{e}; and it could not be moved to quarantine: {q}"),
+                    },
+                }),
             }
         }
         records.sort_by(|a, b| a.0.cmp(&b.0));
@@ -162,9 +203,18 @@ mod tests {
         t.put("a", &Rec { n: 3 }).unwrap();
         assert_eq!(t.get("a").unwrap(), Some(Rec { n: 3 }));
         fs::write(t.dir().join("broken.json"), b"{").unwrap();
+        fs::write(t.dir().join("empty.json"), b"").unwrap();
         let loaded = t.load_all().unwrap();
         assert_eq!(loaded.records.len(), 2);
-        assert_eq!(loaded.unreadable.len(), 1);
+        assert_eq!(loaded.unreadable.len(), 2);
+        // Kept aside, never read again.
+        let kept = fs::read_dir(dir.path().join("quarantine/recs"))
+            .unwrap()
+            .count();
+        assert_eq!(kept, 2);
+        assert_eq!(t.load_all().unwrap().unreadable.len(), 0);
+        t.quarantine("b").unwrap();
+        assert_eq!(t.get("b").unwrap(), None);
         t.delete("a").unwrap();
         t.delete("a").unwrap();
         assert_eq!(t.get("a").unwrap(), None);

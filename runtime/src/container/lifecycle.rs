@@ -18,11 +18,12 @@ use crate::error::{Error, Result};
 use crate::events::ContainerEventKind;
 use crate::fsutil;
 use crate::image::Image;
+use crate::layout::{self, Access};
 use crate::monitor::attach::ATTACH_SOCKET;
 use crate::monitor::control::{self, CONTROL_FIFO};
 use crate::monitor::{self, MonitorConfig};
 use crate::oci::OciRuntime;
-use crate::sandbox::{Sandbox, SandboxState};
+use crate::sandbox::{Sandbox, SandboxState, cgroup};
 use crate::state::{Entry, new_id, now_nanos};
 use crate::{Runtime, container_name_key};
 
@@ -232,7 +233,10 @@ impl Runtime {
         let began = std::time::Instant::now();
         let bundle = self.container_state_dir(&c.id);
         let rootfs_dir = bundle.join("rootfs");
-        fsutil::create_dir_all(&bundle)?;
+        // Root's only (it holds the rootfs); in a user namespace the
+        // pod's root may pass too, as the runtime inside it must.
+        let access = Access::object(sb.config.user_namespace.as_ref().map(|u| u.host_root().1));
+        layout::create_dir(&bundle, access)?;
         let layers = self.images.layer_paths(image)?;
         // In a user namespace, the shared layers are seen through
         // ID-mapped copies (their root-owned files owned by the pod's
@@ -318,7 +322,7 @@ impl Runtime {
                     .map_err(|e| Error::FailedPrecondition(format!("runtime.default_ulimits: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let cgroups_path = format!("{}/{}", sb.cgroup_parent.trim_end_matches('/'), c.id);
+        let cgroups_path = container_cgroup(&sb.cgroup_parent, &c.id);
         let spec = spec::build(&spec::SpecInput {
             config: spec_config.as_ref().unwrap_or(&c.config),
             image: &image.config,
@@ -451,13 +455,13 @@ impl Runtime {
             .and_then(|()| rootfs::unmount_rootfs(&bundle.join("rootfs")))
             .and_then(|()| staged::release(&bundle));
         let removed = match &staged {
-            Ok(()) => fsutil::remove_dir_all(&bundle),
+            Ok(()) => fsutil::remove_tree(&bundle),
             Err(_) => Ok(()),
         };
         let steps = [
             staged,
             removed,
-            fsutil::remove_dir_all(&self.container_root_dir(&c.id)),
+            fsutil::remove_tree(&self.container_root_dir(&c.id)),
         ];
         for e in steps.into_iter().filter_map(Result::err) {
             tracing::warn!(container = %c.id, error = %e, "releasing container files");
@@ -516,6 +520,12 @@ impl Runtime {
                 rt.metrics.oom_kills.inc();
             }
             rt.emit_container_event(&ended, ContainerEventKind::Stopped);
+            if status.is_ok()
+                && let Ok(oci) = rt.oci_runtime(&ended.runtime_handler)
+                && let Err(e) = rt.kill_leftovers(&ended, oci).await
+            {
+                tracing::warn!(container = %c.id, error = %e, "killing what the container's init left");
+            }
             match (status, saved) {
                 (Ok(st), Ok(())) => {
                     tracing::info!(container = %c.id, exit_code = st.exit_code, "container exited")
@@ -603,10 +613,26 @@ impl Runtime {
 
     async fn stop_entry(&self, entry: &Entry<Container>, timeout: Duration) -> Result<()> {
         let c = entry.get();
-        if is_done(&c) {
-            return Ok(());
+        if !is_done(&c) {
+            let oci = self.oci_runtime(&c.runtime_handler)?;
+            self.stop_init(entry, oci, timeout).await?;
         }
-        let oci = self.oci_runtime(&c.runtime_handler)?;
+        // Processes exec'd into a container that shares a PID namespace
+        // outlive its init: a stopped container has none.
+        match self.oci_runtime(&c.runtime_handler) {
+            Ok(oci) => self.kill_leftovers(&c, oci).await,
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Ends the container's init: its stop signal, SIGKILL after `timeout`.
+    async fn stop_init(
+        &self,
+        entry: &Entry<Container>,
+        oci: &OciRuntime,
+        timeout: Duration,
+    ) -> Result<()> {
+        let c = entry.get();
         if !timeout.is_zero() {
             let signal = parse_signal(&c.stop_signal).unwrap_or(Signal::SIGTERM);
             if let Err(e) = oci.kill(&c.id, signal as i32, false).await {
@@ -635,6 +661,44 @@ impl Runtime {
         Ok(())
     }
 
+    /// Kills whatever is left in the container's cgroup once its init is
+    /// gone (the OCI runtime's `kill --all`, as containerd does for a
+    /// container without a PID namespace of its own), and waits until
+    /// nothing is.
+    pub(crate) async fn kill_leftovers(&self, c: &Container, oci: &OciRuntime) -> Result<()> {
+        let Ok(pod) = self.sandboxes.find(&c.sandbox_id) else {
+            return Ok(());
+        };
+        let path = container_cgroup(&pod.lock().cgroup_parent, &c.id);
+        let left = || {
+            let path = path.clone();
+            async move {
+                tokio::task::spawn_blocking(move || cgroup::has_processes(&path))
+                    .await
+                    .map_err(|e| Error::Internal(format!("cgroup task: {e}")))?
+            }
+        };
+        if !left().await? {
+            return Ok(());
+        }
+        tracing::info!(container = %c.id, "killing the processes its init left in its cgroup");
+        if let Err(e) = oci.kill(&c.id, Signal::SIGKILL as i32, true).await {
+            tracing::debug!(container = %c.id, error = %e, "kill --all not delivered");
+        }
+        let deadline = tokio::time::Instant::now() + KILL_GRACE;
+        while left().await? {
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Internal(format!(
+                    "processes of container {} are still in its cgroup {path} {}s after SIGKILL",
+                    c.id,
+                    KILL_GRACE.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
     /// Removes a container, killing it first if it still runs. Removing a
     /// container that is gone is fine.
     pub async fn remove_container(&self, id: &str) -> Result<()> {
@@ -655,8 +719,8 @@ impl Runtime {
         rootfs::unmount_image_volumes(&bundle)?;
         rootfs::unmount_rootfs(&bundle.join("rootfs"))?;
         staged::release(&bundle)?;
-        fsutil::remove_dir_all(&bundle)?;
-        fsutil::remove_dir_all(&self.container_root_dir(&c.id))?;
+        fsutil::remove_tree(&bundle)?;
+        fsutil::remove_tree(&self.container_root_dir(&c.id))?;
         crash::point(crash::REMOVE_AFTER_UNMOUNT);
         entry.update(|r| r.removed = true);
         self.container_table.delete(&c.id)?;
@@ -694,6 +758,12 @@ fn mount_error(container_path: &str, e: Error) -> Error {
         Error::InvalidArgument(m) => Error::InvalidArgument(format!("mount {container_path}: {m}")),
         e => Error::Internal(format!("mount {container_path}: {e}")),
     }
+}
+
+/// The cgroup of container `id` in a pod whose containers go below
+/// `parent` (cgroupfs path).
+fn container_cgroup(parent: &str, id: &str) -> String {
+    format!("{}/{id}", parent.trim_end_matches('/'))
 }
 
 fn exit_file(bundle: &Path) -> PathBuf {

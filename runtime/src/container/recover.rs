@@ -24,7 +24,7 @@ use crate::Runtime;
 use crate::error::Result;
 use crate::fsutil;
 use crate::monitor::CONFIG_FILE;
-use crate::state::now_nanos;
+use crate::state::{is_id, now_nanos};
 
 /// How long a killed orphan monitor may take to go.
 const MONITOR_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,9 +106,16 @@ impl Runtime {
             };
             for dir in dirs.flatten() {
                 let name = dir.file_name().to_string_lossy().into_owned();
-                if !known.contains(&name) {
-                    orphans.insert(name);
+                if known.contains(&name) {
+                    continue;
                 }
+                // Only what has the shape of a container directory crius
+                // made is touched: anything else is not provably ours.
+                if !dir.file_type().is_ok_and(|t| t.is_dir()) || !is_id(&name) {
+                    tracing::warn!(path = %dir.path().display(), "not a container directory crius makes; left alone");
+                    continue;
+                }
+                orphans.insert(name);
             }
         }
         for id in orphans {
@@ -153,8 +160,8 @@ impl Runtime {
         // Staged copies of host trees (rro, ID-mapped) go one by one, never
         // through a recursive removal that could reach host files.
         super::staged::release(&bundle)?;
-        fsutil::remove_dir_all(&bundle)?;
-        fsutil::remove_dir_all(&self.container_root_dir(id))
+        fsutil::remove_tree(&bundle)?;
+        fsutil::remove_tree(&self.container_root_dir(id))
     }
 }
 

@@ -12,10 +12,11 @@
 //! 1. The first process forks a keeper and exits once the keeper has
 //!    reported; the keeper, detached in a session of its own, does
 //!    `unshare(CLONE_NEWPID)` and forks: the child is PID 1 of the new
-//!    namespace. The keeper writes the child's host PID to `infra.pid` in
-//!    the pod directory and reports it (the first process prints it on
-//!    stdout), then waits to reap the child the moment it dies, so that a
-//!    stopped pod leaves no zombie waiting for the host's init.
+//!    namespace. The keeper reports the child's host PID (the first
+//!    process prints it on stdout), then waits to reap the child the
+//!    moment it dies, so that a stopped pod leaves no zombie waiting for
+//!    the host's init. If anything fails once the child exists, the keeper
+//!    kills and reaps it before exiting: a failed start leaves no process.
 //! 2. The child leaves the session, gets a mount namespace of its own whose
 //!    root is an empty read-only tmpfs (so that `/proc/1/root`, seen from
 //!    the pod's containers, shows nothing of the host), drops to
@@ -26,7 +27,10 @@
 //!
 //! Daemon side: [`start`] runs it and returns its PID; [`stop`] kills it
 //! through a pidfd after checking that the PID is still this pod's infra
-//! process, and waits until it is gone.
+//! process, and waits until it is gone. Its command line names the pod's
+//! state directory, so [`stop_all`] finds and kills a pod's infra
+//! processes without knowing their PIDs (after a crash, or a start that
+//! failed half-way): no PID file has to be trusted.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -50,9 +54,6 @@ use crate::error::{Error, IoContext, Result};
 
 /// `crius-monitor`'s first argument that selects this mode.
 pub const INFRA_ARG: &str = "pod-infra";
-/// The infra process's PID, in the pod's state directory (for recovery
-/// after a crash that lost the pod's record).
-pub const PID_FILE: &str = "infra.pid";
 /// The empty directory that becomes the infra process's root.
 const ROOT_DIR: &str = "infra-root";
 /// Its command name, as `ps` shows it inside the pod.
@@ -105,30 +106,78 @@ pub async fn start(monitor_bin: &Path, pod_dir: &Path, userns: Option<&Path>) ->
         );
         o.and(e).and(status).map(|status| (out, err, status))
     };
-    let (out, err, status) = tokio::time::timeout(START_TIMEOUT, talk)
+    let reported = tokio::time::timeout(START_TIMEOUT, talk)
         .await
         .map_err(|_| Error::External {
             what: what.clone(),
             message: format!("no report within {}s", START_TIMEOUT.as_secs()),
-        })?
-        .context(|| format!("{what}: talk to {}", monitor_bin.display()))?;
-    let report = String::from_utf8_lossy(&out);
-    let report = report.trim();
-    if let Some(pid) = report.strip_prefix("ok ") {
-        return pid.parse().map_err(|_| Error::External {
-            what,
-            message: format!("bad report {report:?}"),
-        });
+        })
+        .and_then(|r| r.context(|| format!("{what}: talk to {}", monitor_bin.display())));
+    let started = reported.and_then(|(out, err, status)| {
+        let report = String::from_utf8_lossy(&out);
+        let report = report.trim();
+        if let Some(pid) = report.strip_prefix("ok ") {
+            return pid.parse().map_err(|_| Error::External {
+                what: what.clone(),
+                message: format!("bad report {report:?}"),
+            });
+        }
+        let message = match report.strip_prefix("error ") {
+            Some(m) => m.to_string(),
+            None => format!(
+                "{} {status} without reporting: {}",
+                monitor_bin.display(),
+                String::from_utf8_lossy(&err).trim()
+            ),
+        };
+        Err(Error::External {
+            what: what.clone(),
+            message,
+        })
+    });
+    if started.is_err() {
+        // Whatever it got to fork must not outlive the failed start.
+        drop(child);
+        if let Err(e) = stop_all(pod_dir).await {
+            tracing::warn!(pod_dir = %pod_dir.display(), error = %e, "stopping what a failed infra start left");
+        }
     }
-    let message = match report.strip_prefix("error ") {
-        Some(m) => m.to_string(),
-        None => format!(
-            "{} {status} without reporting: {}",
-            monitor_bin.display(),
-            String::from_utf8_lossy(&err).trim()
-        ),
+    started
+}
+
+/// The processes running `<monitor> pod-infra <pod_dir>`: the pod's infra
+/// process and its keeper (and a first process not yet gone).
+pub fn find(pod_dir: &Path) -> Vec<i32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
     };
-    Err(Error::External { what, message })
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|&pid| is_infra_of(pid, pod_dir))
+        .collect()
+}
+
+/// Kills every infra process of the pod at `pod_dir` ([`find`]) and waits
+/// until each is gone.
+pub async fn stop_all(pod_dir: &Path) -> Result<()> {
+    // A keeper forks once: two rounds see everything it made.
+    for _ in 0..3 {
+        let found = find(pod_dir);
+        if found.is_empty() {
+            return Ok(());
+        }
+        for pid in found {
+            stop(pod_dir, pid).await?;
+        }
+    }
+    match find(pod_dir).as_slice() {
+        [] => Ok(()),
+        left => Err(Error::Internal(format!(
+            "infra processes {left:?} of pod {} are still there after SIGKILL",
+            pod_dir.display()
+        ))),
+    }
 }
 
 /// Kills the infra process `pid` of the pod at `pod_dir` and waits until it
@@ -317,9 +366,6 @@ fn keeper(pod_dir: &Path, userns: Option<&Path>, mut report: File) -> ! {
         close_fds_except(report.as_raw_fd())?;
         let (ready_r, ready_w) =
             pipe2(nix::fcntl::OFlag::O_CLOEXEC).context(|| "create the ready pipe")?;
-        let pid_file = pod_dir.join(PID_FILE);
-        let mut pid_out =
-            File::create(&pid_file).context(|| format!("create {}", pid_file.display()))?;
         if let Some(userns) = userns {
             // Inside, the pod's directory (the host's root's) is not
             // writable: what the init needs there is made first.
@@ -343,6 +389,9 @@ fn keeper(pod_dir: &Path, userns: Option<&Path>, mut report: File) -> ! {
                     .read_to_string(&mut said)
                     .context(|| "read the init's report")?;
                 if said != "ok" {
+                    // It may be alive still (it failed to say so): it must
+                    // not outlive a start that failed.
+                    let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
                     let _ = waitpid(child, None);
                     return Err(Error::External {
                         what: "infra process".into(),
@@ -353,9 +402,6 @@ fn keeper(pod_dir: &Path, userns: Option<&Path>, mut report: File) -> ! {
                         },
                     });
                 }
-                pid_out
-                    .write_all(format!("{child}\n").as_bytes())
-                    .context(|| format!("write {}", pid_file.display()))?;
                 Ok(child)
             }
         }
@@ -367,7 +413,12 @@ fn keeper(pod_dir: &Path, userns: Option<&Path>, mut report: File) -> ! {
             std::process::exit(1);
         }
     };
-    let _ = report.write_all(format!("ok {child}").as_bytes());
+    if report.write_all(format!("ok {child}").as_bytes()).is_err() {
+        // Nobody will learn of it: it must not stay.
+        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        std::process::exit(1);
+    }
     drop(report);
     loop {
         match waitpid(child, None) {

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+use crate::layout::{self, Access};
 use crate::state::{new_id, now_nanos};
 use crate::{Runtime, crash};
 
@@ -196,8 +197,12 @@ impl Runtime {
     async fn set_up_sandbox(&self, sb: &mut Sandbox, plan: &Plan) -> Result<()> {
         let pod_dir = self.pod_state_dir(&sb.id);
         let ns_dir = pod_dir.join("ns");
-        fsutil::create_dir_all(&ns_dir)?;
-        fsutil::create_dir_all(&sb.files_dir)?;
+        // Root's only; in a user namespace the pod's root may pass too
+        // (the runtime, inside it, reaches the pins and files).
+        let access = Access::object(sb.config.user_namespace.as_ref().map(|u| u.host_root().1));
+        for dir in [&pod_dir, &ns_dir, &sb.files_dir] {
+            layout::create_dir(dir, access)?;
+        }
         let modes = sb.config.namespaces.clone();
         let own_net = modes.network != NamespaceMode::Node;
         let own_ipc = modes.ipc != NamespaceMode::Node;
@@ -350,8 +355,7 @@ impl Runtime {
         if let Some(pod_cgroup) = pod_cgroup {
             // Named in the pod directory too, for recovery after a crash
             // that lost the record.
-            let file = pod_dir.join(cgroup::RECORD_FILE);
-            std::fs::write(&file, pod_cgroup).context(|| format!("write {}", file.display()))?;
+            fsutil::replace_file(&pod_dir.join(cgroup::RECORD_FILE), pod_cgroup.as_bytes())?;
             let leaf = format!("{pod_cgroup}/{}", cgroup::INFRA_LEAF);
             tokio::task::spawn_blocking(move || {
                 cgroup::create(&leaf)?;
@@ -390,42 +394,66 @@ impl Runtime {
     /// fails; used when RunPodSandbox fails half-way.
     async fn release_sandbox(&self, sb: &Sandbox) {
         let mut sb = sb.clone();
-        if let Err(e) = self.release_sandbox_network(&mut sb).await {
-            tracing::warn!(pod = %sb.id, error = %e, "releasing pod network");
+        // A failed ADD is rolled back by the CNI client, but a rollback
+        // DEL that failed too leaves its attachment cached: DEL again.
+        if sb.network_released
+            && sb.namespace("net").is_some()
+            && network::is_attached(&self.cni, &sb.id)
+                .await
+                .unwrap_or(true)
+        {
+            sb.network_released = false;
         }
-        if let Err(e) = self.stop_infra(&mut sb).await {
+        let network = self.release_sandbox_network(&mut sb).await;
+        if let Err(e) = &network {
+            tracing::warn!(pod = %sb.id, error = %e, "releasing pod network; its network namespace is kept until a CNI DEL succeeds (start-up recovery retries it)");
+        }
+        // Whatever infra process the start got to make, known PID or not.
+        if let Err(e) = infra::stop_all(&self.pod_state_dir(&sb.id)).await {
             tracing::warn!(pod = %sb.id, error = %e, "stopping pod infra process");
         }
+        sb.infra_pid = None;
         if let Err(e) = self.release_sandbox_files(&sb).await {
             tracing::warn!(pod = %sb.id, error = %e, "releasing pod files");
         }
     }
 
     /// Removes the namespace pins (the network one last), the shm mount,
-    /// the pod's cgroup and its directories.
+    /// the pod's cgroup and its directories. While a CNI DEL is still owed
+    /// (`network_released` unset), the network namespace, the user
+    /// namespace that owns it and the pod's state directory stay: the
+    /// plugins need the namespace to find what to undo.
     async fn release_sandbox_files(&self, sb: &Sandbox) -> Result<()> {
         for kind in ["ipc", "uts", "pid"] {
             if let Some(pin) = sb.namespace(kind) {
                 namespaces::unpin(pin)?;
             }
         }
-        if let Some(netns) = sb.namespace("net") {
+        let keep_netns = sb.namespace("net").is_some() && !sb.network_released;
+        if let Some(netns) = sb.namespace("net").filter(|_| !keep_netns) {
             network::remove_netns(&sb.id, netns)?;
         }
         // Last: it owns the others.
-        if let Some(pin) = sb.namespace("user") {
+        if let Some(pin) = sb.namespace("user").filter(|_| !keep_netns) {
             namespaces::unpin(pin)?;
         }
         if let Some(shm) = &sb.shm {
             unmount_shm(shm)?;
         }
         if let Some(pod_cgroup) = sb.pod_cgroup.clone() {
-            tokio::task::spawn_blocking(move || cgroup::remove(&pod_cgroup))
+            let id = sb.id.clone();
+            tokio::task::spawn_blocking(move || cgroup::remove(&pod_cgroup, &id))
                 .await
                 .map_err(|e| Error::Internal(format!("cgroup task: {e}")))??;
         }
-        fsutil::remove_dir_all(&self.pod_state_dir(&sb.id))?;
-        fsutil::remove_dir_all(&sb.files_dir)
+        fsutil::remove_tree(&self.pod_root_dir(&sb.id))?;
+        if keep_netns {
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {}: its network is not torn down yet; its network namespace is kept",
+                sb.id
+            )));
+        }
+        fsutil::remove_tree(&self.pod_state_dir(&sb.id))
     }
 
     /// Stops a pod: stops its containers, tears its network down (once)

@@ -5,7 +5,7 @@
 //! containers gets a process of its own, the infra process (a mode of
 //! `crius-monitor`, see [`infra`]), to be that namespace's init.
 
-mod cgroup;
+pub(crate) mod cgroup;
 mod files;
 pub mod infra;
 mod lifecycle;

@@ -141,6 +141,17 @@ pub async fn detach(cni: &Cni, id: &str, config: &PodConfig, netns: &Path) -> Re
         })
 }
 
+/// Whether a CNI DEL is still owed for the pod (its attachment is in the
+/// cache): until then its network namespace must stay.
+pub async fn is_attached(cni: &Cni, id: &str) -> Result<bool> {
+    cni.is_attached(id, POD_IFNAME)
+        .await
+        .map_err(|source| Error::Network {
+            context: format!("look up the network attachment of pod sandbox {id}"),
+            source: Box::new(source),
+        })
+}
+
 /// Removes the pod's network namespace pin; a missing one is fine.
 pub fn remove_netns(id: &str, netns: &Path) -> Result<()> {
     crius_cni::netns::remove(netns).map_err(|source| Error::Network {

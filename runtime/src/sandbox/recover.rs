@@ -10,19 +10,23 @@
 //!   host-side interface; a CNI 1.1 network's plugins are told which
 //!   attachments are valid.
 //! - Pod directories without a record (the record is saved only once
-//!   RunPodSandbox has finished): their infra process is killed, their
-//!   namespace pins, shm mount and (infra) cgroup are removed, then the
-//!   directories.
+//!   RunPodSandbox has finished, and a record that cannot be trusted is
+//!   quarantined): their infra processes (found by their command line)
+//!   are killed, their namespace pins, shm mount and cgroup are removed,
+//!   then the directories. Only what the pod's id proves is its own is
+//!   touched: a directory named like a crius id, a cgroup whose last
+//!   component is that id; a network namespace stays while a CNI DEL is
+//!   still owed for it.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use crius_cni::ValidAttachment;
 
-use super::{SandboxState, cgroup, infra, namespaces, network};
+use super::{Sandbox, SandboxState, cgroup, infra, namespaces, network};
 use crate::Runtime;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::state::is_id;
 
 impl Runtime {
     /// Cleans up after pods that a crash left half-made or half-removed.
@@ -67,6 +71,7 @@ impl Runtime {
             Err(e) => tracing::warn!(error = %e, "CNI garbage collection"),
         }
         let known: BTreeSet<&str> = pods.iter().map(|sb| sb.id.as_str()).collect();
+        let mut orphans = BTreeSet::new();
         for base in [
             self.config.state.join("pods"),
             self.config.root.join("pods"),
@@ -79,37 +84,130 @@ impl Runtime {
                 if known.contains(name.as_str()) {
                     continue;
                 }
-                match self.remove_orphan_pod_dir(&entry.path()).await {
-                    Ok(()) => {
-                        tracing::info!(dir = %entry.path().display(), "removed the leftovers of an unfinished pod")
-                    }
-                    Err(e) => {
-                        tracing::warn!(dir = %entry.path().display(), error = %e, "removing the leftovers of an unfinished pod")
-                    }
+                // Only what has the shape of a pod directory crius made is
+                // touched: anything else is not provably ours.
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                if !is_dir || !is_id(&name) {
+                    tracing::warn!(path = %entry.path().display(), "not a pod directory crius makes; left alone");
+                    continue;
+                }
+                orphans.insert(name);
+            }
+        }
+        for id in orphans {
+            match self.remove_orphan_pod(&id).await {
+                Ok(()) => {
+                    tracing::info!(pod = %id, "removed the leftovers of an unfinished pod")
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %id, error = %e, "removing the leftovers of an unfinished pod")
                 }
             }
         }
     }
 
-    /// Undoes what an unrecorded pod's directory holds (see the module
-    /// docs), then removes it.
-    async fn remove_orphan_pod_dir(&self, dir: &Path) -> Result<()> {
-        if let Some(pid) = std::fs::read_to_string(dir.join(infra::PID_FILE))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-        {
-            infra::stop(dir, pid).await?;
+    /// Undoes what a pod without a record left (see the module docs):
+    /// only what its id proves is its own.
+    async fn remove_orphan_pod(&self, id: &str) -> Result<()> {
+        let dir = self.pod_state_dir(id);
+        infra::stop_all(&dir).await?;
+        let ns = dir.join("ns");
+        for kind in ["ipc", "uts", "pid"] {
+            namespaces::unpin(&ns.join(kind))?;
         }
-        for kind in ["ipc", "uts", "pid", "net", "user"] {
-            namespaces::unpin(&dir.join("ns").join(kind))?;
+        // A DEL still owed (CNI GC above failed for it) needs the
+        // namespace: plugins find what to undo through it. Kept for the
+        // next start.
+        if network::is_attached(&self.cni, id).await? {
+            return Err(Error::FailedPrecondition(format!(
+                "pod {id}: CNI DEL has not succeeded yet; its network namespace and directory \
+                 are kept until it does"
+            )));
         }
+        network::remove_netns(id, &ns.join("net"))?;
+        namespaces::unpin(&ns.join("user"))?;
         fsutil::unmount(&dir.join("shm"), "pod shm")?;
-        if let Ok(path) = std::fs::read_to_string(dir.join(cgroup::RECORD_FILE)) {
-            let path = path.trim().to_string();
-            tokio::task::spawn_blocking(move || cgroup::remove(&path))
-                .await
-                .map_err(|e| crate::Error::Internal(format!("cgroup task: {e}")))??;
+        let recorded = std::fs::read_to_string(dir.join(cgroup::RECORD_FILE)).ok();
+        let cgroups = match recorded
+            .as_deref()
+            .map(|p| cgroup::owned_path(p.trim(), id))
+        {
+            Some(Ok(path)) => vec![path],
+            found => {
+                if let Some(Err(e)) = found {
+                    tracing::warn!(pod = %id, error = %e, "ignoring a damaged cgroup record");
+                }
+                let id = id.to_string();
+                blocking(move || cgroup::find_by_id(&id)).await?
+            }
+        };
+        for path in cgroups {
+            let id = id.to_string();
+            blocking(move || cgroup::remove(&path, &id)).await?;
         }
-        fsutil::remove_dir_all(dir)
+        fsutil::remove_tree(&dir)?;
+        fsutil::remove_tree(&self.pod_root_dir(id))
     }
+
+    /// Whether a stored pod record can be trusted: its id is the one it
+    /// is stored under, and every path and cgroup it names is exactly what
+    /// crius makes for that id (all of them are removed with the pod).
+    pub(crate) fn check_sandbox_record(&self, key: &str, sb: &Sandbox) -> Result<(), String> {
+        if sb.id != key || !is_id(&sb.id) {
+            return Err(format!(
+                "its id {:?} is not that of its file {key:?}",
+                sb.id
+            ));
+        }
+        let state = self.pod_state_dir(&sb.id);
+        if sb.files_dir != self.pod_root_dir(&sb.id) {
+            return Err(format!(
+                "files_dir {} is not the pod's",
+                sb.files_dir.display()
+            ));
+        }
+        if let Some(shm) = &sb.shm
+            && *shm != state.join("shm")
+        {
+            return Err(format!("shm {} is not the pod's", shm.display()));
+        }
+        for (kind, pin) in &sb.namespaces {
+            let known = ["net", "ipc", "uts", "pid", "user"].contains(&kind.as_str());
+            if !known || *pin != state.join("ns").join(kind) {
+                return Err(format!(
+                    "namespace {kind} at {} is not the pod's",
+                    pin.display()
+                ));
+            }
+        }
+        if let Some(pod_cgroup) = &sb.pod_cgroup {
+            cgroup::owned_path(pod_cgroup, &sb.id).map_err(|e| e.to_string())?;
+            if sb.cgroup_parent != *pod_cgroup {
+                return Err(format!(
+                    "cgroup parent {:?} is not its pod cgroup",
+                    sb.cgroup_parent
+                ));
+            }
+        }
+        let parent = &sb.cgroup_parent;
+        if !parent.starts_with('/') || parent.split('/').any(|c| c == "." || c == "..") {
+            return Err(format!(
+                "cgroup parent {parent:?} is not an absolute cgroupfs path"
+            ));
+        }
+        if sb.infra_pid.is_some_and(|p| p <= 1) {
+            return Err(format!(
+                "infra pid {:?} cannot be an infra process",
+                sb.infra_pid
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Runs blocking (cgroupfs) work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("cgroup task: {e}")))?
 }
