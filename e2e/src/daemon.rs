@@ -159,6 +159,20 @@ impl Crius {
         self.wait_ready().await
     }
 
+    /// Starts the daemon again like [`Crius::restart`], without waiting
+    /// for it to answer: for killing it in the middle of its start-up.
+    pub fn respawn(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            return Err(err("crius is still running; stop it first"));
+        }
+        self.spawn()
+    }
+
+    /// Waits until a daemon started by [`Crius::respawn`] answers.
+    pub async fn wait_ready_again(&mut self) -> Result<()> {
+        self.wait_ready().await
+    }
+
     /// The options the next [`Crius::restart`] uses.
     pub fn options_mut(&mut self) -> &mut CriusOptions {
         &mut self.options

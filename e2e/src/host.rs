@@ -171,9 +171,152 @@ pub(crate) fn cgroup_descendants(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The PIDs in cgroup `cgroup` ("/crius-e2e-…/pod/ctr"), in any hierarchy.
+pub fn cgroup_processes(cgroup: &str) -> Vec<u32> {
+    let mut pids: Vec<u32> = cgroup_dirs(cgroup)
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// The lines of the `nat` and `filter` tables (`iptables-save`) that name
+/// CNI network `network` (the bridge plugin's masquerade rules and the
+/// portmap plugin's DNAT rules carry `name: "<network>"` in a comment).
+pub fn iptables_rules_of(network: &str) -> Vec<String> {
+    let needle = format!("name: \"{network}\"");
+    let mut found = Vec::new();
+    for table in ["nat", "filter"] {
+        let Ok(out) = std::process::Command::new("iptables-save")
+            .args(["-t", table])
+            .output()
+        else {
+            continue;
+        };
+        found.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains(&needle))
+                .map(|l| format!("{table}: {l}")),
+        );
+    }
+    found
+}
+
+/// Every path at or below each of `tops` (not following symlinks, but
+/// entering mounts: a container's rootfs is one), for [`openable_by`].
+pub fn walk(tops: &[&Path]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack: Vec<PathBuf> = tops.iter().map(|p| p.to_path_buf()).collect();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir()
+            && let Ok(entries) = std::fs::read_dir(&path)
+        {
+            stack.extend(entries.flatten().map(|e| e.path()));
+        }
+        found.push(path);
+    }
+    found
+}
+
+/// The paths among `paths` that user `uid` (group `gid`, no supplementary
+/// groups) can open for reading: what a local user could read, or run, of
+/// them. Each is opened without following a final symlink, without
+/// blocking (FIFOs); directories count as openable when they can be
+/// listed.
+pub fn openable_by(uid: u32, gid: u32, paths: &[PathBuf]) -> Vec<PathBuf> {
+    use std::ffi::CString;
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+
+    let names: Vec<CString> = paths
+        .iter()
+        .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
+        .collect();
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two fds into the array we own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        panic!("pipe2: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: the child only makes syscalls (setgroups, setgid, setuid,
+    // open, close, write, _exit) on memory prepared before the fork; it
+    // allocates nothing and takes no lock.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above; every pointer is valid for the child's life.
+        unsafe {
+            libc::close(fds[0]);
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                libc::_exit(2);
+            }
+            for (i, name) in names.iter().enumerate() {
+                let fd = libc::open(
+                    name.as_ptr(),
+                    libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+                );
+                if fd >= 0 {
+                    libc::close(fd);
+                    let index = (i as u32).to_ne_bytes();
+                    libc::write(fds[1], index.as_ptr().cast(), 4);
+                }
+            }
+            libc::_exit(0);
+        }
+    }
+    assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+    // SAFETY: the write end is ours to close; the read end becomes the
+    // File's, which closes it.
+    unsafe { libc::close(fds[1]) };
+    let mut reader = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+    let mut out = Vec::new();
+    let _ = reader.read_to_end(&mut out);
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the probe as uid {uid} failed (status {status})"
+    );
+    out.chunks_exact(4)
+        .filter_map(|c| c.try_into().ok().map(u32::from_ne_bytes))
+        .filter_map(|i| paths.get(i as usize).cloned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_probe_sees_what_nobody_may_open() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let open = dir.path().join("open");
+        let closed = dir.path().join("closed");
+        std::fs::write(&open, b"x").unwrap();
+        std::fs::write(&closed, b"x").unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let all = walk(&[dir.path()]);
+        assert_eq!(all.len(), 3);
+        let mut seen = openable_by(65534, 65534, &all);
+        seen.sort();
+        assert_eq!(seen, vec![dir.path().to_path_buf(), open]);
+    }
 
     #[test]
     fn mountinfo_escapes_are_decoded() {

@@ -2,13 +2,17 @@
 
 use std::path::Path;
 
-use crate::host::{bridge_ports, cgroup_descendants, cgroup_dirs, mounts_under, processes_tied_to};
+use crate::host::{
+    bridge_ports, cgroup_descendants, cgroup_dirs, iptables_rules_of, mounts_under,
+    processes_tied_to,
+};
 use crate::{Crius, NodeDir};
 
 /// Everything tied to `dir` that should be gone once every pod is removed
 /// and the daemon stopped: mounts under it, processes referencing it or in
-/// its cgroup parent, ports on its bridge, IP reservations, cgroups below
-/// its cgroup parent, OCI runtime state. One line per leak.
+/// its cgroup parent, ports on its bridge, iptables rules of its CNI
+/// network, IP reservations, cgroups below its cgroup parent, OCI runtime
+/// state. One line per leak.
 pub fn find_leaks(dir: &NodeDir) -> Vec<String> {
     let mut leaks = Vec::new();
     for mount in mounts_under(dir.path()) {
@@ -22,6 +26,9 @@ pub fn find_leaks(dir: &NodeDir) -> Vec<String> {
     }
     for port in bridge_ports(&dir.bridge()) {
         leaks.push(format!("interface {port} on bridge {}", dir.bridge()));
+    }
+    for rule in iptables_rules_of(&dir.network_name()) {
+        leaks.push(format!("iptables rule {rule}"));
     }
     for reservation in ip_reservations(&dir.ipam_dir()) {
         leaks.push(format!("IP reservation {reservation}"));

@@ -30,7 +30,7 @@
 
 pub mod cri;
 mod daemon;
-mod host;
+pub mod host;
 pub mod image;
 mod leaks;
 mod nodedir;

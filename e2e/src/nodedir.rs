@@ -3,6 +3,7 @@
 //! subnet and cgroup parent — and the cleanup that removes all of it.
 
 use std::net::Ipv4Addr;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -45,7 +46,9 @@ impl NodeDir {
             {
                 continue;
             }
-            match std::fs::create_dir(&path) {
+            // 0711, as /run and /var/lib are: other users may pass, not
+            // list (the access tests run as nobody below it).
+            match std::fs::DirBuilder::new().mode(0o711).create(&path) {
                 Ok(()) => break (id, path),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(err(format!("create {}: {e}", path.display()))),
