@@ -4,18 +4,25 @@
 //! from it, with an image volume of it, in a plain pod and in a pod with a
 //! user namespace (whose layers are ID-mapped copies), and lists files of
 //! the bottom, a middle and the top layer in both trees. Once with the
-//! test's own root and state, once with both more than 200 bytes long
-//! (and the containers on a terminal, so that the console socket is made
-//! under the long state too). Nothing is left behind.
+//! test's own root and state, once with both more than 200 bytes long;
+//! there the containers are on a terminal, and an exec on a terminal and
+//! an attach are made too, so that every unix socket under the state dir
+//! (a container's and an exec's console socket, the monitor's attach
+//! socket; addresses hold 108 bytes) is made and used under a long path.
+//! Nothing is left behind.
 //!
 //! Needs the `crius` binary (`cargo build --workspace --bins`); fails,
 //! never skips, without it.
 
-use crius_e2e::cri;
+use std::time::Duration;
+
+use crius_e2e::cri::{self, RuntimeClient};
+use crius_e2e::remotecommand::{RemoteCommand, Stdio, Transport};
 use crius_e2e::synth::{self, Flavour, STACK_DIR, STACK_WHITED_OUT, stack_file};
 use crius_e2e::{Crius, CriusOptions, Registry, assert_no_leaks};
 use k8s_cri::v1::{
-    ContainerState, IdMapping, ImageSpec, Mount, NamespaceMode, PodSandboxConfig, UserNamespace,
+    AttachRequest, ContainerState, ExecRequest, IdMapping, ImageSpec, Mount, NamespaceMode,
+    PodSandboxConfig, UserNamespace,
 };
 use oci_client::secrets::RegistryAuth;
 
@@ -172,8 +179,76 @@ async fn deep_image(options: CriusOptions, handlers: &[&str], name: &str) {
         assert_eq!(out, expected(), "{pod_name}");
         cri::stop_and_remove_pod(&mut rt, &pod_id).await.unwrap();
     }
+    if tty {
+        exec_and_attach(&crius, &mut rt, &pushed.reference).await;
+    }
     crius.stop().await.unwrap();
     assert_no_leaks(&crius);
+}
+
+/// How long a streaming session may take.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An exec on a terminal and an attach to a container of `image` on a
+/// terminal: their console and attach sockets are under the state dir.
+async fn exec_and_attach(crius: &Crius, rt: &mut RuntimeClient, image: &str) {
+    let pod = cri::pod_config(crius.dir(), "deep-long-streams");
+    let pod_id = cri::run_pod(rt, &pod, "").await.unwrap();
+    let ticker = "while true; do echo tick; sleep 1; done";
+    let mut config = cri::container_config("ticker", image, &["/bin/sh", "-c", ticker]);
+    config.envs = cri::envs(&[("PATH", "/bin")]);
+    config.tty = true;
+    let id = cri::create_container(rt, &pod_id, &pod, &config)
+        .await
+        .unwrap();
+    cri::start_container(rt, &id).await.unwrap();
+    let stdio = Stdio {
+        stdout: true,
+        tty: true,
+        ..Default::default()
+    };
+    let top = format!("/{STACK_DIR}/{}", stack_file(LAYERS - 1));
+    let url = rt
+        .exec(ExecRequest {
+            container_id: id.clone(),
+            cmd: vec!["cat".into(), top],
+            tty: true,
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let exec = RemoteCommand::connect(&url, Transport::WebSocketV5, stdio)
+        .await
+        .unwrap()
+        .finish(STREAM_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(exec.exit_code(), Some(0), "{exec:?}");
+    let printed = String::from_utf8_lossy(&exec.stdout);
+    assert_eq!(printed.trim_end(), (LAYERS - 1).to_string(), "{exec:?}");
+    let url = rt
+        .attach(AttachRequest {
+            container_id: id.clone(),
+            tty: true,
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let mut attached = RemoteCommand::connect(&url, Transport::WebSocketV5, stdio)
+        .await
+        .unwrap();
+    attached
+        .read_stdout_until("tick", STREAM_TIMEOUT)
+        .await
+        .unwrap();
+    attached.abort();
+    cri::stop_and_remove_pod(rt, &pod_id).await.unwrap();
 }
 
 /// As deep as overlayfs stacks (500 lower directories) runs; deeper is
