@@ -59,18 +59,22 @@ fn overlay_options(lower: &[RawFd], upper_work: Option<(RawFd, RawFd)>) -> Resul
     Ok(options)
 }
 
-/// Refuses, naming `image`, a stack of `lower` directories that overlayfs
-/// cannot mount: none, or more than it stacks.
-fn check_stack(image: &str, layers: usize, lower: usize) -> Result<()> {
+/// Refuses, naming `image`, an image of `layers` layers that overlayfs
+/// cannot mount: none, or more than it stacks (one fewer as an image
+/// volume, `volume`, whose empty base takes a place).
+fn check_stack(image: &str, layers: usize, volume: bool) -> Result<()> {
     if layers == 0 {
         return Err(Error::InvalidArgument(format!(
             "image {image} has no layers"
         )));
     }
-    if lower > MAX_LOWER_LAYERS {
+    let (room, as_what) = match volume {
+        false => (MAX_LOWER_LAYERS, ""),
+        true => (MAX_LOWER_LAYERS - 1, " as an image volume"),
+    };
+    if layers > room {
         return Err(Error::InvalidArgument(format!(
-            "image {image} has {layers} layers: more than overlayfs stacks \
-             ({MAX_LOWER_LAYERS} lower directories in all)"
+            "image {image} has {layers} layers: more than overlayfs stacks{as_what} ({room})"
         )));
     }
     Ok(())
@@ -157,7 +161,7 @@ pub fn mount_rootfs_owned(
     target: &Path,
     owner: Option<(u32, u32)>,
 ) -> Result<()> {
-    check_stack(image, layers.len(), layers.len())?;
+    check_stack(image, layers.len(), false)?;
     let upper = rw_dir.join("upper");
     let work = rw_dir.join("work");
     fsutil::create_dir_all(&upper)?;
@@ -187,7 +191,7 @@ pub fn mount_image_volume(
     empty: &Path,
     target: &Path,
 ) -> Result<()> {
-    check_stack(image, layers.len(), layers.len() + 1)?;
+    check_stack(image, layers.len(), true)?;
     fsutil::create_dir_all(empty)?;
     fsutil::create_dir_all(target)?;
     let lower: Vec<&Path> = layers
@@ -253,14 +257,22 @@ mod tests {
 
     #[test]
     fn too_many_layers_is_a_clear_error_naming_the_image() {
-        assert!(check_stack("deep:1", 500, 500).is_ok());
-        let e = check_stack("deep:1", 501, 501).unwrap_err();
+        assert!(check_stack("deep:1", 500, false).is_ok());
+        let e = check_stack("deep:1", 501, false).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
         let m = e.to_string();
-        assert!(m.contains("deep:1") && m.contains("501 layers"), "{m}");
+        assert_eq!(
+            m,
+            "image deep:1 has 501 layers: more than overlayfs stacks (500)"
+        );
         // An image volume's empty base takes one.
-        assert!(check_stack("deep:1", 500, 501).is_err());
-        let e = check_stack("empty:1", 0, 1).unwrap_err();
+        assert!(check_stack("deep:1", 499, true).is_ok());
+        let m = check_stack("deep:1", 500, true).unwrap_err().to_string();
+        assert!(
+            m.ends_with("overlayfs stacks as an image volume (499)"),
+            "{m}"
+        );
+        let e = check_stack("empty:1", 0, false).unwrap_err();
         assert!(e.to_string().contains("empty:1 has no layers"), "{e}");
     }
 }
