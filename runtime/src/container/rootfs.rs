@@ -91,7 +91,14 @@ fn mount_overlay(
     what: &str,
 ) -> Result<()> {
     std::thread::scope(|s| {
-        s.spawn(|| mount_overlay_on_this_thread(lower, upper_work, target, flags, what))
+        // Builder, not `s.spawn`: a thread the system cannot start is an
+        // error, not a panic.
+        std::thread::Builder::new()
+            .name("crius-mount".into())
+            .spawn_scoped(s, || {
+                mount_overlay_on_this_thread(lower, upper_work, target, flags, what)
+            })
+            .context(|| format!("{what}: start the mounting thread"))?
             .join()
             .unwrap_or_else(|_| Err(Error::Internal(format!("{what}: mount thread panicked"))))
     })
