@@ -39,6 +39,9 @@ pub struct CriusOptions {
     /// `CRIUS_CRASH_AT`); change them between restarts with
     /// [`Crius::options_mut`].
     pub env: Vec<(String, String)>,
+    /// Root and state go under this relative path in the test's dir (see
+    /// [`NodeDir::create_nested`]); empty: right in it.
+    pub nest: String,
 }
 
 impl Default for CriusOptions {
@@ -51,6 +54,7 @@ impl Default for CriusOptions {
             config: None,
             binary: None,
             env: Vec::new(),
+            nest: String::new(),
         }
     }
 }
@@ -126,7 +130,7 @@ impl Crius {
             Some(bin) => bin.clone(),
             None => crius_binary()?,
         };
-        let dir = NodeDir::create(options.cni)?;
+        let dir = NodeDir::create_nested(options.cni, &options.nest)?;
         let metrics_addr = match options.metrics {
             true => Some(SocketAddr::from(([127, 0, 0, 1], free_port()?))),
             false => None,

@@ -27,6 +27,8 @@ pub(crate) const OCI_RUNTIMES: &[&str] = &["runc", "crun"];
 pub struct NodeDir {
     id: String,
     path: PathBuf,
+    /// Where root and state are: `path`, or a directory below it.
+    base: PathBuf,
     subnet_octet: u8,
     cni: bool,
 }
@@ -36,6 +38,16 @@ impl NodeDir {
     /// bridge + portmap conflist for a subnet free on this host; without,
     /// leaves the CNI config dir empty.
     pub fn create(cni: bool) -> Result<NodeDir> {
+        Self::create_nested(cni, "")
+    }
+
+    /// [`Self::create`] with root and state under `nest` (a relative
+    /// path, several levels if need be) in the temp dir: long paths, to
+    /// try the kernel's fixed-size limits on them.
+    pub fn create_nested(cni: bool, nest: &str) -> Result<NodeDir> {
+        if Path::new(nest).is_absolute() {
+            return Err(err(format!("nest {nest} is not a relative path")));
+        }
         let (id, path) = loop {
             let id = random_hex(3);
             let path = PathBuf::from(format!("/tmp/crius-e2e-{id}"));
@@ -56,6 +68,10 @@ impl NodeDir {
         };
         let mut dir = NodeDir {
             id,
+            base: match nest {
+                "" => path.clone(),
+                nest => path.join(nest),
+            },
             path,
             subnet_octet: 0,
             cni,
@@ -88,12 +104,12 @@ impl NodeDir {
 
     /// `--root` of the daemon.
     pub fn root(&self) -> PathBuf {
-        self.path.join("root")
+        self.base.join("root")
     }
 
     /// `--state` of the daemon.
     pub fn state(&self) -> PathBuf {
-        self.path.join("state")
+        self.base.join("state")
     }
 
     /// The CRI socket.

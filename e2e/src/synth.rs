@@ -212,6 +212,63 @@ pub fn bulk_layer(seed: u64, dir: &str, compressed_bytes: usize) -> Result<Layer
     })
 }
 
+/// The directory in which each layer of [`stacked_layers`] above the base
+/// adds a file.
+pub const STACK_DIR: &str = "layers";
+
+/// The layer whose file the top layer of [`stacked_layers`] whites out.
+pub const STACK_WHITED_OUT: usize = 1;
+
+/// The name of the file layer `i` of [`stacked_layers`] adds in
+/// [`STACK_DIR`] (it holds `i` and a newline).
+pub fn stack_file(i: usize) -> String {
+    format!("{i:03}")
+}
+
+/// A stack of `count` gzip layers (base first, `count` ≥ 3), an image as
+/// deep as a runtime's layer limits: the base layer of the busybox test
+/// images (`/bin/busybox`, `/data/keep` …), then layers `1..count`, each
+/// adding `/layers/<i:03>` ([`stack_file`]); the top layer also whites out
+/// the file of layer [`STACK_WHITED_OUT`], so that a whiteout must be seen
+/// through the whole stack.
+pub fn stacked_layers(count: usize) -> Result<Vec<LayerBlob>> {
+    if count < 3 {
+        return Err(crate::err(format!(
+            "a stack of {count} layers: at least 3 are needed"
+        )));
+    }
+    let [base, _] = crate::image::busybox_layers()?;
+    let mut layers = vec![LayerBlob::new(&base, Compression::Gzip)?];
+    for i in 1..count {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut entry = |kind: tar::EntryType, path: String, data: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+            header.set_mtime(1_704_067_200);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_size(data.len() as u64);
+            tar.append_data(&mut header, &path, data)
+                .context(|| format!("tar {path}"))
+        };
+        entry(tar::EntryType::Directory, format!("{STACK_DIR}/"), b"")?;
+        let content = format!("{i}\n");
+        entry(
+            tar::EntryType::Regular,
+            format!("{STACK_DIR}/{}", stack_file(i)),
+            content.as_bytes(),
+        )?;
+        if i == count - 1 {
+            let whiteout = format!("{STACK_DIR}/.wh.{}", stack_file(STACK_WHITED_OUT));
+            entry(tar::EntryType::Regular, whiteout, b"")?;
+        }
+        let tar = tar.into_inner().context(|| "finish a tar")?;
+        layers.push(LayerBlob::new(&tar, Compression::Gzip)?);
+    }
+    Ok(layers)
+}
+
 /// Pushes an image of `layers` (base first) as `<registry>/<repository>:<tag>`
 /// with a config labelled `label`; returns what a runtime should make of it.
 pub async fn push(
@@ -306,6 +363,31 @@ pub fn total_size(layers: &[LayerBlob]) -> u64 {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn stacked_layers_add_a_file_each_and_the_top_whites_one_out() {
+        let layers = stacked_layers(4).unwrap();
+        assert_eq!(layers.len(), 4);
+        assert_eq!(stacked_layers(4).unwrap()[3].digest, layers[3].digest);
+        let names = |blob: &LayerBlob| -> Vec<String> {
+            let mut tar = Vec::new();
+            flate2::read::GzDecoder::new(&blob.data[..])
+                .read_to_end(&mut tar)
+                .unwrap();
+            tar::Archive::new(&tar[..])
+                .entries()
+                .unwrap()
+                .map(|e| e.unwrap().path().unwrap().display().to_string())
+                .collect()
+        };
+        assert!(names(&layers[0]).contains(&"bin/busybox".to_string()));
+        assert_eq!(names(&layers[1]), ["layers/", "layers/001"]);
+        assert_eq!(
+            names(&layers[3]),
+            ["layers/", "layers/003", "layers/.wh.001"]
+        );
+        assert!(stacked_layers(2).is_err());
+    }
 
     #[test]
     fn bulk_layers_are_deterministic_and_sized() {

@@ -13,12 +13,12 @@
 //! | pod name, namespace, uid; container name | 253 bytes (a DNS subdomain) |
 //! | hostname | 64 bytes (the kernel's) |
 //! | labels, annotations: keys and values together | 256 KiB each (the API server's annotation limit) |
-//! | command + args | 4096 entries, 1 MiB together |
-//! | environment | 16384 variables, 1 MiB together |
+//! | command + args | 4096 entries, 1 MiB together, 128 KiB each (the kernel's `MAX_ARG_STRLEN`) |
+//! | environment | 16384 variables, 1 MiB together, 128 KiB each as `KEY=value` |
 //! | mounts, devices | 1024 each |
 //! | DNS servers / searches / options | 32 / 64 / 64 entries of 253 bytes |
 //! | port mappings | 1024 |
-//! | any path | 4096 bytes (PATH_MAX) |
+//! | any path | 4096 bytes (PATH_MAX), 255 a component (NAME_MAX) |
 
 use std::path::{Component, Path};
 
@@ -52,6 +52,12 @@ pub const MAX_DNS_ENTRY: usize = 253;
 pub const MAX_PORT_MAPPINGS: usize = 1024;
 /// Longest path.
 pub const MAX_PATH: usize = 4096;
+/// Longest component of a path (a file name).
+pub const MAX_FILE_NAME: usize = 255;
+/// Longest string execve takes as one argument or environment entry, its
+/// NUL included (the kernel's `MAX_ARG_STRLEN`, 32 pages): a longer one
+/// makes the container's process fail to start with E2BIG.
+pub const MAX_ARG_STRLEN: usize = 32 * 4096;
 
 fn invalid(what: impl std::fmt::Display, why: impl std::fmt::Display) -> Error {
     Error::InvalidArgument(format!("{what}: {why}"))
@@ -130,6 +136,16 @@ fn clean_path(what: &str, path: &str) -> Result<()> {
         .any(|c| matches!(c, Component::ParentDir))
     {
         return Err(invalid(format!("{what} {path:?}"), "must not hold \"..\""));
+    }
+    if let Some(long) = path.split('/').find(|c| c.len() > MAX_FILE_NAME) {
+        return Err(invalid(
+            what,
+            format!(
+                "has a component of {} bytes (at most {MAX_FILE_NAME}): {:?}…",
+                long.len(),
+                long.chars().take(32).collect::<String>()
+            ),
+        ));
     }
     Ok(())
 }
@@ -232,6 +248,23 @@ pub fn container(config: &ContainerConfig) -> Result<()> {
     for a in argv {
         no_nul(&what("command or args"), a)?;
     }
+    let entries = [("command", &config.command), ("args", &config.args)];
+    for (field, list) in entries {
+        if let Some((i, a)) = list
+            .iter()
+            .enumerate()
+            .find(|(_, a)| a.len() >= MAX_ARG_STRLEN)
+        {
+            return Err(invalid(
+                what(&format!("{field}[{i}]")),
+                format!(
+                    "is {} bytes (the kernel takes at most {} a string)",
+                    a.len(),
+                    MAX_ARG_STRLEN - 1
+                ),
+            ));
+        }
+    }
     if !config.working_dir.is_empty() {
         absolute_clean_path(&what("working_dir"), &config.working_dir)?;
     }
@@ -256,6 +289,17 @@ pub fn container(config: &ContainerConfig) -> Result<()> {
             ));
         }
         no_nul(&what(&format!("env {k}")), v)?;
+        // `KEY=value` and its NUL.
+        if k.len() + v.len() + 2 > MAX_ARG_STRLEN {
+            return Err(invalid(
+                what(&format!("env {k}")),
+                format!(
+                    "is {} bytes as KEY=value (the kernel takes at most {} a string)",
+                    k.len() + v.len() + 1,
+                    MAX_ARG_STRLEN - 1
+                ),
+            ));
+        }
     }
     for (field, n) in [
         ("mounts", config.mounts.len()),
@@ -413,6 +457,29 @@ mod tests {
             "/dev/../etc/shadow".into(),
         );
         rejects(container(&c), "termination message path");
+    }
+
+    #[test]
+    fn strings_and_names_longer_than_the_kernel_takes_are_refused() {
+        let at_most = MAX_ARG_STRLEN - 1;
+        let mut c = ctr_ok();
+        c.args = vec!["echo".into(), "x".repeat(at_most)];
+        container(&c).unwrap();
+        c.args[1].push('x');
+        rejects(container(&c), "args[1]: is 131072 bytes");
+        let mut c = ctr_ok();
+        c.envs = vec![("K".into(), "v".repeat(at_most - 2))];
+        container(&c).unwrap();
+        c.envs[0].1.push('v');
+        rejects(container(&c), "env K: is 131072 bytes");
+        let mut c = ctr_ok();
+        c.log_path = format!("app/{}.log", "l".repeat(MAX_FILE_NAME - 4));
+        container(&c).unwrap();
+        c.log_path = format!("app/{}.log", "l".repeat(MAX_FILE_NAME));
+        rejects(container(&c), "log_path: has a component of 259 bytes");
+        let mut c = ctr_ok();
+        c.mounts[0].container_path = format!("/{}", "m".repeat(256));
+        rejects(container(&c), "container_path");
     }
 
     #[test]

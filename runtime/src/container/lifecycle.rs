@@ -253,6 +253,7 @@ impl Runtime {
             Some((ns, owner)) => {
                 let mapped = staged::stage_mapped_layers(&bundle, "l", &layers, ns)?;
                 rootfs::mount_rootfs_owned(
+                    &c.config.image,
                     &mapped,
                     &self.container_root_dir(&c.id),
                     &rootfs_dir,
@@ -262,7 +263,12 @@ impl Runtime {
                 // copies can go (and must: see below).
                 staged::release(&bundle)?;
             }
-            None => rootfs::mount_rootfs(&layers, &self.container_root_dir(&c.id), &rootfs_dir)?,
+            None => rootfs::mount_rootfs(
+                &c.config.image,
+                &layers,
+                &self.container_root_dir(&c.id),
+                &rootfs_dir,
+            )?,
         }
         let userns_fd = userns.as_ref().map(|(ns, _)| ns);
         let spec_config = self.mount_image_volumes(&bundle, volumes, &c.config, userns_fd)?;
@@ -432,10 +438,10 @@ impl Runtime {
                 Some(ns) => {
                     let prefix = format!("v{i}-l");
                     let mapped = staged::stage_mapped_layers(bundle, &prefix, &layers, ns)?;
-                    rootfs::mount_image_volume(&mapped, &empty, &target)?;
+                    rootfs::mount_image_volume(&m.image, &mapped, &empty, &target)?;
                     staged::release(bundle)?;
                 }
-                None => rootfs::mount_image_volume(&layers, &empty, &target)?,
+                None => rootfs::mount_image_volume(&m.image, &layers, &empty, &target)?,
             }
             m.host_path = target.display().to_string();
         }
