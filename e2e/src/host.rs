@@ -189,9 +189,9 @@ pub fn cgroup_processes(cgroup: &str) -> Vec<u32> {
 
 /// The lines of the `nat` and `filter` tables (`iptables-save`) that name
 /// CNI network `network` (the bridge plugin's masquerade rules and the
-/// portmap plugin's DNAT rules carry `name: "<network>"` in a comment).
+/// portmap plugin's DNAT rules carry `name: "<network>"` in a comment,
+/// which iptables-save prints with its quotes escaped).
 pub fn iptables_rules_of(network: &str) -> Vec<String> {
-    let needle = format!("name: \"{network}\"");
     let mut found = Vec::new();
     for table in ["nat", "filter"] {
         let Ok(out) = std::process::Command::new("iptables-save")
@@ -203,7 +203,7 @@ pub fn iptables_rules_of(network: &str) -> Vec<String> {
         found.extend(
             String::from_utf8_lossy(&out.stdout)
                 .lines()
-                .filter(|l| l.contains(&needle))
+                .filter(|l| l.contains(network))
                 .map(|l| format!("{table}: {l}")),
         );
     }
@@ -278,9 +278,9 @@ pub fn openable_by(uid: u32, gid: u32, paths: &[PathBuf]) -> Vec<PathBuf> {
         }
     }
     assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
-    // SAFETY: the write end is ours to close; the read end becomes the
-    // File's, which closes it.
+    // SAFETY: the write end is ours to close.
     unsafe { libc::close(fds[1]) };
+    // SAFETY: the read end is ours; the File owns and closes it.
     let mut reader = unsafe { std::fs::File::from_raw_fd(fds[0]) };
     let mut out = Vec::new();
     let _ = reader.read_to_end(&mut out);
