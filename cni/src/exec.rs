@@ -325,15 +325,26 @@ async fn exec(
     }
 }
 
+/// The most a plugin may print on stdout or stderr. A result or an error
+/// is a few KiB; a plugin gone wrong must not fill the daemon's memory.
+const MAX_OUTPUT: u64 = 4 << 20;
+
 async fn read_all<R: tokio::io::AsyncRead + Unpin>(
     pipe: Option<R>,
     what: &'static str,
 ) -> Result<Vec<u8>, ExecError> {
     let mut buf = Vec::new();
-    if let Some(mut pipe) = pipe {
-        pipe.read_to_end(&mut buf)
+    if let Some(pipe) = pipe {
+        pipe.take(MAX_OUTPUT + 1)
+            .read_to_end(&mut buf)
             .await
             .map_err(|e| ExecError::Io(what, e))?;
+    }
+    if buf.len() as u64 > MAX_OUTPUT {
+        return Err(ExecError::Io(
+            what,
+            std::io::Error::other(format!("the plugin printed more than {MAX_OUTPUT} bytes")),
+        ));
     }
     Ok(buf)
 }

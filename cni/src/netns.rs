@@ -33,7 +33,10 @@ pub fn create(pin: &Path) -> Result<(), Error> {
         std::fs::create_dir_all(parent).map_err(netns_err(pin, "create parent directory"))?;
     }
     std::thread::scope(|s| {
-        s.spawn(|| create_on_this_thread(pin))
+        // Builder: a thread the system cannot give is an error, not a panic.
+        std::thread::Builder::new()
+            .spawn_scoped(s, || create_on_this_thread(pin))
+            .map_err(netns_err(pin, "start a thread for"))?
             .join()
             .unwrap_or_else(|_| Err(Error::Internal("netns create thread panicked".into())))
     })
@@ -123,12 +126,13 @@ where
 {
     let ns = File::open(pin).map_err(netns_err(pin, "open"))?;
     std::thread::scope(|s| {
-        let joined = s
-            .spawn(move || {
+        let joined = std::thread::Builder::new()
+            .spawn_scoped(s, move || {
                 nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
                     .map_err(|e| netns_err(pin, "enter network namespace")(e.into()))?;
                 Ok(f())
             })
+            .map_err(netns_err(pin, "start a thread for"))?
             .join();
         match joined {
             Ok(r) => r,

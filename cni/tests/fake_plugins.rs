@@ -35,6 +35,9 @@ sleepy)
     exit 0 ;;
 garbage)
     echo "not json" ;;
+chatty)
+    # Endless output: a plugin gone wrong.
+    while :; do echo "$stdin"; done ;;
 loopback)
     printf '{"cniVersion":"1.0.0","interfaces":[{"name":"lo","sandbox":"%s"}],"ips":[{"address":"127.0.0.1/8","interface":0}]}' "$CNI_NETNS" ;;
 first)
@@ -44,8 +47,8 @@ first)
 esac
 "#;
 
-const NAMES: [&str; 7] = [
-    "loopback", "first", "second", "fail", "crash", "sleepy", "garbage",
+const NAMES: [&str; 8] = [
+    "loopback", "first", "second", "fail", "crash", "sleepy", "garbage", "chatty",
 ];
 
 struct Env {
@@ -349,6 +352,19 @@ async fn garbage_result_is_a_bad_result_and_rolled_back() {
     let err = env.cni.setup(&attachment("ctr4")).await.unwrap_err();
     assert!(matches!(err, Error::BadResult { .. }), "{err}");
     assert!(env.calls().contains(&"DEL garbage eth0".to_string()));
+    assert!(env.cache_files().is_empty());
+}
+
+#[tokio::test]
+async fn endless_plugin_output_is_cut_off_and_rolled_back() {
+    let env = Env::new(Duration::from_secs(60));
+    env.write_conf(
+        "10-pods.conf",
+        json!({"cniVersion":"1.0.0","name":"pods","type":"chatty"}),
+    );
+    let err = env.cni.setup(&attachment("ctr-chatty")).await.unwrap_err();
+    assert!(err.to_string().contains("more than"), "{err}");
+    assert!(env.calls().contains(&"DEL chatty eth0".to_string()));
     assert!(env.cache_files().is_empty());
 }
 

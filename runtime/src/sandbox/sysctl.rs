@@ -135,33 +135,35 @@ pub fn parse_all(
 pub fn apply(kind: Kind, pin: &Path, sysctls: &[Sysctl]) -> Result<()> {
     let ns = File::open(pin).context(|| format!("open namespace {}", pin.display()))?;
     std::thread::scope(|s| {
-        s.spawn(|| -> Result<()> {
-            nix::sched::setns(&ns, kind.flag())
-                .context(|| format!("enter namespace {}", pin.display()))?;
-            for sysctl in sysctls {
-                let file = Path::new("/proc/sys").join(&sysctl.path);
-                match std::fs::write(&file, &sysctl.value) {
-                    Ok(()) => {}
-                    // The request's fault: no such sysctl, or a value the
-                    // kernel does not take.
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL)) => {
-                        return Err(Error::InvalidArgument(format!(
-                            "sysctl {}={:?}: {e}",
-                            sysctl.name, sysctl.value
-                        )));
-                    }
-                    Err(e) => {
-                        return Err(Error::io(
-                            format!("set sysctl {}={:?}", sysctl.name, sysctl.value),
-                            e,
-                        ));
+        std::thread::Builder::new()
+            .spawn_scoped(s, || -> Result<()> {
+                nix::sched::setns(&ns, kind.flag())
+                    .context(|| format!("enter namespace {}", pin.display()))?;
+                for sysctl in sysctls {
+                    let file = Path::new("/proc/sys").join(&sysctl.path);
+                    match std::fs::write(&file, &sysctl.value) {
+                        Ok(()) => {}
+                        // The request's fault: no such sysctl, or a value the
+                        // kernel does not take.
+                        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL)) => {
+                            return Err(Error::InvalidArgument(format!(
+                                "sysctl {}={:?}: {e}",
+                                sysctl.name, sysctl.value
+                            )));
+                        }
+                        Err(e) => {
+                            return Err(Error::io(
+                                format!("set sysctl {}={:?}", sysctl.name, sysctl.value),
+                                e,
+                            ));
+                        }
                     }
                 }
-            }
-            Ok(())
-        })
-        .join()
-        .unwrap_or_else(|_| Err(Error::Internal("sysctl thread panicked".into())))
+                Ok(())
+            })
+            .context(|| format!("start a thread to enter namespace {}", pin.display()))?
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("sysctl thread panicked".into())))
     })
 }
 
