@@ -26,8 +26,8 @@ use crius_e2e::host::{cgroup_processes, iptables_rules_of};
 use crius_e2e::{CriusOptions, find_leaks};
 use k8s_cri::v1::{ContainerState, ExecSyncRequest, NamespaceMode, StopContainerRequest};
 
-/// Processes running `crius-monitor pod-infra` for a pod of this test.
-fn infra_processes(dir: &Path) -> Vec<String> {
+/// The command lines of `crius-monitor` processes for this test's `dir`.
+fn monitors(dir: &Path) -> Vec<String> {
     let needle = dir.to_string_lossy().into_owned();
     std::fs::read_dir("/proc")
         .unwrap()
@@ -35,7 +35,23 @@ fn infra_processes(dir: &Path) -> Vec<String> {
         .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
-        .filter(|c| c.contains("pod-infra") && c.contains(&needle))
+        .filter(|c| c.contains("crius-monitor") && c.contains(&needle))
+        .collect()
+}
+
+/// Processes running `crius-monitor pod-infra` for a pod of this test.
+fn infra_processes(dir: &Path) -> Vec<String> {
+    monitors(dir)
+        .into_iter()
+        .filter(|c| c.contains("pod-infra"))
+        .collect()
+}
+
+/// Container monitors of this test.
+fn monitor_processes(dir: &Path) -> Vec<String> {
+    monitors(dir)
+        .into_iter()
+        .filter(|c| !c.contains("pod-infra"))
         .collect()
 }
 
@@ -96,6 +112,28 @@ async fn a_pod_start_failing_on_a_full_state_dir_leaves_no_infra_process() {
         2,
         "keeper and init"
     );
+    // A container made on a full state dir fails and leaves no monitor.
+    let config = cri::container_config("c", &w.image, &["sleep", "1000"]);
+    let filler = Filler::fill(&state);
+    let failed = cri::create_container(&mut w.rt, &id, &pod, &config).await;
+    assert!(
+        format!("{failed:?}").contains("No space left"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        monitor_processes(w.crius.dir().path()),
+        Vec::<String>::new()
+    );
+    assert!(
+        cri::container_ids(&mut w.rt, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drop(filler);
+    cri::create_container(&mut w.rt, &id, &pod, &config)
+        .await
+        .unwrap();
     w.remove_pod(&id).await;
     w.crius.stop().await.unwrap();
     let leaks: Vec<String> = find_leaks(w.crius.dir())

@@ -455,6 +455,11 @@ impl Runtime {
             tracing::warn!(container = %c.id, error = %e, "deleting container from the OCI runtime");
         }
         let bundle = self.container_state_dir(&c.id);
+        // A monitor that got as far as reporting (a later step failed)
+        // must not stay.
+        if let Err(e) = super::recover::kill_monitors(&c.id, &bundle).await {
+            tracing::warn!(container = %c.id, error = %e, "killing the monitor of a container whose creation failed");
+        }
         // Staged mounts are copies of host trees: the bundle goes only
         // once they are gone.
         let staged = rootfs::unmount_image_volumes(&bundle)

@@ -138,23 +138,7 @@ impl Runtime {
             oci.delete(id, true).await?;
         }
         let bundle = self.container_state_dir(id);
-        for pid in monitors_of(&bundle) {
-            tracing::info!(container = %id, pid, "killing the monitor of an unfinished container");
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let deadline = Instant::now() + MONITOR_EXIT_TIMEOUT;
-            while Path::new(&format!("/proc/{pid}")).exists() && is_monitor_of(pid, &bundle) {
-                if Instant::now() > deadline {
-                    return Err(crate::Error::Internal(format!(
-                        "monitor {pid} of unfinished container {id} did not exit within {}s of SIGKILL",
-                        MONITOR_EXIT_TIMEOUT.as_secs()
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+        kill_monitors(id, &bundle).await?;
         rootfs::unmount_image_volumes(&bundle)?;
         rootfs::unmount_rootfs(&bundle.join("rootfs"))?;
         // Staged copies of host trees (rro, ID-mapped) go one by one, never
@@ -163,6 +147,29 @@ impl Runtime {
         fsutil::remove_tree(&bundle)?;
         fsutil::remove_tree(&self.container_root_dir(id))
     }
+}
+
+/// Kills every monitor of container `id` (found by its command line, so
+/// without trusting a pid file) and waits until each is gone.
+pub(super) async fn kill_monitors(id: &str, bundle: &Path) -> Result<()> {
+    for pid in monitors_of(bundle) {
+        tracing::info!(container = %id, pid, "killing the monitor of an unfinished container");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let deadline = Instant::now() + MONITOR_EXIT_TIMEOUT;
+        while Path::new(&format!("/proc/{pid}")).exists() && is_monitor_of(pid, bundle) {
+            if Instant::now() > deadline {
+                return Err(crate::Error::Internal(format!(
+                    "monitor {pid} of unfinished container {id} did not exit within {}s of SIGKILL",
+                    MONITOR_EXIT_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
 }
 
 /// The monitor processes whose configuration lies in `bundle` (found in
