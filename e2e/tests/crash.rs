@@ -299,6 +299,18 @@ async fn crashes_in_container_and_image_calls_lose_and_leak_nothing() {
         cri::wait_container_state(&mut rt, &id, ContainerState::ContainerRunning)
             .await
             .unwrap();
+        // The trap is set once it ticks; a TERM before that would kill it
+        // (143) instead of making it exit 3.
+        let log = std::path::Path::new(&pod.log_directory).join("ticker.log");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !cri::read_cri_log(&log).is_ok_and(|l| l.iter().any(|l| l.content == "tick")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{point}: no tick in {}",
+                log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let stop = rt
             .stop_container(StopContainerRequest {
                 container_id: id.clone(),
