@@ -394,6 +394,7 @@ mod tests {
         assert_eq!(c.cni.bin_dirs, d.cni.bin_dirs);
         assert_eq!(c.cni.plugin_timeout_secs, d.cni.plugin_timeout_secs);
         assert_eq!(c.cni.loopback_plugin, d.cni.loopback_plugin);
+        assert_eq!(c.cni.teardown_retry_secs, d.cni.teardown_retry_secs);
         assert_eq!(c.registry, d.registry);
         assert_eq!(c.streaming, d.streaming);
     }

@@ -5,7 +5,8 @@
 //! - a CNI DEL that fails keeps the pod's network namespace (and its
 //!   cached result) until a DEL succeeds, so the bridge plugin still finds
 //!   what to undo: no masquerade rule is left, after a crash before the
-//!   pod's record or after a failed ADD whose rollback DEL failed too;
+//!   pod's record (the next start retries) or after a failed ADD whose
+//!   rollback DEL failed too (retried while the daemon runs);
 //! - StopContainer kills what was exec'd into a container whose PID
 //!   namespace is the pod's: nothing of it runs once it is reported
 //!   exited.
@@ -175,7 +176,11 @@ fn pod_dirs(state: &Path) -> Vec<PathBuf> {
 
 #[tokio::test]
 async fn a_failed_cni_del_keeps_the_netns_until_one_succeeds() {
-    let mut w = World::start(CriusOptions::default()).await;
+    let mut w = World::start(CriusOptions {
+        config: Some("[cni]\nteardown_retry_secs = 1\n".into()),
+        ..Default::default()
+    })
+    .await;
     w.crius.stop().await.unwrap();
     let dir = w.crius.dir();
     let (bin, state) = (dir.cni_bin_dir(), dir.state());
@@ -227,7 +232,7 @@ async fn a_failed_cni_del_keeps_the_netns_until_one_succeeds() {
     assert_eq!(iptables_rules_of(&network), Vec::<String>::new());
 
     // 2. ADD fails after the bridge attached the pod, and the rollback DEL
-    //    fails too: the netns stays for the next start.
+    //    fails too: the netns stays, and the DEL is retried until it works.
     std::fs::write(&fail_add, b"").unwrap();
     std::fs::write(&fail_del, b"").unwrap();
     w.rt = w.crius.runtime_client();
@@ -246,14 +251,19 @@ async fn a_failed_cni_del_keeps_the_netns_until_one_succeeds() {
     );
     std::fs::remove_file(&fail_add).unwrap();
     std::fs::remove_file(&fail_del).unwrap();
-    w.crius.stop().await.unwrap();
-    w.crius.restart().await.unwrap();
-    w.rt = w.crius.runtime_client();
-    assert_eq!(
-        pod_dirs(&state),
-        Vec::<PathBuf>::new(),
-        "{}",
-        w.crius.log_tail(30)
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !pod_dirs(&state).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the teardown was not retried\n{}",
+            w.crius.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        std::fs::read_to_string(w.crius.dir().daemon_log())
+            .unwrap()
+            .contains("tore down the network of a pod whose start failed")
     );
     // finish() counts any rule naming the network as a leak.
     w.finish().await;

@@ -94,6 +94,8 @@ pub struct CniSettings {
     /// when false, crius brings `lo` up itself as it creates the pod's
     /// network namespace, one plugin call less per pod.
     pub loopback_plugin: bool,
+    /// How often a failed pod network teardown is retried, seconds.
+    pub teardown_retry_secs: u64,
 }
 
 impl Default for CniSettings {
@@ -103,6 +105,7 @@ impl Default for CniSettings {
             bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
             plugin_timeout_secs: 60,
             loopback_plugin: false,
+            teardown_retry_secs: 30,
         }
     }
 }

@@ -89,6 +89,9 @@ pub struct Runtime {
     stats: stats::StatsState,
     /// Container lifecycle events, for GetContainerEvents subscribers.
     events: events::Events,
+    /// Pods whose RunPodSandbox failed and whose network teardown failed
+    /// too, by id: retried until their CNI DEL succeeds.
+    teardowns: std::sync::Mutex<BTreeMap<String, Sandbox>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -159,6 +162,7 @@ impl Runtime {
             metrics,
             stats: stats::StatsState::new(),
             events: events::Events::new(),
+            teardowns: std::sync::Mutex::new(BTreeMap::new()),
             config,
         });
         metrics::StateCollector::register(registry, Arc::downgrade(&rt))
@@ -169,6 +173,7 @@ impl Runtime {
         // Layers and blobs of pulls a crash interrupted before they were
         // recorded.
         rt.collect_image_garbage_or_warn().await;
+        retry_teardowns(Arc::downgrade(&rt));
         Ok(rt)
     }
 
@@ -354,6 +359,27 @@ fn is_cgroup_v2() -> bool {
     nix::sys::statfs::statfs(Path::new("/sys/fs/cgroup"))
         .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)
+}
+
+/// Retries, every `cni.teardown_retry_secs`, the network teardowns of
+/// failed pod starts that failed themselves, for as long as the runtime
+/// lives.
+fn retry_teardowns(rt: std::sync::Weak<Runtime>) {
+    let Some(every) = rt
+        .upgrade()
+        .map(|r| r.config.cni.teardown_retry_secs.max(1))
+    else {
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(every)).await;
+            let Some(rt) = rt.upgrade() else {
+                return;
+            };
+            rt.retry_failed_teardowns().await;
+        }
+    });
 }
 
 /// What the daemon does on each finished CNI plugin call: the metrics, and

@@ -406,7 +406,7 @@ impl Runtime {
         }
         let network = self.release_sandbox_network(&mut sb).await;
         if let Err(e) = &network {
-            tracing::warn!(pod = %sb.id, error = %e, "releasing pod network; its network namespace is kept until a CNI DEL succeeds (start-up recovery retries it)");
+            tracing::warn!(pod = %sb.id, error = %e, "releasing pod network; its network namespace is kept until a CNI DEL succeeds (retried every cni.teardown_retry_secs and at start-up)");
         }
         // Whatever infra process the start got to make, known PID or not.
         if let Err(e) = infra::stop_all(&self.pod_state_dir(&sb.id)).await {
@@ -415,6 +415,37 @@ impl Runtime {
         sb.infra_pid = None;
         if let Err(e) = self.release_sandbox_files(&sb).await {
             tracing::warn!(pod = %sb.id, error = %e, "releasing pod files");
+        }
+        if network.is_err() {
+            self.lock_teardowns().insert(sb.id.clone(), sb);
+        }
+    }
+
+    fn lock_teardowns(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Sandbox>> {
+        self.teardowns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tries again to detach the pods whose failed start could not be
+    /// undone (see [`Runtime::release_sandbox`]); those it can are
+    /// removed for good.
+    pub(crate) async fn retry_failed_teardowns(&self) {
+        let pending = std::mem::take(&mut *self.lock_teardowns());
+        for (id, mut sb) in pending {
+            let done = match self.release_sandbox_network(&mut sb).await {
+                Ok(()) => self.release_sandbox_files(&sb).await,
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(()) => {
+                    tracing::info!(pod = %id, "tore down the network of a pod whose start failed")
+                }
+                Err(e) => {
+                    tracing::debug!(pod = %id, error = %e, "network teardown of a failed pod start still fails");
+                    self.lock_teardowns().insert(id, sb);
+                }
+            }
         }
     }
 
