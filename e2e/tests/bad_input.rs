@@ -251,6 +251,24 @@ async fn hostile_fields_are_refused() {
                 p.annotations.insert("huge".into(), "x".repeat(300 * 1024));
             }),
         ),
+        (
+            "pod sandbox annotations key \"a\\0b\": holds a NUL byte",
+            Box::new(|p| {
+                p.annotations.insert("a\0b".into(), "v".into());
+            }),
+        ),
+        (
+            "pod sandbox annotations value of \"note\": holds a NUL byte",
+            Box::new(|p| {
+                p.annotations.insert("note".into(), "v\0w".into());
+            }),
+        ),
+        (
+            "pod sandbox labels value of \"app\": holds a NUL byte",
+            Box::new(|p| {
+                p.labels.insert("app".into(), "web\0".into());
+            }),
+        ),
     ];
     for (needle, edit) in &pod_cases {
         let mut pod = cri::pod_config(crius.dir(), "hostile");
@@ -315,6 +333,24 @@ async fn hostile_fields_are_refused() {
         (
             "metadata.name",
             Box::new(|c| c.metadata.as_mut().unwrap().name = "a/b".into()),
+        ),
+        (
+            "annotations key \"\\0\": holds a NUL byte",
+            Box::new(|c| {
+                c.annotations.insert("\0".into(), "v".into());
+            }),
+        ),
+        (
+            "annotations value of \"note\": holds a NUL byte",
+            Box::new(|c| {
+                c.annotations.insert("note".into(), "\0".into());
+            }),
+        ),
+        (
+            "labels key \"l\\0\": holds a NUL byte",
+            Box::new(|c| {
+                c.labels.insert("l\0".into(), "v".into());
+            }),
         ),
     ];
     for (needle, edit) in &ctr_cases {

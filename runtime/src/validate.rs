@@ -134,13 +134,24 @@ fn clean_path(what: &str, path: &str) -> Result<()> {
     Ok(())
 }
 
-/// Labels or annotations: their keys and values together at most
+/// Labels or annotations: no empty key, no NUL in a key or value (they
+/// go on into the OCI spec and to CNI and NRI plugins, where a NUL would
+/// cut a C string short), and keys and values together at most
 /// [`MAX_LABEL_BYTES`].
 fn labels<'a>(what: &str, map: impl IntoIterator<Item = (&'a String, &'a String)>) -> Result<()> {
     let mut total = 0usize;
     for (k, v) in map {
         if k.is_empty() {
             return Err(invalid(what, "has an empty key"));
+        }
+        if k.contains('\0') {
+            return Err(invalid(format!("{what} key {k:?}"), "holds a NUL byte"));
+        }
+        if v.contains('\0') {
+            return Err(invalid(
+                format!("{what} value of {k:?}"),
+                "holds a NUL byte",
+            ));
         }
         total = total.saturating_add(k.len() + v.len());
     }
@@ -437,5 +448,28 @@ mod tests {
         let mut c = ctr_ok();
         c.mounts = vec![c.mounts[0].clone(); MAX_MOUNTS + 1];
         rejects(container(&c), "mounts");
+    }
+
+    #[test]
+    fn nul_bytes_in_labels_and_annotations_are_refused() {
+        let mut p = pod_ok();
+        p.annotations.insert("a\0b".into(), "v".into());
+        rejects(
+            pod(&p),
+            "pod sandbox annotations key \"a\\0b\": holds a NUL byte",
+        );
+        let mut p = pod_ok();
+        p.annotations.insert("k".into(), "v\0".into());
+        rejects(pod(&p), "pod sandbox annotations value of \"k\"");
+        let mut p = pod_ok();
+        p.labels.insert("l".into(), "\0".into());
+        rejects(pod(&p), "pod sandbox labels value of \"l\"");
+        let mut c = ctr_ok();
+        c.annotations.insert("x\0".into(), String::new());
+        rejects(container(&c), "annotations key");
+        let mut c = ctr_ok();
+        c.labels
+            .insert("io.kubernetes.pod.name".into(), "web\0".into());
+        rejects(container(&c), "labels value of \"io.kubernetes.pod.name\"");
     }
 }
