@@ -92,11 +92,6 @@ impl<IO> AnyAuthority<IO> {
             eof: false,
         }
     }
-
-    /// The connection.
-    pub fn get_ref(&self) -> &IO {
-        &self.io
-    }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for AnyAuthority<IO> {

@@ -2,6 +2,7 @@
 //! runtime, and serves CRI on a unix socket and metrics over HTTP.
 
 mod authority;
+mod budget;
 mod config;
 mod metrics;
 mod server;

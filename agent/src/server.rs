@@ -25,9 +25,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::server::{Connected, UdsConnectInfo};
+use tonic::transport::server::Connected;
 
 use crate::authority::AnyAuthority;
+use crate::budget::{ConnectionBudget, RequestBudgetLayer};
 use crate::metrics::{GrpcMetricsLayer, Metrics};
 
 /// How long in-flight calls may run on after a stop signal.
@@ -48,6 +49,9 @@ const MAX_LOCAL_RESETS: usize = 1024;
 /// The preface and the first frame's header: what a client must have sent
 /// within the handshake timeout.
 const HANDSHAKE_BYTES: u64 = 24 + 9;
+/// What a connection's unfinished requests may hold beyond the largest
+/// request: its gRPC framing and a frame or two.
+const BUDGET_SLACK: usize = 64 * 1024;
 
 /// The `[grpc]` limits of the CRI socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,25 +100,37 @@ struct CriConnection {
     /// Until the client sent [`HANDSHAKE_BYTES`].
     handshake: Option<Pin<Box<tokio::time::Sleep>>>,
     read: u64,
+    budget: ConnectionBudget,
     _place: OwnedSemaphorePermit,
 }
 
 impl CriConnection {
-    fn new(stream: UnixStream, place: OwnedSemaphorePermit, handshake: Duration) -> Self {
+    fn new(stream: UnixStream, place: OwnedSemaphorePermit, limits: &GrpcLimits) -> Self {
         CriConnection {
             io: AnyAuthority::new(stream),
-            handshake: Some(Box::pin(tokio::time::sleep(handshake))),
+            handshake: Some(Box::pin(tokio::time::sleep(limits.handshake_timeout))),
             read: 0,
+            budget: ConnectionBudget::new(limits.messages.max_request.saturating_add(BUDGET_SLACK)),
             _place: place,
         }
     }
 }
 
-impl Connected for CriConnection {
-    type ConnectInfo = UdsConnectInfo;
+/// What each request learns of its connection (tonic puts it in the
+/// request's extensions).
+#[derive(Debug, Clone)]
+pub struct CriConnectInfo {
+    /// The connection's request budget.
+    pub budget: ConnectionBudget,
+}
 
-    fn connect_info(&self) -> UdsConnectInfo {
-        self.io.get_ref().connect_info()
+impl Connected for CriConnection {
+    type ConnectInfo = CriConnectInfo;
+
+    fn connect_info(&self) -> CriConnectInfo {
+        CriConnectInfo {
+            budget: self.budget.clone(),
+        }
     }
 }
 
@@ -223,11 +239,7 @@ fn connections(
                 }
             };
             match places.try_acquire_owned() {
-                Ok(place) => Some(Ok(CriConnection::new(
-                    stream,
-                    place,
-                    limits.handshake_timeout,
-                ))),
+                Ok(place) => Some(Ok(CriConnection::new(stream, place, &limits))),
                 Err(_) => {
                     refusals.refused(limits.max_connections);
                     None
@@ -312,6 +324,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .layer(GrpcMetricsLayer::new(metrics))
+        .layer(RequestBudgetLayer)
         .add_service(cri.runtime_server())
         .add_service(cri.image_server())
         .serve_with_incoming_shutdown(connections(listener, limits), async move {
