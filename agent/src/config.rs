@@ -100,16 +100,24 @@ pub struct StreamingSettings {
     pub idle_timeout_secs: u64,
     /// Seconds a client has to open a session's streams.
     pub stream_creation_timeout_secs: u64,
+    /// Seconds a new connection has for its TLS handshake and request
+    /// header.
+    pub header_timeout_secs: u64,
+    /// Connections not yet streaming at once; more are closed as they come.
+    pub max_connections: usize,
 }
 
 impl Default for StreamingSettings {
     fn default() -> Self {
+        let d = crius_cri::streaming::StreamingConfig::default();
         StreamingSettings {
             address: "127.0.0.1:0".into(),
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             idle_timeout_secs: 4 * 3600,
             stream_creation_timeout_secs: 30,
+            header_timeout_secs: d.header_timeout.as_secs(),
+            max_connections: d.max_connections,
         }
     }
 }
@@ -327,6 +335,8 @@ impl Config {
                 "stream_creation_timeout_secs",
                 s.stream_creation_timeout_secs,
             ),
+            ("header_timeout_secs", s.header_timeout_secs),
+            ("max_connections", s.max_connections as u64),
         ] {
             if secs == 0 {
                 return Err(ConfigError::Invalid(format!(
@@ -339,6 +349,8 @@ impl Config {
             tls,
             idle_timeout: std::time::Duration::from_secs(s.idle_timeout_secs),
             stream_creation_timeout: std::time::Duration::from_secs(s.stream_creation_timeout_secs),
+            header_timeout: std::time::Duration::from_secs(s.header_timeout_secs),
+            max_connections: s.max_connections,
             ..Default::default()
         })
     }
@@ -545,6 +557,8 @@ mod tests {
             "[streaming]\naddress = \"localhost\"\n",
             "[streaming]\ntls_cert = \"/c.pem\"\n",
             "[streaming]\nidle_timeout_secs = 0\n",
+            "[streaming]\nheader_timeout_secs = 0\n",
+            "[streaming]\nmax_connections = 0\n",
         ] {
             let c = Config::parse(bad, p).unwrap();
             let e = c.validate().unwrap_err();

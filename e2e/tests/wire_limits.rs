@@ -238,3 +238,75 @@ async fn unfinished_requests_are_held_within_a_budget() {
     crius.stop().await.unwrap();
     assert_no_leaks(&crius);
 }
+
+/// The streaming server, reachable by anyone on the host: a connection
+/// that sends nothing or half a request header is closed after the header
+/// timeout; past the connection cap a new one is closed unanswered; a
+/// kept-alive connection idle after its answer is closed the same way.
+#[tokio::test]
+async fn streaming_server_closes_stalled_connections() {
+    use tokio::net::TcpStream;
+    const CAP: usize = 8;
+    let port = crius_e2e::free_port().unwrap();
+    let mut crius = Crius::start(CriusOptions {
+        config: Some(format!(
+            "[streaming]\naddress = \"127.0.0.1:{port}\"\nheader_timeout_secs = 3\nmax_connections = {CAP}\n"
+        )),
+        ..CriusOptions::without_cni()
+    })
+    .await
+    .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let request = b"GET /exec/no-such-token HTTP/1.1\r\nHost: crius\r\n\r\n";
+
+    // Answered, then closed once it idles past the header timeout.
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut answer))
+        .await
+        .expect("the server closes an idle kept-alive connection")
+        .unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 404"), "{answer:?}");
+
+    // The cap: CAP connections that send nothing (one of them half a
+    // header) take every place...
+    let mut stalled = Vec::new();
+    for i in 0..CAP {
+        let mut c = TcpStream::connect(&addr).await.unwrap();
+        if i == 0 {
+            c.write_all(b"GET /exec/x HTTP/1.1\r\nHost: cr")
+                .await
+                .unwrap();
+        }
+        stalled.push(c);
+    }
+    // ...so one more is closed without an answer, request and all.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra = TcpStream::connect(&addr).await.unwrap();
+    let _ = extra.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), extra.read_to_end(&mut answer)).await;
+    assert!(
+        answer.is_empty(),
+        "past the cap: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // The stalled ones are closed by the header timeout...
+    for c in &mut stalled {
+        assert!(closed_by_peer(c, Duration::from_secs(30)).await);
+    }
+    // ...and their places serve again.
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 404"), "{answer:?}");
+
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
