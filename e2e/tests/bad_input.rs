@@ -7,9 +7,9 @@
 use crius_e2e::cri::{self, assert_code};
 use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks, free_port};
 use k8s_cri::v1::{
-    CheckpointContainerRequest, ContainerStatusRequest, CreateContainerRequest, ImageSpec,
-    PodSandboxState, PodSandboxStatusRequest, PullImageRequest, RemoveContainerRequest,
-    RunPodSandboxRequest, StopContainerRequest, StopPodSandboxRequest,
+    CheckpointContainerRequest, ContainerStatusRequest, CreateContainerRequest, ExecRequest,
+    ExecSyncRequest, ImageSpec, PodSandboxState, PodSandboxStatusRequest, PullImageRequest,
+    RemoveContainerRequest, RunPodSandboxRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 use tonic::Code;
 
@@ -136,6 +136,30 @@ async fn bad_container_requests() {
     assert_eq!(
         cri::container_ids(&mut rt, None).await.unwrap(),
         [id.as_str()]
+    );
+
+    // Exec commands are checked before anything runs, as a container's
+    // command is: no NUL (execve cannot pass one), within the limits.
+    assert_code(
+        rt.exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "echo a\0b".into()],
+            timeout: 5,
+        })
+        .await,
+        Code::InvalidArgument,
+        "cmd[2]: holds a NUL byte",
+    );
+    assert_code(
+        rt.exec(ExecRequest {
+            container_id: id.clone(),
+            cmd: vec!["y".repeat(1024); 2048],
+            stdout: true,
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+        "2048 entries",
     );
 
     rt.remove_container(RemoveContainerRequest {

@@ -13,7 +13,7 @@
 //! | pod name, namespace, uid; container name | 253 bytes (a DNS subdomain) |
 //! | hostname | 64 bytes (the kernel's) |
 //! | labels, annotations: keys and values together | 256 KiB each (the API server's annotation limit) |
-//! | command + args | 4096 entries, 1 MiB together |
+//! | command + args (also of Exec and ExecSync) | 4096 entries, 1 MiB together |
 //! | environment | 16384 variables, 1 MiB together |
 //! | mounts, devices | 1024 each |
 //! | DNS servers / searches / options | 32 / 64 / 64 entries of 253 bytes |
@@ -310,6 +310,29 @@ pub fn container(config: &ContainerConfig) -> Result<()> {
     Ok(())
 }
 
+/// Checks the command of an Exec or ExecSync in `container`: not empty,
+/// within the command limits, no NUL (execve cannot pass one).
+pub fn exec_command(container: &str, cmd: &[String]) -> Result<()> {
+    let what = format!("exec in container {container:?}: cmd");
+    if cmd.is_empty() {
+        return Err(invalid(what, "is empty"));
+    }
+    let bytes = cmd.iter().fold(0usize, |b, a| b.saturating_add(a.len()));
+    if cmd.len() > MAX_ARGS || bytes > MAX_ARG_BYTES {
+        return Err(invalid(
+            what,
+            format!(
+                "{} entries, {bytes} bytes (at most {MAX_ARGS} entries, {MAX_ARG_BYTES} bytes)",
+                cmd.len()
+            ),
+        ));
+    }
+    for (i, a) in cmd.iter().enumerate() {
+        no_nul(&format!("{what}[{i}]"), a)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +471,20 @@ mod tests {
         let mut c = ctr_ok();
         c.mounts = vec![c.mounts[0].clone(); MAX_MOUNTS + 1];
         rejects(container(&c), "mounts");
+    }
+
+    #[test]
+    fn exec_commands_are_checked() {
+        exec_command("c1", &["sh".into(), "-c".into(), "true".into()]).unwrap();
+        rejects(exec_command("c1", &[]), "is empty");
+        rejects(
+            exec_command("c1", &["sh".into(), "a\0b".into()]),
+            "exec in container \"c1\": cmd[1]: holds a NUL byte",
+        );
+        rejects(
+            exec_command("c1", &vec!["x".repeat(1024); 1025]),
+            "1025 entries, 1049600 bytes",
+        );
     }
 
     #[test]
