@@ -310,3 +310,30 @@ async fn streaming_server_closes_stalled_connections() {
     crius.stop().await.unwrap();
     assert_no_leaks(&crius);
 }
+
+/// A client that began HTTP/2 and then answers nothing (a peer gone, or
+/// one holding its place) is pinged and, its ping unanswered, closed.
+#[tokio::test]
+async fn a_peer_that_stops_answering_is_closed_by_keepalive() {
+    let mut crius = Crius::start(CriusOptions {
+        config: Some("[grpc]\nkeepalive_interval_secs = 1\nkeepalive_timeout_secs = 1\n".into()),
+        ..CriusOptions::without_cni()
+    })
+    .await
+    .unwrap();
+    let mut conn = UnixStream::connect(crius.dir().socket()).await.unwrap();
+    // The preface and an empty SETTINGS frame, then silence: no SETTINGS
+    // ACK, no PING ACK.
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    assert!(closed_by_peer(&mut conn, Duration::from_secs(60)).await);
+    // A well-behaved client is not: it answers the pings.
+    let mut rt = crius.runtime_client();
+    rt.version(VersionRequest::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    rt.version(VersionRequest::default()).await.unwrap();
+
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
