@@ -4,10 +4,11 @@
 //! What one client can make the daemon hold is bounded: connections (past
 //! the cap a new one is closed at once), streams per connection (HTTP/2
 //! SETTINGS_MAX_CONCURRENT_STREAMS: a client waits for a free one), flow
-//! control windows, frame and header list sizes, message sizes, and
-//! resets a client provokes. A connection must send the HTTP/2 preface
-//! within the handshake timeout, and one that stops answering pings is
-//! closed.
+//! control windows, frame and header list sizes, message sizes, the bytes
+//! of a connection's unfinished requests ([`crate::budget`]), and resets a
+//! client provokes. A connection must send the HTTP/2 preface within the
+//! handshake timeout, and one that stops answering pings is closed. Any
+//! `:authority` is accepted ([`crate::authority`]).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -44,7 +45,9 @@ const MAX_FRAME: u32 = 16 * 1024;
 /// hundred bytes.
 const MAX_HEADER_LIST: u32 = 16 * 1024;
 /// Streams a client may make the server reset (malformed frames, bad
-/// requests) before its connection is closed (CVE-2025-8671, "MadeYouReset").
+/// requests) before its connection is closed: provoked resets cost the
+/// server as much as a flood of the client's own. hyper's default; tonic's
+/// builder passes None unless told, which lifts the cap.
 const MAX_LOCAL_RESETS: usize = 1024;
 /// The preface and the first frame's header: what a client must have sent
 /// within the handshake timeout.
