@@ -23,6 +23,7 @@ fi
 # Debian starts the registry's own service on :5000; the tests run their
 # own registries and do not need it.
 bash deploy/prepare-node.sh
+python3 -c 'import grpc' 2>/dev/null || python3 -m pip install -q grpcio
 
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast

@@ -47,6 +47,43 @@ pub struct Config {
     pub registry: RegistrySettings,
     /// The streaming server (Exec, Attach, PortForward).
     pub streaming: StreamingSettings,
+    /// Limits of the CRI socket.
+    pub grpc: GrpcSettings,
+}
+
+/// The `[grpc]` table: what clients of the CRI socket may make crius hold.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcSettings {
+    /// Connections at once; a further one is closed as it comes.
+    pub max_connections: usize,
+    /// Calls one connection may have under way at once.
+    pub max_concurrent_streams: u32,
+    /// The largest request message, bytes.
+    pub max_request_bytes: usize,
+    /// The largest response message, bytes.
+    pub max_response_bytes: usize,
+    /// Seconds without traffic after which a connection is pinged.
+    pub keepalive_interval_secs: u64,
+    /// Seconds a ping may go unanswered before the connection is closed.
+    pub keepalive_timeout_secs: u64,
+    /// Seconds a new connection has to begin HTTP/2.
+    pub handshake_timeout_secs: u64,
+}
+
+impl Default for GrpcSettings {
+    fn default() -> Self {
+        let messages = crius_cri::MessageLimits::default();
+        GrpcSettings {
+            max_connections: 128,
+            max_concurrent_streams: 256,
+            max_request_bytes: messages.max_request,
+            max_response_bytes: messages.max_response,
+            keepalive_interval_secs: 60,
+            keepalive_timeout_secs: 20,
+            handshake_timeout_secs: 10,
+        }
+    }
 }
 
 /// The `[streaming]` table.
@@ -63,16 +100,24 @@ pub struct StreamingSettings {
     pub idle_timeout_secs: u64,
     /// Seconds a client has to open a session's streams.
     pub stream_creation_timeout_secs: u64,
+    /// Seconds a new connection has for its TLS handshake and request
+    /// header.
+    pub header_timeout_secs: u64,
+    /// Connections not yet streaming at once; more are closed as they come.
+    pub max_connections: usize,
 }
 
 impl Default for StreamingSettings {
     fn default() -> Self {
+        let d = crius_cri::streaming::StreamingConfig::default();
         StreamingSettings {
             address: "127.0.0.1:0".into(),
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             idle_timeout_secs: 4 * 3600,
             stream_creation_timeout_secs: 30,
+            header_timeout_secs: d.header_timeout.as_secs(),
+            max_connections: d.max_connections,
         }
     }
 }
@@ -90,6 +135,7 @@ impl Default for Config {
             cni: CniSettings::default(),
             registry: RegistrySettings::default(),
             streaming: StreamingSettings::default(),
+            grpc: GrpcSettings::default(),
         }
     }
 }
@@ -216,7 +262,47 @@ impl Config {
         }
         self.metrics_addr()?;
         self.streaming_config()?;
+        self.grpc_limits()?;
         Ok(())
+    }
+
+    /// The CRI socket's limits.
+    pub fn grpc_limits(&self) -> Result<crate::server::GrpcLimits, ConfigError> {
+        let g = &self.grpc;
+        for (name, value) in [
+            ("max_connections", g.max_connections as u64),
+            (
+                "max_concurrent_streams",
+                u64::from(g.max_concurrent_streams),
+            ),
+            ("max_request_bytes", g.max_request_bytes as u64),
+            ("max_response_bytes", g.max_response_bytes as u64),
+            ("keepalive_interval_secs", g.keepalive_interval_secs),
+            ("keepalive_timeout_secs", g.keepalive_timeout_secs),
+            ("handshake_timeout_secs", g.handshake_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("grpc.{name} must be > 0")));
+            }
+        }
+        // tokio's semaphore holds at most usize::MAX >> 3 permits.
+        if g.max_connections > 1 << 20 {
+            return Err(ConfigError::Invalid(format!(
+                "grpc.max_connections {} is over 1048576",
+                g.max_connections
+            )));
+        }
+        Ok(crate::server::GrpcLimits {
+            max_connections: g.max_connections,
+            max_concurrent_streams: g.max_concurrent_streams,
+            messages: crius_cri::MessageLimits {
+                max_request: g.max_request_bytes,
+                max_response: g.max_response_bytes,
+            },
+            keepalive_interval: std::time::Duration::from_secs(g.keepalive_interval_secs),
+            keepalive_timeout: std::time::Duration::from_secs(g.keepalive_timeout_secs),
+            handshake_timeout: std::time::Duration::from_secs(g.handshake_timeout_secs),
+        })
     }
 
     /// The streaming server's settings.
@@ -249,6 +335,8 @@ impl Config {
                 "stream_creation_timeout_secs",
                 s.stream_creation_timeout_secs,
             ),
+            ("header_timeout_secs", s.header_timeout_secs),
+            ("max_connections", s.max_connections as u64),
         ] {
             if secs == 0 {
                 return Err(ConfigError::Invalid(format!(
@@ -261,6 +349,8 @@ impl Config {
             tls,
             idle_timeout: std::time::Duration::from_secs(s.idle_timeout_secs),
             stream_creation_timeout: std::time::Duration::from_secs(s.stream_creation_timeout_secs),
+            header_timeout: std::time::Duration::from_secs(s.header_timeout_secs),
+            max_connections: s.max_connections,
             ..Default::default()
         })
     }
@@ -397,6 +487,7 @@ mod tests {
         assert_eq!(c.cni.teardown_retry_secs, d.cni.teardown_retry_secs);
         assert_eq!(c.registry, d.registry);
         assert_eq!(c.streaming, d.streaming);
+        assert_eq!(c.grpc, d.grpc);
     }
 
     #[test]
@@ -423,6 +514,33 @@ mod tests {
     }
 
     #[test]
+    fn grpc_settings_are_checked() {
+        let p = Path::new("crius.toml");
+        let l = Config::default().grpc_limits().unwrap();
+        assert_eq!(l.max_connections, 128);
+        assert_eq!(l.messages.max_response, 16 << 20);
+        let c = Config::parse(
+            "[grpc]\nmax_connections = 4\nhandshake_timeout_secs = 1\n",
+            p,
+        )
+        .unwrap();
+        let l = c.grpc_limits().unwrap();
+        assert_eq!(l.max_connections, 4);
+        assert_eq!(l.handshake_timeout, std::time::Duration::from_secs(1));
+        for bad in [
+            "[grpc]\nmax_connections = 0\n",
+            "[grpc]\nmax_request_bytes = 0\n",
+            "[grpc]\nkeepalive_timeout_secs = 0\n",
+            "[grpc]\nmax_connections = 99999999\n",
+        ] {
+            let c = Config::parse(bad, p).unwrap();
+            let e = c.validate().unwrap_err();
+            assert!(e.to_string().contains("grpc."), "{e}");
+        }
+        assert!(Config::parse("[grpc]\nmax_conections = 1\n", p).is_err());
+    }
+
+    #[test]
     fn streaming_settings_are_checked() {
         let p = Path::new("crius.toml");
         let c = Config::default().streaming_config().unwrap();
@@ -440,6 +558,8 @@ mod tests {
             "[streaming]\naddress = \"localhost\"\n",
             "[streaming]\ntls_cert = \"/c.pem\"\n",
             "[streaming]\nidle_timeout_secs = 0\n",
+            "[streaming]\nheader_timeout_secs = 0\n",
+            "[streaming]\nmax_connections = 0\n",
         ] {
             let c = Config::parse(bad, p).unwrap();
             let e = c.validate().unwrap_err();

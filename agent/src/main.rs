@@ -1,6 +1,8 @@
 //! `crius`: the daemon. Reads its config, sets up logging, opens the
 //! runtime, and serves CRI on a unix socket and metrics over HTTP.
 
+mod authority;
+mod budget;
 mod config;
 mod metrics;
 mod server;
@@ -46,9 +48,16 @@ async fn run(config: Config) -> Result<(), String> {
         }
         None => None,
     };
-    let result = server::serve(&config.socket(), runtime, metrics, streaming.clone())
-        .await
-        .map_err(|e| e.to_string());
+    let limits = config.grpc_limits().map_err(|e| e.to_string())?;
+    let result = server::serve(
+        &config.socket(),
+        limits,
+        runtime,
+        metrics,
+        streaming.clone(),
+    )
+    .await
+    .map_err(|e| e.to_string());
     streaming.stop();
     if let Some(t) = metrics_task {
         t.abort();

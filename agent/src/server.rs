@@ -1,21 +1,77 @@
-//! The CRI socket: bind it (0660), serve both CRI services on it, and stop
-//! gracefully on SIGTERM/SIGINT.
+//! The CRI socket: bind it (0660), serve both CRI services on it within
+//! the `[grpc]` limits, and stop gracefully on SIGTERM/SIGINT.
+//!
+//! What one client can make the daemon hold is bounded: connections (past
+//! the cap a new one is closed at once), streams per connection (HTTP/2
+//! SETTINGS_MAX_CONCURRENT_STREAMS: a client waits for a free one), flow
+//! control windows, frame and header list sizes, message sizes, the bytes
+//! of a connection's unfinished requests ([`crate::budget`]), and resets a
+//! client provokes. A connection must send the HTTP/2 preface within the
+//! handshake timeout, and one that stops answering pings is closed. Any
+//! `:authority` is accepted ([`crate::authority`]).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use crius_cri::CriService;
 use crius_cri::streaming::StreamingServer;
+use crius_cri::{CriService, MessageLimits};
 use crius_runtime::Runtime;
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::server::Connected;
 
+use crate::authority::AnyAuthority;
+use crate::budget::{ConnectionBudget, RequestBudgetLayer};
 use crate::metrics::{GrpcMetricsLayer, Metrics};
 
 /// How long in-flight calls may run on after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Per-stream and per-connection HTTP/2 receive windows: what a client may
+/// send ahead of the server reading it (hyper's defaults, set here so that
+/// they stay the bound the docs state).
+const STREAM_WINDOW: u32 = 1 << 20;
+const CONNECTION_WINDOW: u32 = 1 << 20;
+/// The largest HTTP/2 frame a client may send (the protocol's minimum).
+const MAX_FRAME: u32 = 16 * 1024;
+/// The largest header list (gRPC metadata) of a call; kubelet's are a few
+/// hundred bytes.
+const MAX_HEADER_LIST: u32 = 16 * 1024;
+/// Streams a client may make the server reset (malformed frames, bad
+/// requests) before its connection is closed: provoked resets cost the
+/// server as much as a flood of the client's own. hyper's default; tonic's
+/// builder passes None unless told, which lifts the cap.
+const MAX_LOCAL_RESETS: usize = 1024;
+/// The preface and the first frame's header: what a client must have sent
+/// within the handshake timeout.
+const HANDSHAKE_BYTES: u64 = 24 + 9;
+/// What a connection's unfinished requests may hold beyond the largest
+/// request: its gRPC framing and a frame or two.
+const BUDGET_SLACK: usize = 64 * 1024;
+
+/// The `[grpc]` limits of the CRI socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcLimits {
+    /// Connections at once; a further one is closed as it comes.
+    pub max_connections: usize,
+    /// Calls one connection may have under way at once.
+    pub max_concurrent_streams: u32,
+    /// The largest messages taken and sent.
+    pub messages: MessageLimits,
+    /// A connection quiet this long is pinged.
+    pub keepalive_interval: Duration,
+    /// A ping unanswered this long closes the connection.
+    pub keepalive_timeout: Duration,
+    /// A new connection must have begun HTTP/2 within this.
+    pub handshake_timeout: Duration,
+}
 
 /// Why the socket could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +92,164 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("serving CRI: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+/// One accepted connection: holds its place under the connection cap
+/// until it ends, closes itself if the client does not begin HTTP/2 in
+/// time, and lets the client name any `:authority`.
+#[derive(Debug)]
+struct CriConnection {
+    io: AnyAuthority<UnixStream>,
+    /// Until the client sent [`HANDSHAKE_BYTES`].
+    handshake: Option<Pin<Box<tokio::time::Sleep>>>,
+    read: u64,
+    budget: ConnectionBudget,
+    _place: OwnedSemaphorePermit,
+}
+
+impl CriConnection {
+    fn new(stream: UnixStream, place: OwnedSemaphorePermit, limits: &GrpcLimits) -> Self {
+        CriConnection {
+            io: AnyAuthority::new(stream),
+            handshake: Some(Box::pin(tokio::time::sleep(limits.handshake_timeout))),
+            read: 0,
+            budget: ConnectionBudget::new(limits.messages.max_request.saturating_add(BUDGET_SLACK)),
+            _place: place,
+        }
+    }
+}
+
+/// What each request learns of its connection (tonic puts it in the
+/// request's extensions).
+#[derive(Debug, Clone)]
+pub struct CriConnectInfo {
+    /// The connection's request budget.
+    pub budget: ConnectionBudget,
+}
+
+impl Connected for CriConnection {
+    type ConnectInfo = CriConnectInfo;
+
+    fn connect_info(&self) -> CriConnectInfo {
+        CriConnectInfo {
+            budget: self.budget.clone(),
+        }
+    }
+}
+
+impl AsyncRead for CriConnection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        this.read += (buf.filled().len() - before) as u64;
+        if let Some(deadline) = &mut this.handshake {
+            if this.read >= HANDSHAKE_BYTES {
+                this.handshake = None;
+            } else if polled.is_pending() && deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no HTTP/2 preface within the handshake timeout",
+                )));
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for CriConnection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// Counts connections closed for the cap and logs them, at most once every
+/// [`REFUSED_LOG_EVERY`].
+#[derive(Debug)]
+struct Refusals {
+    since_log: AtomicU64,
+    last_log: std::sync::Mutex<Option<Instant>>,
+}
+
+/// How often refused connections are logged, at most.
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Refusals {
+    fn refused(&self, cap: usize) {
+        let n = self.since_log.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last_log.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= REFUSED_LOG_EVERY) {
+            *last = Some(Instant::now());
+            self.since_log.fetch_sub(n, Ordering::Relaxed);
+            tracing::warn!(
+                refused = n,
+                max_connections = cap,
+                "CRI socket at its connection cap; closing new connections"
+            );
+        }
+    }
+}
+
+/// The accepted connections, each holding a place under the cap; one
+/// past it is closed at once (the client sees its connection end).
+fn connections(
+    listener: UnixListener,
+    limits: GrpcLimits,
+) -> impl futures_util::Stream<Item = std::io::Result<CriConnection>> {
+    let places = Arc::new(Semaphore::new(limits.max_connections));
+    let refusals = Arc::new(Refusals {
+        since_log: AtomicU64::new(0),
+        last_log: std::sync::Mutex::new(None),
+    });
+    UnixListenerStream::new(listener).filter_map(move |accepted| {
+        let (places, refusals) = (places.clone(), refusals.clone());
+        async move {
+            let stream = match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "CRI socket accept");
+                    // Out of file descriptors: give others a moment.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return None;
+                }
+            };
+            match places.try_acquire_owned() {
+                Ok(place) => Some(Ok(CriConnection::new(stream, place, &limits))),
+                Err(_) => {
+                    refusals.refused(limits.max_connections);
+                    None
+                }
+            }
+        }
+    })
 }
 
 /// Binds the socket, replacing a stale one a crash left behind but never a
@@ -91,20 +305,32 @@ async fn stop_signal() {
 /// do not depend on the daemon.
 pub async fn serve(
     socket: &Path,
+    limits: GrpcLimits,
     runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
     streaming: StreamingServer,
 ) -> Result<(), ServeError> {
     let listener = bind(socket).await?;
-    tracing::info!(socket = %socket.display(), "serving CRI");
+    tracing::info!(socket = %socket.display(), ?limits, "serving CRI");
     let events = Arc::clone(&runtime);
-    let cri = CriService::new(runtime).with_streaming(streaming);
+    let cri = CriService::new(runtime)
+        .with_streaming(streaming)
+        .with_message_limits(limits.messages);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME)
+        .http2_max_header_list_size(MAX_HEADER_LIST)
+        .http2_max_local_error_reset_streams(Some(MAX_LOCAL_RESETS))
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .layer(GrpcMetricsLayer::new(metrics))
+        .layer(RequestBudgetLayer)
         .add_service(cri.runtime_server())
         .add_service(cri.image_server())
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(connections(listener, limits), async move {
             stop_signal().await;
             // Event streams never end by themselves.
             events.close_events();

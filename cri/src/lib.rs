@@ -8,6 +8,7 @@ pub mod error;
 pub mod fuzzing;
 mod image;
 mod image_service;
+pub mod request_errors;
 mod runtime;
 mod runtime_service;
 pub mod streaming;
@@ -17,6 +18,8 @@ use std::sync::Arc;
 use crius_runtime::Runtime;
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+
+use request_errors::ClientErrors;
 
 pub use runtime::attach::RuntimeAttach;
 pub use runtime::exec::RuntimeExec;
@@ -33,11 +36,33 @@ pub fn streaming_backends(runtime: Arc<Runtime>) -> streaming::Backends {
     }
 }
 
+/// The largest gRPC messages the services take and send, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageLimits {
+    /// A request over this is refused (RESOURCE_EXHAUSTED) before it is
+    /// read whole.
+    pub max_request: usize,
+    /// A response over this fails (OUT_OF_RANGE) instead of being sent.
+    pub max_response: usize,
+}
+
+impl Default for MessageLimits {
+    /// 16 MiB each way: what kubelet's CRI client takes and sends (its
+    /// `maxMsgSize`), and containerd's server limits.
+    fn default() -> Self {
+        MessageLimits {
+            max_request: 16 << 20,
+            max_response: 16 << 20,
+        }
+    }
+}
+
 /// The implementation of both CRI services over one [`Runtime`].
 #[derive(Debug, Clone)]
 pub struct CriService {
     runtime: Arc<Runtime>,
     streaming: Option<streaming::StreamingServer>,
+    limits: MessageLimits,
 }
 
 impl CriService {
@@ -46,7 +71,14 @@ impl CriService {
         CriService {
             runtime,
             streaming: None,
+            limits: MessageLimits::default(),
         }
+    }
+
+    /// The services, with these message size limits.
+    pub fn with_message_limits(mut self, limits: MessageLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The services, handing out URLs on `server` for Exec, Attach and
@@ -56,13 +88,23 @@ impl CriService {
         self
     }
 
-    /// The tonic RuntimeService server.
-    pub fn runtime_server(&self) -> RuntimeServiceServer<CriService> {
-        RuntimeServiceServer::new(self.clone())
+    /// The tonic RuntimeService server; a request that does not decode
+    /// is the client's error ([`ClientErrors`]).
+    pub fn runtime_server(&self) -> ClientErrors<RuntimeServiceServer<CriService>> {
+        ClientErrors::new(
+            RuntimeServiceServer::new(self.clone())
+                .max_decoding_message_size(self.limits.max_request)
+                .max_encoding_message_size(self.limits.max_response),
+        )
     }
 
-    /// The tonic ImageService server.
-    pub fn image_server(&self) -> ImageServiceServer<CriService> {
-        ImageServiceServer::new(self.clone())
+    /// The tonic ImageService server; a request that does not decode is
+    /// the client's error ([`ClientErrors`]).
+    pub fn image_server(&self) -> ClientErrors<ImageServiceServer<CriService>> {
+        ClientErrors::new(
+            ImageServiceServer::new(self.clone())
+                .max_decoding_message_size(self.limits.max_request)
+                .max_encoding_message_size(self.limits.max_response),
+        )
     }
 }

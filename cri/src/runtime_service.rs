@@ -155,14 +155,17 @@ impl RuntimeService for CriService {
         &self,
         req: Request<ExecSyncRequest>,
     ) -> Result<Response<ExecSyncResponse>, Status> {
-        runtime::exec_sync::handle(&self.runtime, req.into_inner())
+        let req = req.into_inner();
+        check_exec(&req.container_id, &req.cmd)?;
+        runtime::exec_sync::handle(&self.runtime, req)
             .await
             .map(Response::new)
     }
 
     async fn exec(&self, req: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
-        runtime::exec::handle(&self.runtime, self.streaming.as_ref(), req.into_inner())
-            .map(Response::new)
+        let req = req.into_inner();
+        check_exec(&req.container_id, &req.cmd)?;
+        runtime::exec::handle(&self.runtime, self.streaming.as_ref(), req).map(Response::new)
     }
 
     async fn attach(
@@ -269,4 +272,14 @@ impl RuntimeService for CriService {
     ) -> Result<Response<RuntimeConfigResponse>, Status> {
         runtime::runtime_config::handle(req.into_inner()).map(Response::new)
     }
+}
+
+/// An Exec or ExecSync command within the limits of a container's command
+/// (the one validation pass); a missing container id is the handler's to
+/// report.
+fn check_exec(container_id: &str, cmd: &[String]) -> Result<(), Status> {
+    if container_id.is_empty() || cmd.is_empty() {
+        return Ok(());
+    }
+    crius_runtime::validate::exec_command(container_id, cmd).map_err(crate::error::to_status)
 }

@@ -7,9 +7,9 @@
 use crius_e2e::cri::{self, assert_code};
 use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks, free_port};
 use k8s_cri::v1::{
-    CheckpointContainerRequest, ContainerStatusRequest, CreateContainerRequest, ImageSpec,
-    PodSandboxState, PodSandboxStatusRequest, PullImageRequest, RemoveContainerRequest,
-    RunPodSandboxRequest, StopContainerRequest, StopPodSandboxRequest,
+    CheckpointContainerRequest, ContainerStatusRequest, CreateContainerRequest, ExecRequest,
+    ExecSyncRequest, ImageSpec, PodSandboxState, PodSandboxStatusRequest, PullImageRequest,
+    RemoveContainerRequest, RunPodSandboxRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 use tonic::Code;
 
@@ -138,6 +138,30 @@ async fn bad_container_requests() {
         [id.as_str()]
     );
 
+    // Exec commands are checked before anything runs, as a container's
+    // command is: no NUL (execve cannot pass one), within the limits.
+    assert_code(
+        rt.exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "echo a\0b".into()],
+            timeout: 5,
+        })
+        .await,
+        Code::InvalidArgument,
+        "cmd[2]: holds a NUL byte",
+    );
+    assert_code(
+        rt.exec(ExecRequest {
+            container_id: id.clone(),
+            cmd: vec!["y".repeat(1024); 2048],
+            stdout: true,
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+        "2048 entries",
+    );
+
     rt.remove_container(RemoveContainerRequest {
         container_id: id.clone(),
     })
@@ -251,6 +275,24 @@ async fn hostile_fields_are_refused() {
                 p.annotations.insert("huge".into(), "x".repeat(300 * 1024));
             }),
         ),
+        (
+            "pod sandbox annotations key \"a\\0b\": holds a NUL byte",
+            Box::new(|p| {
+                p.annotations.insert("a\0b".into(), "v".into());
+            }),
+        ),
+        (
+            "pod sandbox annotations value of \"note\": holds a NUL byte",
+            Box::new(|p| {
+                p.annotations.insert("note".into(), "v\0w".into());
+            }),
+        ),
+        (
+            "pod sandbox labels value of \"app\": holds a NUL byte",
+            Box::new(|p| {
+                p.labels.insert("app".into(), "web\0".into());
+            }),
+        ),
     ];
     for (needle, edit) in &pod_cases {
         let mut pod = cri::pod_config(crius.dir(), "hostile");
@@ -316,6 +358,24 @@ async fn hostile_fields_are_refused() {
             "metadata.name",
             Box::new(|c| c.metadata.as_mut().unwrap().name = "a/b".into()),
         ),
+        (
+            "annotations key \"\\0\": holds a NUL byte",
+            Box::new(|c| {
+                c.annotations.insert("\0".into(), "v".into());
+            }),
+        ),
+        (
+            "annotations value of \"note\": holds a NUL byte",
+            Box::new(|c| {
+                c.annotations.insert("note".into(), "\0".into());
+            }),
+        ),
+        (
+            "labels key \"l\\0\": holds a NUL byte",
+            Box::new(|c| {
+                c.labels.insert("l\0".into(), "v".into());
+            }),
+        ),
     ];
     for (needle, edit) in &ctr_cases {
         let mut config = cri::container_config("hostile", &image, &["true"]);
@@ -342,6 +402,146 @@ async fn hostile_fields_are_refused() {
     assert!(!std::path::Path::new("/tmp/abs.log").exists());
 
     cri::stop_and_remove_pod(&mut rt, &pod_id).await.unwrap();
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
+
+/// A codec for hand-encoded messages: bytes in, bytes out.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// Calls `path` on the daemon with a hand-encoded request.
+async fn raw_call(
+    crius: &Crius,
+    path: &'static str,
+    message: Vec<u8>,
+) -> Result<tonic::Response<Vec<u8>>, tonic::Status> {
+    let channel = crius_e2e::connect_unix(&crius.dir().socket())
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(message),
+        http::uri::PathAndQuery::from_static(path),
+        RawCodec,
+    )
+    .await
+}
+
+/// A length-delimited protobuf field.
+fn field(number: u8, value: &[u8]) -> Vec<u8> {
+    assert!(value.len() < 128, "one-byte lengths only");
+    let mut out = vec![(number << 3) | 2, value.len() as u8];
+    out.extend_from_slice(value);
+    out
+}
+
+/// Requests whose strings are not UTF-8 are the client's error on both
+/// services: INVALID_ARGUMENT naming the message and field, and nothing is
+/// made.
+#[tokio::test]
+async fn requests_that_do_not_decode_are_invalid_arguments() {
+    let mut crius = Crius::start(CriusOptions::default()).await.unwrap();
+    let mut rt = crius.runtime_client();
+    let mut img = crius.image_client();
+
+    // RunPodSandboxRequest { config { metadata { name: "bad\xffname",
+    // uid: "u", namespace: "ns" } } }
+    let metadata = [field(1, b"bad\xffname"), field(2, b"u"), field(3, b"ns")].concat();
+    let request = field(1, &field(1, &metadata));
+    let status = assert_code(
+        raw_call(&crius, "/runtime.v1.RuntimeService/RunPodSandbox", request).await,
+        Code::InvalidArgument,
+        "PodSandboxMetadata.name",
+    );
+    assert!(
+        status.message().contains("RunPodSandbox") && status.message().contains("UTF-8"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(cri::pod_ids(&mut rt).await.unwrap(), NONE);
+
+    // ImageStatusRequest { image { image: "\xc3(" } }
+    let request = field(1, &field(1, b"\xc3("));
+    assert_code(
+        raw_call(&crius, "/runtime.v1.ImageService/ImageStatus", request).await,
+        Code::InvalidArgument,
+        "ImageSpec.image",
+    );
+    // PullImageRequest { image { image: "\xff" } }: nothing pulled.
+    let request = field(1, &field(1, b"\xff"));
+    assert_code(
+        raw_call(&crius, "/runtime.v1.ImageService/PullImage", request).await,
+        Code::InvalidArgument,
+        "ImageSpec.image",
+    );
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+    // A field cut short: the message does not decode either.
+    assert_code(
+        raw_call(
+            &crius,
+            "/runtime.v1.RuntimeService/Version",
+            vec![0x0a, 0x10],
+        )
+        .await,
+        Code::InvalidArgument,
+        "Version",
+    );
+    // A valid hand-encoded request still works the same way.
+    let version = raw_call(
+        &crius,
+        "/runtime.v1.RuntimeService/Version",
+        field(1, b"v1"),
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    assert!(version.windows(5).any(|w| w == b"crius"), "{version:?}");
+
     crius.stop().await.unwrap();
     assert_no_leaks(&crius);
 }

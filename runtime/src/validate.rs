@@ -13,7 +13,7 @@
 //! | pod name, namespace, uid; container name | 253 bytes (a DNS subdomain) |
 //! | hostname | 64 bytes (the kernel's) |
 //! | labels, annotations: keys and values together | 256 KiB each (the API server's annotation limit) |
-//! | command + args | 4096 entries, 1 MiB together, 128 KiB each (the kernel's `MAX_ARG_STRLEN`) |
+//! | command + args (also of Exec and ExecSync) | 4096 entries, 1 MiB together, 128 KiB each (the kernel's `MAX_ARG_STRLEN`) |
 //! | environment | 16384 variables, 1 MiB together, 128 KiB each as `KEY=value` |
 //! | mounts, devices | 1024 each |
 //! | DNS servers / searches / options | 32 / 64 / 64 entries of 253 bytes |
@@ -150,13 +150,24 @@ fn clean_path(what: &str, path: &str) -> Result<()> {
     Ok(())
 }
 
-/// Labels or annotations: their keys and values together at most
+/// Labels or annotations: no empty key, no NUL in a key or value (they
+/// go on into the OCI spec and to CNI and NRI plugins, where a NUL would
+/// cut a C string short), and keys and values together at most
 /// [`MAX_LABEL_BYTES`].
 fn labels<'a>(what: &str, map: impl IntoIterator<Item = (&'a String, &'a String)>) -> Result<()> {
     let mut total = 0usize;
     for (k, v) in map {
         if k.is_empty() {
             return Err(invalid(what, "has an empty key"));
+        }
+        if k.contains('\0') {
+            return Err(invalid(format!("{what} key {k:?}"), "holds a NUL byte"));
+        }
+        if v.contains('\0') {
+            return Err(invalid(
+                format!("{what} value of {k:?}"),
+                "holds a NUL byte",
+            ));
         }
         total = total.saturating_add(k.len() + v.len());
     }
@@ -343,6 +354,39 @@ pub fn container(config: &ContainerConfig) -> Result<()> {
     Ok(())
 }
 
+/// Checks the command of an Exec or ExecSync in `container`: not empty,
+/// within the command limits, no NUL (execve cannot pass one).
+pub fn exec_command(container: &str, cmd: &[String]) -> Result<()> {
+    let what = format!("exec in container {container:?}: cmd");
+    if cmd.is_empty() {
+        return Err(invalid(what, "is empty"));
+    }
+    let bytes = cmd.iter().fold(0usize, |b, a| b.saturating_add(a.len()));
+    if cmd.len() > MAX_ARGS || bytes > MAX_ARG_BYTES {
+        return Err(invalid(
+            what,
+            format!(
+                "{} entries, {bytes} bytes (at most {MAX_ARGS} entries, {MAX_ARG_BYTES} bytes)",
+                cmd.len()
+            ),
+        ));
+    }
+    for (i, a) in cmd.iter().enumerate() {
+        no_nul(&format!("{what}[{i}]"), a)?;
+        if a.len() >= MAX_ARG_STRLEN {
+            return Err(invalid(
+                format!("{what}[{i}]"),
+                format!(
+                    "is {} bytes (the kernel takes at most {} a string)",
+                    a.len(),
+                    MAX_ARG_STRLEN - 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,5 +548,46 @@ mod tests {
         let mut c = ctr_ok();
         c.mounts = vec![c.mounts[0].clone(); MAX_MOUNTS + 1];
         rejects(container(&c), "mounts");
+    }
+
+    #[test]
+    fn exec_commands_are_checked() {
+        exec_command("c1", &["sh".into(), "-c".into(), "true".into()]).unwrap();
+        rejects(
+            exec_command("c1", &["echo".into(), "x".repeat(MAX_ARG_STRLEN)]),
+            "cmd[1]: is 131072 bytes",
+        );
+        rejects(exec_command("c1", &[]), "is empty");
+        rejects(
+            exec_command("c1", &["sh".into(), "a\0b".into()]),
+            "exec in container \"c1\": cmd[1]: holds a NUL byte",
+        );
+        rejects(
+            exec_command("c1", &vec!["x".repeat(1024); 1025]),
+            "1025 entries, 1049600 bytes",
+        );
+    }
+
+    #[test]
+    fn nul_bytes_in_labels_and_annotations_are_refused() {
+        let mut p = pod_ok();
+        p.annotations.insert("a\0b".into(), "v".into());
+        rejects(
+            pod(&p),
+            "pod sandbox annotations key \"a\\0b\": holds a NUL byte",
+        );
+        let mut p = pod_ok();
+        p.annotations.insert("k".into(), "v\0".into());
+        rejects(pod(&p), "pod sandbox annotations value of \"k\"");
+        let mut p = pod_ok();
+        p.labels.insert("l".into(), "\0".into());
+        rejects(pod(&p), "pod sandbox labels value of \"l\"");
+        let mut c = ctr_ok();
+        c.annotations.insert("x\0".into(), String::new());
+        rejects(container(&c), "annotations key");
+        let mut c = ctr_ok();
+        c.labels
+            .insert("io.kubernetes.pod.name".into(), "web\0".into());
+        rejects(container(&c), "labels value of \"io.kubernetes.pod.name\"");
     }
 }

@@ -3,6 +3,13 @@
 //! a WebSocket on the same path. Tokens come from the CRI calls and are
 //! good once, for a minute; an unknown, used or expired one is a 404.
 //! TLS is optional (a certificate and key in PEM files).
+//!
+//! Anyone on the host can connect, token or not, so what a connection can
+//! hold before it shows a token is bounded: at most
+//! [`StreamingConfig::max_connections`] at once (one past the cap is
+//! closed as it comes), the TLS handshake and the request header must
+//! arrive within [`StreamingConfig::header_timeout`], and so must each
+//! next request on a kept-alive connection.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,8 +22,9 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming as Body;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +69,12 @@ pub struct StreamingConfig {
     pub stream_creation_timeout: Duration,
     /// How long a URL's token is good.
     pub token_ttl: Duration,
+    /// How long a new connection has for its TLS handshake and its
+    /// request header; one that has not sent them by then is closed.
+    pub header_timeout: Duration,
+    /// Connections not yet streaming (before their upgrade) at once; one
+    /// past the cap is closed as it is accepted.
+    pub max_connections: usize,
 }
 
 impl Default for StreamingConfig {
@@ -71,6 +85,8 @@ impl Default for StreamingConfig {
             idle_timeout: Duration::from_secs(4 * 3600),
             stream_creation_timeout: Duration::from_secs(30),
             token_ttl: super::tokens::DEFAULT_TTL,
+            header_timeout: Duration::from_secs(10),
+            max_connections: 256,
         }
     }
 }
@@ -296,6 +312,10 @@ async fn accept_loop(
     inner: Arc<Inner>,
 ) {
     tracing::info!(url = %inner.base_url, "serving streams");
+    let places = Arc::new(Semaphore::new(
+        inner.config.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
+    let mut refused = Refused::default();
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -308,18 +328,55 @@ async fn accept_loop(
             },
             _ = inner.stop.cancelled() => return,
         };
+        // Past the cap: closed now, not queued.
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            refused.one(inner.config.max_connections);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let inner = inner.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let header_timeout = inner.config.header_timeout;
             match tls {
-                Some(acceptor) => match acceptor.accept(tcp).await {
-                    Ok(stream) => serve_connection(TokioIo::new(stream), inner).await,
-                    Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_connection(TokioIo::new(stream), inner).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
                 None => serve_connection(TokioIo::new(tcp), inner).await,
             }
+            // Held until the connection is served or upgraded: a session
+            // then runs on its own, having shown a token.
+            drop(place);
         });
+    }
+}
+
+/// Connections closed for the cap, logged at most every ten seconds.
+#[derive(Default)]
+struct Refused {
+    since_log: u64,
+    last_log: Option<std::time::Instant>,
+}
+
+impl Refused {
+    fn one(&mut self, cap: usize) {
+        self.since_log += 1;
+        if self
+            .last_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            tracing::warn!(
+                refused = self.since_log,
+                max_connections = cap,
+                "streaming server at its connection cap; closing new connections"
+            );
+            self.since_log = 0;
+            self.last_log = Some(std::time::Instant::now());
+        }
     }
 }
 
@@ -327,11 +384,17 @@ async fn serve_connection<I>(io: I, inner: Arc<Inner>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let header_timeout = inner.config.header_timeout;
     let service = service_fn(move |req| {
         let inner = inner.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(req, inner).await) }
     });
     if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        // Also bounds how long a kept-alive connection may idle before
+        // its next request: hyper times each request header from when it
+        // starts waiting for it.
+        .header_read_timeout(header_timeout)
         .serve_connection(io, service)
         .with_upgrades()
         .await
@@ -413,7 +476,7 @@ async fn handle(mut req: Request<Body>, inner: Arc<Inner>) -> HttpResponse {
                     let ws = WebSocketStream::from_raw_socket(
                         TokioIo::new(upgraded),
                         Role::Server,
-                        None,
+                        Some(websocket_limits()),
                     )
                     .await;
                     serve_websocket(ws, protocol, pending, attached, ports, inner).await;
@@ -468,6 +531,17 @@ async fn handle(mut req: Request<Body>, inner: Arc<Inner>) -> HttpResponse {
         }
     });
     response
+}
+
+/// The largest WebSocket message (and frame) a client may send: 16 MiB,
+/// what one SPDY data frame can carry (tungstenite's default is 64 MiB).
+/// A client writes stdin or forwarded data a buffer at a time.
+const MAX_WEBSOCKET_MESSAGE: usize = super::spdy::frame::MAX_PAYLOAD;
+
+fn websocket_limits() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_WEBSOCKET_MESSAGE))
+        .max_frame_size(Some(MAX_WEBSOCKET_MESSAGE))
 }
 
 /// Picks the first protocol the client lists that the server speaks:

@@ -9,9 +9,11 @@
 //! shown it does flow control (a WINDOW_UPDATE or an INITIAL_WINDOW_SIZE
 //! setting); until then data flows as between kubelet and kubectl. On the
 //! receiving side crius sends WINDOW_UPDATEs as data is consumed, and
-//! bounds what one stream may buffer: past that the reading task waits,
-//! so a slow consumer slows its sender through TCP rather than growing
-//! memory.
+//! bounds what one stream may buffer, and what all streams of the session
+//! together may: past either the reading task waits, so a slow consumer
+//! slows its sender through TCP rather than growing memory (without the
+//! session bound, a peer could fill every one of its streams' buffers in
+//! turn).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +50,9 @@ pub struct SessionConfig {
     /// Bytes one stream may hold unread before reading the connection
     /// waits.
     pub stream_buffer: usize,
+    /// Bytes all streams together may hold unread before reading the
+    /// connection waits.
+    pub session_buffer: usize,
 }
 
 impl Default for SessionConfig {
@@ -56,6 +61,7 @@ impl Default for SessionConfig {
             idle_timeout: None,
             max_streams: 1000,
             stream_buffer: 1024 * 1024,
+            session_buffer: 16 * 1024 * 1024,
         }
     }
 }
@@ -103,7 +109,8 @@ enum Out {
 }
 
 enum Inbound {
-    Data(Bytes, Option<OwnedSemaphorePermit>),
+    /// Data, holding its place in the stream's and the session's buffers.
+    Data(Bytes, Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>),
     Reset(u32),
 }
 
@@ -138,6 +145,8 @@ struct Shared {
     closed: CancellationToken,
     /// Bumped by the writer on every frame, for the idle timeout.
     written: AtomicU64,
+    /// What all streams may hold unread.
+    buffered: Arc<Semaphore>,
     /// Held from choosing a stream id to queueing its SYN_STREAM, so ids
     /// go out in increasing order.
     opening: tokio::sync::Mutex<()>,
@@ -232,6 +241,7 @@ impl Session {
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let (read, write) = tokio::io::split(io);
+        let session_buffer = config.session_buffer.clamp(1, Semaphore::MAX_PERMITS);
         let (out_tx, out_rx) = mpsc::channel(256);
         let (in_tx, in_rx) = mpsc::channel(64);
         let shared = Arc::new(Shared {
@@ -250,6 +260,7 @@ impl Session {
             window: Notify::new(),
             closed: CancellationToken::new(),
             written: AtomicU64::new(0),
+            buffered: Arc::new(Semaphore::new(session_buffer)),
             opening: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(write_frames(
@@ -361,6 +372,15 @@ impl Session {
     /// How many streams are open (not yet closed by both sides).
     pub fn open_streams(&self) -> usize {
         self.shared.state().streams.len()
+    }
+
+    /// Bytes from the peer its streams hold unread.
+    pub fn buffered(&self) -> usize {
+        self.shared
+            .config
+            .session_buffer
+            .clamp(1, Semaphore::MAX_PERMITS)
+            .saturating_sub(self.shared.buffered.available_permits())
     }
 }
 
@@ -790,10 +810,18 @@ async fn handle_frame(
                 && let Some(tx) = &tx
             {
                 let want = data.len().min(shared.config.stream_buffer) as u32;
+                let session_want = data.len().min(shared.config.session_buffer.max(1)) as u32;
                 // Waits while the stream's reader is behind; fails (and
-                // the data is dropped) once the reader is gone.
-                if let Ok(permit) = buffer.acquire_many_owned(want).await {
-                    let _ = tx.send(Inbound::Data(data, Some(permit)));
+                // the data is dropped) once the reader is gone. Then
+                // waits while the session's streams together are.
+                if let Ok(permit) = buffer.acquire_many_owned(want).await
+                    && let Ok(session) = shared
+                        .buffered
+                        .clone()
+                        .acquire_many_owned(session_want)
+                        .await
+                {
+                    let _ = tx.send(Inbound::Data(data, Some((permit, session))));
                 }
             }
             if fin {
@@ -1155,6 +1183,57 @@ mod tests {
         );
         server.closed().await;
         assert!(server.is_closed());
+    }
+
+    #[tokio::test]
+    async fn what_all_streams_hold_unread_is_bounded() {
+        const EACH: usize = 64 * 1024;
+        let (a, b) = tokio::io::duplex(1024 * 1024);
+        let (client, _ci) = Session::client(a, SessionConfig::default());
+        let (server, mut si) = Session::server(
+            b,
+            SessionConfig {
+                stream_buffer: EACH,
+                session_buffer: 100 * 1024,
+                ..Default::default()
+            },
+        );
+        // Four streams opened, then sent as much as each one's own buffer
+        // takes; the server reads none of it yet.
+        let sender = tokio::spawn(async move {
+            let mut streams = Vec::new();
+            for _ in 0..4 {
+                streams.push(client.open(Headers::new()).await.unwrap());
+            }
+            for s in &mut streams {
+                s.send(&[7u8; EACH]).await.unwrap();
+                s.finish().await.unwrap();
+            }
+            (client, streams)
+        });
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let s = si.accept().await.unwrap();
+            s.reply().await.unwrap();
+            held.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            server.buffered() <= 100 * 1024,
+            "{} bytes held unread",
+            server.buffered()
+        );
+        assert!(server.buffered() >= EACH, "{}", server.buffered());
+        // Reading frees room: everything arrives in the end.
+        let mut got = 0;
+        for s in &mut held {
+            while let Some(d) = s.recv().await {
+                got += d.len();
+            }
+        }
+        assert_eq!(got, 4 * EACH);
+        assert_eq!(server.buffered(), 0);
+        let _ = sender.await.unwrap();
     }
 
     #[tokio::test]
