@@ -1042,3 +1042,141 @@ async fn token_auth_with_a_password_a_registry_token_and_an_identity_token() {
     }
     assert_no_leaks(&crius);
 }
+
+/// The daemon's peak and current resident memory (VmHWM, VmRSS), KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+#[tokio::test]
+async fn hostile_registries_meet_caps_and_timeouts_and_the_daemon_stays_small() {
+    use crius_e2e::hostile::{Hostile, HostileRegistry, REPOSITORY};
+    use std::time::Duration;
+    let mut crius = Crius::start(CriusOptions {
+        config: Some("[registry]\nrequest_timeout_secs = 3\nstall_timeout_secs = 2\n".into()),
+        ..CriusOptions::without_cni()
+    })
+    .await
+    .unwrap();
+    let pid = crius.pid().unwrap();
+    let root = crius.dir().root();
+    let mut img = crius.image_client();
+    let (hwm_before, _) = memory_kib(pid);
+
+    let cases = [
+        (
+            Hostile::HugeManifest,
+            Code::Internal,
+            "4 MiB cap on manifests",
+        ),
+        (
+            Hostile::EndlessManifest,
+            Code::Internal,
+            "4 MiB cap on manifests",
+        ),
+        (Hostile::TrickleManifest, Code::Unavailable, "within 3 s"),
+        (Hostile::EndlessError, Code::Unavailable, "answered 500"),
+        (Hostile::RedirectLoop, Code::Unavailable, "redirect"),
+        (Hostile::EndlessToken, Code::Internal, "1 MiB cap on tokens"),
+        (Hostile::TrickleToken, Code::Unavailable, "within 3 s"),
+        (
+            Hostile::EndlessConfig,
+            Code::Internal,
+            "bytes its descriptor announces",
+        ),
+        (Hostile::HugeConfig, Code::Internal, "4 MiB cap on configs"),
+        (Hostile::TrickleConfig, Code::Unavailable, "within 3 s"),
+        (
+            Hostile::TrickleLayer,
+            Code::Unavailable,
+            "stall_min_bytes_per_sec",
+        ),
+    ];
+    let mut spoiled = 0;
+    for (mode, code, says) in cases {
+        let registry = HostileRegistry::start(mode).await.unwrap();
+        let reference = registry.reference();
+        // Without a timeout of its own, a trickled pull would hold this
+        // test for ever: a minute is ten times what any case needs.
+        let r = tokio::time::timeout(Duration::from_secs(60), pull(&mut img, &reference, None))
+            .await
+            .unwrap_or_else(|_| panic!("{mode:?}: the pull was held for a minute"));
+        let status = assert_code(r, code, says);
+        let m = status.message();
+        assert!(
+            m.contains(registry.addr()) && m.contains(REPOSITORY),
+            "{mode:?}: the message names neither registry nor image: {m}"
+        );
+        spoiled += registry.spoiled_bytes();
+    }
+    let (hwm, rss) = memory_kib(pid);
+    eprintln!(
+        "hostile registries sent {} MiB of spoiled bodies; daemon VmHWM {} -> {} MiB, VmRSS {} MiB",
+        spoiled >> 20,
+        hwm_before >> 10,
+        hwm >> 10,
+        rss >> 10
+    );
+    // More was sent than any cap lets in (the rest stayed in socket
+    // buffers when the daemon hung up); the daemon held its caps' worth.
+    assert!(
+        spoiled > 8 << 20,
+        "the hostile bodies were not sent: {spoiled}"
+    );
+    assert!(
+        hwm < hwm_before + (64 << 10),
+        "the daemon grew from {hwm_before} to {hwm} KiB"
+    );
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+    assert_eq!(
+        std::fs::read_dir(root.join("content/ingest"))
+            .unwrap()
+            .count(),
+        0
+    );
+    for name in layer_dirs(&root) {
+        assert!(!name.starts_with('.'), "temp layer {name} left");
+    }
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+
+    // A pull whose client goes away ends there: with the default (minute
+    // long) timeouts, a trickled layer is dropped by the daemon as soon as
+    // the call is cancelled, its connections closed.
+    let mut crius = Crius::start(CriusOptions::without_cni()).await.unwrap();
+    let registry = HostileRegistry::start(Hostile::TrickleLayer).await.unwrap();
+    let mut img = crius.image_client();
+    let reference = registry.reference();
+    let call = tokio::spawn(async move { pull(&mut img, &reference, None).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while registry.spoiled_bytes() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the layer never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    call.abort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while registry.open_connections() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cancelled pull still holds {} connections",
+            registry.open_connections()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let layers = layer_dirs(&crius.dir().root());
+    assert!(layers.iter().all(|n| !n.starts_with('.')), "{layers:?}");
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}

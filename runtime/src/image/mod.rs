@@ -17,6 +17,7 @@
 
 mod auth;
 mod content;
+mod distribution;
 mod gc;
 mod layers;
 mod locks;
