@@ -1180,3 +1180,202 @@ async fn hostile_registries_meet_caps_and_timeouts_and_the_daemon_stays_small() 
     crius.stop().await.unwrap();
     assert_no_leaks(&crius);
 }
+
+/// A tmpfs mounted for one test, unmounted (lazily) when dropped, even
+/// when the test fails.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            at,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size},mode=0711").as_str()),
+        )
+        .unwrap_or_else(|e| panic!("mount a tmpfs on {}: {e}", at.display()));
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Fills the filesystem of `dir` with `file` until a write fails with
+/// ENOSPC.
+fn fill(file: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(file).unwrap();
+    let block = vec![0xa5u8; 64 << 10];
+    loop {
+        match f.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("fill {}: {e}", file.display()),
+        }
+    }
+}
+
+/// Every blob under a digest name hashes to it; no blob is empty.
+fn check_blobs_whole(root: &Path) -> usize {
+    let dir = root.join("content/blobs/sha256");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let data = std::fs::read(e.path()).unwrap();
+        assert_eq!(
+            crius_e2e::image::sha256_digest(&data),
+            format!("sha256:{name}"),
+            "blob {name} is not what its name says ({} bytes)",
+            data.len()
+        );
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test]
+async fn a_full_disk_is_resource_exhausted_and_leaves_nothing_unverified() {
+    let registry = Registry::start().unwrap();
+    let layers: Vec<LayerBlob> = busybox_layers()
+        .unwrap()
+        .iter()
+        .map(|tar| LayerBlob::new(tar, Compression::Gzip).unwrap())
+        .collect();
+    let image = synth::push(
+        registry.addr(),
+        "crius-e2e/full",
+        "1",
+        &layers,
+        Flavour::Oci,
+        "full",
+        &RegistryAuth::Anonymous,
+    )
+    .await
+    .unwrap();
+    // The daemon's root on a small tmpfs of its own.
+    let mut crius = Crius::start(CriusOptions::without_cni()).await.unwrap();
+    crius.stop().await.unwrap();
+    let root = crius.dir().root();
+    let tmpfs = Tmpfs::mount(&root, "16m");
+    crius.restart().await.unwrap();
+    let mut img = crius.image_client();
+    let filler = root.join("filler");
+
+    // Full: the manifest cannot be stored.
+    fill(&filler);
+    let status = assert_code(
+        pull(&mut img, &image.reference, None).await,
+        Code::ResourceExhausted,
+        "No space left on device",
+    );
+    let m = status.message();
+    assert!(m.contains(&root.display().to_string()), "{m}");
+    assert!(
+        m.contains(&image.reference) && m.contains("manifest"),
+        "{m}"
+    );
+    assert_eq!(check_blobs_whole(&root), 0);
+
+    // Room for the manifest and config, not for the layers: the unpack
+    // fails, its temp layer goes.
+    let len = std::fs::metadata(&filler).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap()
+        .set_len(len - (256 << 10))
+        .unwrap();
+    let status = assert_code(
+        pull(&mut img, &image.reference, None).await,
+        Code::ResourceExhausted,
+        "No space left on device",
+    );
+    assert!(
+        status.message().contains("unpack layer"),
+        "{}",
+        status.message()
+    );
+    check_blobs_whole(&root);
+    for name in layer_dirs(&root) {
+        assert!(!name.starts_with('.'), "temp layer {name} left");
+    }
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+    // Space again: the pull works, and what it stored is whole.
+    std::fs::remove_file(&filler).unwrap();
+    let id = pull(&mut img, &image.reference, None)
+        .await
+        .unwrap()
+        .into_inner()
+        .image_ref;
+    assert_eq!(id, image.image_id);
+    assert_eq!(check_blobs_whole(&root), 2);
+    crius.stop().await.unwrap();
+    crius.restart().await.unwrap();
+    let mut img = crius.image_client();
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), [id.as_str()]);
+    assert_eq!(check_blobs_whole(&root), 2);
+    crius.stop().await.unwrap();
+    drop(tmpfs);
+    assert_no_leaks(&crius);
+}
+
+#[tokio::test]
+async fn start_up_discards_damaged_blobs_and_layers() {
+    let registry = Registry::start().unwrap();
+    let images = TestImages::push(registry.addr()).await.unwrap();
+    let mut crius = Crius::start(CriusOptions::without_cni()).await.unwrap();
+    let mut img = crius.image_client();
+    let root = crius.dir().root();
+    let reference = images.oci.reference.as_str();
+    let id = cri::pull_image(&mut img, reference).await.unwrap();
+    let chains = chain_ids(&mut img, reference).await;
+    crius.stop().await.unwrap();
+
+    // What a crash or a full disk under an older crius could leave: an
+    // empty config, a manifest of the right size with a byte off, a layer
+    // without its record.
+    let blob = |d: &str| {
+        root.join("content/blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let config = blob(&id);
+    std::fs::write(&config, b"").unwrap();
+    let manifest = blob(&images.oci.manifest_digest);
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&manifest, &bytes).unwrap();
+    let layer = root
+        .join("layers")
+        .join(chains[1].trim_start_matches("sha256:"));
+    std::fs::remove_file(layer.join("layer.json")).unwrap();
+
+    crius.restart().await.unwrap();
+    let mut img = crius.image_client();
+    assert!(
+        !config.exists() && !manifest.exists(),
+        "damaged blobs were kept"
+    );
+    assert!(!layer.exists(), "a layer without its record was kept");
+    check_blobs_whole(&root);
+    // Not served: the image is listed, its config is simply not there.
+    let info = status(&mut img, reference, true).await.info;
+    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    assert!(info["imageSpec"].is_null(), "{info}");
+    // Pulled again, all is back and whole.
+    assert_eq!(cri::pull_image(&mut img, reference).await.unwrap(), id);
+    assert!(config.exists() && manifest.exists() && layer.join("layer.json").exists());
+    check_blobs_whole(&root);
+    let info = status(&mut img, reference, true).await.info;
+    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    assert!(info["imageSpec"]["rootfs"].is_object(), "{info}");
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}

@@ -91,6 +91,21 @@ impl Error {
         }
     }
 
+    /// Whether this is a filesystem out of space or over its quota (ENOSPC,
+    /// EDQUOT): the node's disk, not the request, is at fault.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+                    || matches!(
+                        source.kind(),
+                        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                    )
+            }
+            _ => false,
+        }
+    }
+
     /// An object that does not exist.
     pub fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
         Error::NotFound {

@@ -4,7 +4,8 @@
 //! A blob is written to a temp file under `content/ingest/`, fsynced,
 //! read back and checked against its digest and size, and only then
 //! renamed into place, so a blob file that exists is whole and verified.
-//! `open` empties `ingest/`, which only a crash can leave non-empty.
+//! `open` empties `ingest/`, which only a crash can leave non-empty, and
+//! discards blobs that do not hash to their name.
 
 use std::fmt;
 use std::fs;
@@ -90,15 +91,52 @@ pub struct ContentStore {
 }
 
 impl ContentStore {
-    /// Opens the store under `dir`, removing half-written blobs a crash
-    /// left in `ingest/`.
+    /// Opens the store under `dir`: empties `ingest/` (what a crash left
+    /// half-written or half-deleted) and re-hashes every blob, moving
+    /// aside (and deleting) any that is not what its name says: a crash
+    /// or a full disk under an older crius could leave an empty or short
+    /// file under a digest name. The blobs are manifests, indexes and
+    /// configs (layer blobs are not kept), a few KiB each and at most
+    /// 4 MiB, so reading them all is cheap (a thousand images: ~10 MB).
     pub fn open(dir: &Path) -> Result<ContentStore> {
         let blobs = dir.join("blobs").join("sha256");
         let ingest = dir.join("ingest");
         fsutil::create_dir_all(&blobs)?;
         fsutil::remove_dir_all(&ingest)?;
         fsutil::create_dir_all(&ingest)?;
-        Ok(ContentStore { blobs, ingest })
+        let store = ContentStore { blobs, ingest };
+        store.discard_damaged()?;
+        Ok(store)
+    }
+
+    /// Re-hashes every blob; removes those that do not match their name
+    /// (and temp files of an older crius).
+    fn discard_damaged(&self) -> Result<()> {
+        let entries =
+            fs::read_dir(&self.blobs).context(|| format!("read {}", self.blobs.display()))?;
+        for entry in entries {
+            let entry = entry.context(|| format!("read {}", self.blobs.display()))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Only what bears a digest name is a blob (and ours to judge).
+            let Ok(digest) = Digest::parse(&format!("sha256:{name}")) else {
+                continue;
+            };
+            let Err(why) = verify_file(&path, &digest) else {
+                continue;
+            };
+            tracing::warn!(path = %path.display(), "discarding damaged blob: {why}");
+            let to = self
+                .ingest
+                .join(format!("damaged-{name}-{}{}", unique(), fsutil::TMP_SUFFIX));
+            fs::rename(&path, &to).context(|| format!("move aside {}", path.display()))?;
+            if fs::symlink_metadata(&to).is_ok_and(|m| m.is_dir()) {
+                fsutil::remove_dir_all(&to)?;
+            } else {
+                fsutil::remove_file(&to)?;
+            }
+        }
+        Ok(())
     }
 
     /// Where the blob `digest` lives (whether or not it is there).
@@ -107,7 +145,8 @@ impl ContentStore {
     }
 
     /// Whether the blob is present with the expected size. A blob file is
-    /// only ever created whole and verified, so its size is enough.
+    /// only ever created whole and verified (and re-verified at open), so
+    /// its size is enough.
     pub fn has(&self, digest: &Digest, size: u64) -> bool {
         fs::symlink_metadata(self.path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
@@ -307,14 +346,24 @@ mod tests {
     }
 
     #[test]
-    fn open_clears_ingest_leftovers() {
+    fn open_clears_ingest_and_discards_damaged_blobs() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::open(dir.path()).unwrap();
         fs::write(dir.path().join("ingest/abc-1-2.tmp"), b"half").unwrap();
         let (kept, _) = rt().block_on(store.put(b"kept".to_vec())).unwrap();
+        let (emptied, _) = rt().block_on(store.put(b"emptied".to_vec())).unwrap();
+        let (flipped, _) = rt().block_on(store.put(b"flipped".to_vec())).unwrap();
+        fs::write(store.path(&emptied), b"").unwrap();
+        fs::write(store.path(&flipped), b"flippeD").unwrap();
+        fs::write(dir.path().join("blobs/sha256/not-a-digest"), b"x").unwrap();
         drop(store);
         let store = ContentStore::open(dir.path()).unwrap();
         assert_eq!(count(&dir.path().join("ingest")), 0);
         assert!(store.has(&kept, 4));
+        assert!(!store.path(&emptied).exists());
+        assert!(!store.path(&flipped).exists());
+        assert_eq!(store.read(&flipped).unwrap(), None);
+        assert!(dir.path().join("blobs/sha256/not-a-digest").exists());
+        assert_eq!(store.list().unwrap(), [kept]);
     }
 }

@@ -4,13 +4,15 @@
 //!
 //! A layer is unpacked once, into `layers/.tmp-…` beside its final place,
 //! synced and renamed into place, so a layer directory that exists is
-//! whole. `open` removes the temp directories a crash left.
+//! whole. `open` removes the temp directories a crash left, and discards
+//! a layer directory whose `layer.json` is missing, unreadable or names
+//! another layer (a layer is never visible without its record).
 
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedMutexGuard;
 
 use super::content::Digest;
@@ -47,6 +49,12 @@ struct LayerRecord<'a> {
     media_type: &'a str,
 }
 
+/// The parts of a layer record read back.
+#[derive(Debug, Deserialize)]
+struct StoredRecord {
+    chain_id: String,
+}
+
 /// What to unpack, and where it belongs in its stack.
 #[derive(Debug)]
 pub struct LayerSource<'a> {
@@ -70,20 +78,52 @@ pub struct LayerStore {
 }
 
 impl LayerStore {
-    /// Opens the store under `dir`, removing half-unpacked layers.
+    /// Opens the store under `dir`, removing half-unpacked layers and
+    /// layers without a valid record.
     pub fn open(dir: &Path) -> Result<LayerStore> {
         fsutil::create_dir_all(dir)?;
-        for entry in fs::read_dir(dir).context(|| format!("read {}", dir.display()))? {
-            let entry = entry.context(|| format!("read {}", dir.display()))?;
-            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-                tracing::info!(path = %entry.path().display(), "removing half-unpacked layer");
-                fsutil::remove_dir_all(&entry.path())?;
-            }
-        }
-        Ok(LayerStore {
+        let store = LayerStore {
             dir: dir.to_path_buf(),
             locks: KeyLocks::default(),
-        })
+        };
+        for entry in fs::read_dir(dir).context(|| format!("read {}", dir.display()))? {
+            let entry = entry.context(|| format!("read {}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TMP_PREFIX) {
+                tracing::info!(path = %entry.path().display(), "removing half-unpacked layer");
+                fsutil::remove_dir_all(&entry.path())?;
+                continue;
+            }
+            let Ok(chain_id) = Digest::parse(&format!("sha256:{name}")) else {
+                continue;
+            };
+            if let Err(why) = store.check(&chain_id) {
+                tracing::warn!(path = %entry.path().display(), "discarding damaged layer: {why}");
+                if let Some(doomed) = store.doom(&chain_id)? {
+                    fsutil::remove_dir_all(&doomed)?;
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    /// Whether the layer directory of `chain_id` is one `commit` made: a
+    /// tree and a record naming this layer.
+    fn check(&self, chain_id: &Digest) -> std::result::Result<(), String> {
+        if !self.fs_path(chain_id).is_dir() {
+            return Err("no fs/ directory".into());
+        }
+        let record = self.record(chain_id)?;
+        if record.chain_id != chain_id.as_str() {
+            return Err(format!("layer.json names {:?}", record.chain_id));
+        }
+        Ok(())
+    }
+
+    fn record(&self, chain_id: &Digest) -> std::result::Result<StoredRecord, String> {
+        let path = self.dir.join(chain_id.hex()).join("layer.json");
+        let data = fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// The tree of the layer `chain_id` (whether or not it is there).
@@ -105,14 +145,17 @@ impl LayerStore {
     /// [`Self::lock`]), verifying its diff id. `blob` must fail (not end)
     /// if the blob turns out not to be what its digest promises: the layer
     /// becomes visible only once `blob` has ended and the diff id matched.
-    /// `what` names the layer and image in errors. On failure nothing is
-    /// left behind.
+    /// `what` names the layer and image in errors. On failure (the disk
+    /// full, too) nothing is left behind.
     pub fn unpack<R: Read>(&self, src: &LayerSource<'_>, blob: R, what: &str) -> Result<()> {
         let tmp = self.temp_dir(src.chain_id)?;
         let got =
             unpack_layer(blob, src.media_type, &tmp.path().join("fs")).map_err(|e| match e {
                 UnpackError::Io { entry, op, source } => Error::Io {
-                    context: format!("unpack {what}: entry {entry:?}: {op}"),
+                    context: format!(
+                        "unpack {what} into {}: entry {entry:?}: {op}",
+                        tmp.path().display()
+                    ),
                     source,
                 },
                 other => Error::External {
@@ -246,14 +289,32 @@ mod tests {
         "sha256:c1377126441fb2f5ec2c21ae2a60255331d639e830f0ee1b40a36e52d4c40588";
 
     #[test]
-    fn open_removes_half_unpacked_layers() {
+    fn open_removes_half_unpacked_and_unrecorded_layers() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join(".tmp-abc-1-2/fs/x")).unwrap();
         fs::create_dir_all(dir.path().join("abcd/fs")).unwrap();
+        let layer = |c: char| d(&format!("sha256:{}", c.to_string().repeat(64)));
+        let (good, bare, empty, other) = (layer('a'), layer('b'), layer('c'), layer('e'));
+        for (id, record) in [
+            (&good, Some(format!(r#"{{"chain_id":"{good}"}}"#))),
+            (&bare, None),
+            (&empty, Some(String::new())),
+            (&other, Some(format!(r#"{{"chain_id":"{good}"}}"#))),
+        ] {
+            fs::create_dir_all(dir.path().join(id.hex()).join("fs/etc")).unwrap();
+            if let Some(r) = record {
+                fs::write(dir.path().join(id.hex()).join("layer.json"), r).unwrap();
+            }
+        }
         let store = LayerStore::open(dir.path()).unwrap();
         assert!(!dir.path().join(".tmp-abc-1-2").exists());
-        let id = d("sha256:abcd000000000000000000000000000000000000000000000000000000000000");
-        assert!(!store.has(&id));
+        // Not a chain id: not ours to judge.
         assert!(dir.path().join("abcd/fs").exists());
+        assert!(store.has(&good));
+        for gone in [&bare, &empty, &other] {
+            assert!(!dir.path().join(gone.hex()).exists(), "{gone}");
+        }
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 }

@@ -361,8 +361,25 @@ impl<'a> Source<'a> {
     }
 
     async fn store_manifest(&self, body: &[u8]) -> Result<()> {
-        self.lease.add(Digest::of(body).as_str());
-        self.inner.content.put(body.to_vec()).await.map(|_| ())
+        let digest = Digest::of(body);
+        self.lease.add(digest.as_str());
+        self.inner
+            .content
+            .put(body.to_vec())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.storing(e, &format!("manifest {digest}")))
+    }
+
+    /// A failure to store `what` of this pull, saying so.
+    fn storing(&self, e: Error, what: &str) -> Error {
+        match e {
+            Error::Io { context, source } => Error::Io {
+                context: format!("pull {}: store {what}: {context}", self.image_ref),
+                source,
+            },
+            other => other,
+        }
     }
 
     async fn fetch_config(
@@ -630,7 +647,11 @@ impl<'a> Source<'a> {
                 "blob {digest}: digest mismatch: content hashes to {got}"
             )));
         }
-        let data = content.put(data).await?.1;
+        let data = content
+            .put(data)
+            .await
+            .map_err(|e| self.storing(e, &format!("config {digest}")))?
+            .1;
         tracing::debug!(blob = %digest, size, reference = %self.image_ref, "fetched blob");
         Ok((digest, data))
     }
