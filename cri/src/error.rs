@@ -14,6 +14,7 @@ pub fn to_status(err: Error) -> Status {
         Error::AlreadyExists { .. } => Code::AlreadyExists,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::Unavailable(_) => Code::Unavailable,
+        Error::ResourceExhausted(_) => Code::ResourceExhausted,
         // kubelet takes DeadlineExceeded from ExecSync as a probe timeout.
         Error::Timeout(_) => Code::DeadlineExceeded,
         Error::External { .. }

@@ -1379,3 +1379,147 @@ async fn start_up_discards_damaged_blobs_and_layers() {
     crius.stop().await.unwrap();
     assert_no_leaks(&crius);
 }
+
+/// A gzip layer of one file `name` of `size` bytes `byte` (a multiple of
+/// 512), made of gzip members of 1 MiB each, so that it costs what its
+/// compressed form costs. Its diff id is computed only when asked for
+/// (hashing a bomb's gigabytes would take minutes); otherwise it is one
+/// that nothing can match.
+fn repeated_byte_layer(name: &str, size: u64, byte: u8, diff_id: bool) -> LayerBlob {
+    use sha2::Digest as _;
+    use std::io::Write;
+    assert_eq!(size % 512, 0);
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_mtime(1_704_067_200);
+    h.set_size(size);
+    h.set_path(name).unwrap();
+    h.set_cksum();
+    let mut hasher = sha2::Sha256::new();
+    let mut data = gz(h.as_bytes());
+    hasher.update(h.as_bytes());
+    let mib = vec![byte; 1 << 20];
+    let member = gz(&mib);
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(1 << 20);
+        if n == 1 << 20 {
+            data.extend_from_slice(&member);
+        } else {
+            data.extend_from_slice(&gz(&mib[..n as usize]));
+        }
+        if diff_id {
+            hasher.update(&mib[..n as usize]);
+        }
+        left -= n;
+    }
+    let end = [0u8; 1024];
+    data.extend_from_slice(&gz(&end));
+    hasher.update(end);
+    let diff_id = if diff_id {
+        format!("sha256:{}", hex::encode(hasher.finalize()))
+    } else {
+        format!("sha256:{}", "0".repeat(64))
+    };
+    LayerBlob {
+        digest: crius_e2e::image::sha256_digest(&data),
+        diff_id,
+        data,
+        compression: Compression::Gzip,
+    }
+}
+
+#[tokio::test]
+async fn a_decompression_bomb_stops_at_the_layer_cap_and_leaves_nothing() {
+    let registry = Registry::start().unwrap();
+    // 10 GiB of zeros in about 10 MiB of gzip.
+    let bomb = repeated_byte_layer("bomb", 10 << 30, 0, false);
+    assert!(bomb.data.len() < 12 << 20, "{}", bomb.data.len());
+    let base = LayerBlob::new(&busybox_layers().unwrap()[1], Compression::Gzip).unwrap();
+    let bombed = synth::push(
+        registry.addr(),
+        "crius-e2e/bomb",
+        "1",
+        &[base, bomb.clone()],
+        Flavour::Oci,
+        "bomb",
+        &RegistryAuth::Anonymous,
+    )
+    .await
+    .unwrap();
+    // Two layers of 40 MiB: each under the layer cap, together over the
+    // image's.
+    let pair = [
+        repeated_byte_layer("a", 40 << 20, b'a', true),
+        repeated_byte_layer("b", 40 << 20, b'b', true),
+    ];
+    let big = synth::push(
+        registry.addr(),
+        "crius-e2e/big",
+        "1",
+        &pair,
+        Flavour::Oci,
+        "big",
+        &RegistryAuth::Anonymous,
+    )
+    .await
+    .unwrap();
+    let mut crius = Crius::start(CriusOptions {
+        config: Some(
+            "[registry]\nmax_layer_unpacked_mib = 64\nmax_image_unpacked_mib = 64\n".into(),
+        ),
+        ..CriusOptions::without_cni()
+    })
+    .await
+    .unwrap();
+    let root = crius.dir().root();
+    let mut img = crius.image_client();
+    let free_before = nix::sys::statvfs::statvfs(&root).unwrap();
+
+    let status = assert_code(
+        pull(&mut img, &bombed.reference, None).await,
+        Code::ResourceExhausted,
+        "max_layer_unpacked_mib",
+    );
+    let m = status.message();
+    assert!(
+        m.contains(&bomb.digest) && m.contains("64 MiB") && m.contains(&bombed.reference),
+        "{m}"
+    );
+    // Nothing of the bomb is left (its temp tree went), only the base
+    // layer it sat on, which a collection takes.
+    for name in layer_dirs(&root) {
+        assert!(!name.starts_with('.'), "temp layer {name} left");
+    }
+    let free_after = nix::sys::statvfs::statvfs(&root).unwrap();
+    let freed = |s: &nix::sys::statvfs::Statvfs| s.blocks_free() * s.fragment_size();
+    assert!(
+        freed(&free_after) + (256 << 20) > freed(&free_before),
+        "the bomb took the disk: {} -> {} bytes free",
+        freed(&free_before),
+        freed(&free_after)
+    );
+
+    let status = assert_code(
+        pull(&mut img, &big.reference, None).await,
+        Code::ResourceExhausted,
+        "max_image_unpacked_mib",
+    );
+    assert!(
+        status.message().contains(&big.reference),
+        "{}",
+        status.message()
+    );
+    for name in layer_dirs(&root) {
+        assert!(!name.starts_with('.'), "temp layer {name} left");
+    }
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}

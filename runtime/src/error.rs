@@ -71,6 +71,10 @@ pub enum Error {
         #[source]
         source: Box<crius_cni::Error>,
     },
+    /// A configured limit would be exceeded (an image's layers unpacking
+    /// to more than the configured cap).
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// An operation ran out of the time it was given (ExecSync's timeout).
     #[error("{0}")]
     Timeout(String),

@@ -18,7 +18,7 @@ use tokio::sync::OwnedMutexGuard;
 use super::content::Digest;
 use super::locks::KeyLocks;
 use super::tmp::{TempPath, unique};
-use super::unpack::{UnpackError, unpack_layer};
+use super::unpack::{Caps, UnpackError, unpack_layer};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 
@@ -47,12 +47,17 @@ struct LayerRecord<'a> {
     parent: Option<&'a str>,
     blob_digest: &'a str,
     media_type: &'a str,
+    /// What it unpacked to (see [`Caps`]), bytes.
+    unpacked_bytes: u64,
 }
 
 /// The parts of a layer record read back.
 #[derive(Debug, Deserialize)]
 struct StoredRecord {
     chain_id: String,
+    /// Absent in records of older crius.
+    #[serde(default)]
+    unpacked_bytes: Option<u64>,
 }
 
 /// What to unpack, and where it belongs in its stack.
@@ -126,6 +131,12 @@ impl LayerStore {
         serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// What the layer unpacked to, bytes, if it is there and its record
+    /// says (records of older crius do not).
+    pub fn unpacked_size(&self, chain_id: &Digest) -> Option<u64> {
+        self.record(chain_id).ok()?.unpacked_bytes
+    }
+
     /// The tree of the layer `chain_id` (whether or not it is there).
     pub fn fs_path(&self, chain_id: &Digest) -> PathBuf {
         self.dir.join(chain_id.hex()).join("fs")
@@ -142,15 +153,21 @@ impl LayerStore {
     }
 
     /// Unpacks a layer read from `blob` into place (blocking; call under
-    /// [`Self::lock`]), verifying its diff id. `blob` must fail (not end)
-    /// if the blob turns out not to be what its digest promises: the layer
-    /// becomes visible only once `blob` has ended and the diff id matched.
-    /// `what` names the layer and image in errors. On failure (the disk
-    /// full, too) nothing is left behind.
-    pub fn unpack<R: Read>(&self, src: &LayerSource<'_>, blob: R, what: &str) -> Result<()> {
+    /// [`Self::lock`]) within `caps`, verifying its diff id. `blob` must
+    /// fail (not end) if the blob turns out not to be what its digest
+    /// promises: the layer becomes visible only once `blob` has ended and
+    /// the diff id matched. `what` names the layer and image in errors. On
+    /// failure (a cap passed, the disk full) nothing is left behind.
+    pub fn unpack<R: Read>(
+        &self,
+        src: &LayerSource<'_>,
+        blob: R,
+        what: &str,
+        caps: &Caps,
+    ) -> Result<()> {
         let tmp = self.temp_dir(src.chain_id)?;
-        let got =
-            unpack_layer(blob, src.media_type, &tmp.path().join("fs")).map_err(|e| match e {
+        let got = unpack_layer(blob, src.media_type, &tmp.path().join("fs"), caps).map_err(
+            |e| match e {
                 UnpackError::Io { entry, op, source } => Error::Io {
                     context: format!(
                         "unpack {what} into {}: entry {entry:?}: {op}",
@@ -158,21 +175,25 @@ impl LayerStore {
                     ),
                     source,
                 },
+                UnpackError::TooLarge(m) => {
+                    Error::ResourceExhausted(format!("unpack {what}: {m}; refused"))
+                }
                 other => Error::External {
                     what: format!("unpack {what}"),
                     message: other.to_string(),
                 },
-            })?;
-        if &got != src.diff_id {
+            },
+        )?;
+        if &got.diff_id != src.diff_id {
             return Err(Error::External {
                 what: format!("unpack {what}"),
                 message: format!(
-                    "uncompressed content hashes to {got}, but the image config says {}",
-                    src.diff_id
+                    "uncompressed content hashes to {}, but the image config says {}",
+                    got.diff_id, src.diff_id
                 ),
             });
         }
-        self.commit(tmp, src)
+        self.commit(tmp, src, got.size)
     }
 
     /// Puts an empty layer into place (one whose diff id is that of an
@@ -180,7 +201,7 @@ impl LayerStore {
     /// [`Self::lock`].
     pub fn create_empty(&self, src: &LayerSource<'_>) -> Result<()> {
         let tmp = self.temp_dir(src.chain_id)?;
-        self.commit(tmp, src)
+        self.commit(tmp, src, 1024)
     }
 
     fn temp_dir(&self, chain_id: &Digest) -> Result<TempPath> {
@@ -195,7 +216,7 @@ impl LayerStore {
 
     /// Records where the layer in `tmp` came from, makes it durable and
     /// renames it into place.
-    fn commit(&self, tmp: TempPath, src: &LayerSource<'_>) -> Result<()> {
+    fn commit(&self, tmp: TempPath, src: &LayerSource<'_>, unpacked_bytes: u64) -> Result<()> {
         let final_dir = self.dir.join(src.chain_id.hex());
         let record = LayerRecord {
             chain_id: src.chain_id.as_str(),
@@ -203,6 +224,7 @@ impl LayerStore {
             parent: src.parent.map(Digest::as_str),
             blob_digest: src.blob_digest.as_str(),
             media_type: src.media_type,
+            unpacked_bytes,
         };
         let json = serde_json::to_vec_pretty(&record)
             .map_err(|e| Error::Internal(format!("encode layer record: {e}")))?;
@@ -311,6 +333,7 @@ mod tests {
         // Not a chain id: not ours to judge.
         assert!(dir.path().join("abcd/fs").exists());
         assert!(store.has(&good));
+        assert_eq!(store.unpacked_size(&good), None);
         for gone in [&bare, &empty, &other] {
             assert!(!dir.path().join(gone.hex()).exists(), "{gone}");
         }

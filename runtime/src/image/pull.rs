@@ -29,6 +29,7 @@ use super::manifest::{
 use super::reference::ImageRef;
 use super::registry::{self, Endpoint};
 use super::stream::{BlobReader, CHANNEL_DEPTH, Chunk, Progress};
+use super::unpack::{Caps, ImageBudget};
 use super::{Image, Inner};
 use crate::error::{Error, IoContext, Result};
 
@@ -183,6 +184,8 @@ struct Source<'a> {
     stall: Duration,
     progress: &'a Progress,
     lease: &'a Lease,
+    /// What the image's layers may still unpack to.
+    budget: Arc<ImageBudget>,
 }
 
 impl<'a> Source<'a> {
@@ -232,6 +235,7 @@ impl<'a> Source<'a> {
             stall,
             progress,
             lease,
+            budget: Arc::new(ImageBudget::new(cap(settings.max_image_unpacked_mib))),
         })
     }
 
@@ -457,6 +461,16 @@ impl<'a> Source<'a> {
         self.lease.add(chain_id.as_str());
         let _guard = self.inner.layers.lock(chain_id).await;
         if self.inner.layers.has(chain_id) {
+            // A layer already there counts towards the image's size as
+            // what it unpacked to (unknown for layers of older crius).
+            if let Some(n) = self.inner.layers.unpacked_size(chain_id) {
+                self.budget.charge(n).map_err(|m| {
+                    self.too_large(format!(
+                        "with layer {} (already unpacked): {m}",
+                        desc.digest
+                    ))
+                })?;
+            }
             self.progress.add_done(size);
             return Ok(());
         }
@@ -499,10 +513,14 @@ impl<'a> Source<'a> {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let what = format!("layer {digest} of {}", self.image_ref);
         let inner = self.inner.clone();
+        let caps = Caps {
+            layer: cap(self.inner.registry.max_layer_unpacked_mib),
+            image: self.budget.clone(),
+        };
         let unpack = tokio::task::spawn_blocking(move || {
             inner
                 .layers
-                .unpack(&layer.source(), BlobReader::new(rx), &what)
+                .unpack(&layer.source(), BlobReader::new(rx), &what, &caps)
         });
         let fed = self.feed(response, &digest, size, &tx, failed).await;
         if let Ok(true) = fed {
@@ -514,11 +532,14 @@ impl<'a> Source<'a> {
         let unpacked = unpack
             .await
             .map_err(|e| Error::Internal(format!("unpack layer task: {e}")))?;
-        match fed {
+        match (fed, unpacked) {
             // The download's failure is the cause; the unpacker only saw
             // its input cut off.
-            Err(e) => Err(e),
-            Ok(_) => unpacked,
+            (Err(e), Err(Error::External { .. }) | Ok(())) => Err(e),
+            // The unpacker's own failure (a cap, the disk) stopped the
+            // download.
+            (_, Err(e)) => Err(e),
+            (Ok(_), Ok(())) => Ok(()),
         }
     }
 
@@ -664,6 +685,14 @@ impl<'a> Source<'a> {
         }
     }
 
+    /// The image's layers unpack to more than the configured cap.
+    fn too_large(&self, message: String) -> Error {
+        Error::ResourceExhausted(format!(
+            "pull {} from {}: {message}",
+            self.image_ref, self.ep
+        ))
+    }
+
     fn registry_error(&self, e: FetchError, blob: Option<&Digest>) -> Error {
         registry_error(self.image_ref, self.ep, self.with_credentials, e, blob)
     }
@@ -765,6 +794,12 @@ impl OwnedLayer {
             parent: self.parent.as_ref(),
         }
     }
+}
+
+/// A cap configured in MiB, in bytes; 0 means none. (`validate` checked
+/// that it fits.)
+fn cap(mib: u64) -> Option<u64> {
+    (mib > 0).then_some(mib.saturating_mul(1 << 20))
 }
 
 fn descriptor_size(desc: &OciDescriptor) -> Result<u64, String> {

@@ -92,7 +92,14 @@ pub fn validate(settings: &RegistrySettings) -> Result<()> {
     if settings.request_timeout_secs == 0 {
         return Err(bad("request_timeout_secs must be at least 1".into()));
     }
-
+    for (name, mib) in [
+        ("max_layer_unpacked_mib", settings.max_layer_unpacked_mib),
+        ("max_image_unpacked_mib", settings.max_image_unpacked_mib),
+    ] {
+        if mib.checked_mul(1 << 20).is_none() {
+            return Err(bad(format!("{name} = {mib} is too large")));
+        }
+    }
     if settings.progress_interval_secs == 0 {
         return Err(bad("progress_interval_secs must be at least 1".into()));
     }
