@@ -115,6 +115,25 @@ async fn chain_ids(img: &mut ImageClient, image: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits (a minute at most) until what collections moved aside is
+/// deleted: no temp layer, nothing in `content/ingest`.
+fn settle(root: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let busy = layer_dirs(root).iter().any(|n| n.starts_with('.'))
+            || std::fs::read_dir(root.join("content/ingest")).is_ok_and(|mut d| d.next().is_some());
+        if !busy {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "image garbage not deleted within a minute: {:?}",
+            layer_dirs(root)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Layer directories crius keeps (chain id hex names), and temp entries.
 fn layer_dirs(root: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(root.join("layers"))
@@ -687,6 +706,7 @@ async fn layers_produce_exactly_the_expected_rootfs_from_gzip_and_zstd() {
     for image in &pushed {
         // Same diff ids, so the same layers: each pull into an empty store
         // unpacks from its own compression.
+        settle(&root);
         assert_eq!(layer_dirs(&root), NONE, "{}", image.reference);
         let id = pull(&mut img, &image.reference, None)
             .await
@@ -840,6 +860,7 @@ async fn remove_image_frees_what_image_fs_info_reports() {
     assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
     assert_eq!(layer_dirs(&root).len(), 2);
     let used = image_fs(&mut img).await;
+    settle(&root);
     assert_eq!(used, du(&root));
     assert!(used.0 > empty.0 + busybox);
     cri::start_container(&mut rt, &ctr).await.unwrap();
@@ -851,8 +872,10 @@ async fn remove_image_frees_what_image_fs_info_reports() {
     })
     .await
     .unwrap();
-    assert_eq!(layer_dirs(&root), NONE);
+    assert!(layer_dirs(&root).iter().all(|n| n.starts_with('.')));
     assert_eq!(image_fs(&mut img).await, empty);
+    settle(&root);
+    assert_eq!(layer_dirs(&root), NONE);
     assert_eq!(du(&root), empty);
     assert_eq!(
         std::fs::read_dir(root.join("content/blobs/sha256"))
@@ -926,6 +949,7 @@ async fn a_daemon_killed_mid_pull_restarts_clean() {
     crius.restart().await.unwrap();
     let mut img = crius.image_client();
     assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+    settle(&root);
     assert_eq!(layer_dirs(&root), NONE);
     assert_eq!(
         std::fs::read_dir(root.join("content/blobs/sha256"))
@@ -1520,6 +1544,97 @@ async fn a_decompression_bomb_stops_at_the_layer_cap_and_leaves_nothing() {
         assert!(!name.starts_with('.'), "temp layer {name} left");
     }
     assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
+
+/// A layer tar of `n` files of 8 bytes, a thousand to a directory.
+fn many_files_tar(n: usize) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let header = |kind: tar::EntryType, mode: u32, size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_mtime(1_704_067_200);
+        h.set_size(size);
+        h
+    };
+    for d in 0..n.div_ceil(1000) {
+        let mut h = header(tar::EntryType::Directory, 0o755, 0);
+        tar.append_data(&mut h, format!("many/d{d}/"), std::io::empty())
+            .unwrap();
+        for i in 0..1000.min(n - d * 1000) {
+            let mut h = header(tar::EntryType::Regular, 0o644, 8);
+            tar.append_data(&mut h, format!("many/d{d}/f{i}"), &b"12345678"[..])
+                .unwrap();
+        }
+    }
+    tar.into_inner().unwrap()
+}
+
+/// The temp entries (being deleted) in `layers/`.
+fn trash(root: &Path) -> Vec<String> {
+    layer_dirs(root)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+#[tokio::test]
+async fn image_rpcs_and_restarts_do_not_wait_for_a_large_image_to_be_deleted() {
+    let registry = Registry::start().unwrap();
+    let layer = LayerBlob::new(&many_files_tar(60_000), Compression::Gzip).unwrap();
+    let image = synth::push(
+        registry.addr(),
+        "crius-e2e/many",
+        "1",
+        &[layer],
+        Flavour::Oci,
+        "many",
+        &RegistryAuth::Anonymous,
+    )
+    .await
+    .unwrap();
+    let mut crius = Crius::start(CriusOptions::without_cni()).await.unwrap();
+    let root = crius.dir().root();
+    let mut img = crius.image_client();
+    let empty = image_fs(&mut img).await;
+    let id = cri::pull_image(&mut img, &image.reference).await.unwrap();
+
+    // RemoveImage answers once the image and its layer are out of sight;
+    // deleting 60,000 files takes seconds more, and is still under way
+    // when it has answered.
+    remove(&mut img, &image.reference).await;
+    assert!(
+        !trash(&root).is_empty(),
+        "RemoveImage waited for the deletion"
+    );
+    // Issued after RemoveImage, answered before the deletion is over: no
+    // call waits for it (and ImageFsInfo does not walk what is going).
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+    assert!(status(&mut img, &id, false).await.image.is_none());
+    assert_eq!(image_fs(&mut img).await, empty);
+    assert!(
+        !trash(&root).is_empty(),
+        "the image calls waited for the deletion"
+    );
+
+    // A crash in the middle of it: start-up does not wait for it either;
+    // the daemon serves while the rest is deleted.
+    crius.kill().unwrap();
+    let left = trash(&root);
+    assert!(!left.is_empty());
+    crius.restart().await.unwrap();
+    let mut img = crius.image_client();
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+    assert!(
+        !trash(&root).is_empty(),
+        "start-up waited for the deletion of {left:?}"
+    );
+    settle(&root);
+    assert_eq!(layer_dirs(&root), NONE);
+    assert_eq!(image_fs(&mut img).await, empty);
+    assert_eq!(du(&root), empty);
     crius.stop().await.unwrap();
     assert_no_leaks(&crius);
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedMutexGuard;
 
 use super::content::Digest;
+use super::gc::Trash;
 use super::locks::KeyLocks;
 use super::tmp::{TempPath, unique};
 use super::unpack::{Caps, UnpackError, unpack_layer};
@@ -83,9 +84,11 @@ pub struct LayerStore {
 }
 
 impl LayerStore {
-    /// Opens the store under `dir`, removing half-unpacked layers and
-    /// layers without a valid record.
-    pub fn open(dir: &Path) -> Result<LayerStore> {
+    /// Opens the store under `dir`, removing half-unpacked layers, layers
+    /// a collection was deleting and layers without a valid record. The
+    /// first two are renamed out of the way at once and deleted by
+    /// `trash` (a large one takes a minute: start-up does not wait).
+    pub fn open(dir: &Path, trash: &Trash) -> Result<LayerStore> {
         fsutil::create_dir_all(dir)?;
         let store = LayerStore {
             dir: dir.to_path_buf(),
@@ -95,8 +98,13 @@ impl LayerStore {
             let entry = entry.context(|| format!("read {}", dir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(TMP_PREFIX) {
-                tracing::info!(path = %entry.path().display(), "removing half-unpacked layer");
-                fsutil::remove_dir_all(&entry.path())?;
+                // Renamed first: a name of this process's own can never
+                // be one a pull of this process makes again.
+                let to = dir.join(format!("{TMP_PREFIX}trash-{}", unique()));
+                tracing::info!(path = %entry.path().display(), "removing half-unpacked or half-deleted layer");
+                fs::rename(entry.path(), &to)
+                    .context(|| format!("move aside {}", entry.path().display()))?;
+                trash.dispose(vec![to]);
                 continue;
             }
             let Ok(chain_id) = Digest::parse(&format!("sha256:{name}")) else {
@@ -105,7 +113,7 @@ impl LayerStore {
             if let Err(why) = store.check(&chain_id) {
                 tracing::warn!(path = %entry.path().display(), "discarding damaged layer: {why}");
                 if let Some(doomed) = store.doom(&chain_id)? {
-                    fsutil::remove_dir_all(&doomed)?;
+                    trash.dispose(vec![doomed]);
                 }
             }
         }
@@ -328,7 +336,11 @@ mod tests {
                 fs::write(dir.path().join(id.hex()).join("layer.json"), r).unwrap();
             }
         }
-        let store = LayerStore::open(dir.path()).unwrap();
+        let trash = Trash::new();
+        let store = LayerStore::open(dir.path(), &trash).unwrap();
+        while trash.pending() > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert!(!dir.path().join(".tmp-abc-1-2").exists());
         // Not a chain id: not ours to judge.
         assert!(dir.path().join("abcd/fs").exists());
