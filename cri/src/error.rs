@@ -7,11 +7,14 @@ use tonic::{Code, Status};
 /// message is the error's own, which names the object concerned.
 pub fn to_status(err: Error) -> Status {
     let code = match &err {
+        // A full disk is no bug of ours, whichever call ran into it.
+        e if e.is_disk_full() => Code::ResourceExhausted,
         Error::InvalidArgument(_) => Code::InvalidArgument,
         Error::NotFound { .. } => Code::NotFound,
         Error::AlreadyExists { .. } => Code::AlreadyExists,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::Unavailable(_) => Code::Unavailable,
+        Error::ResourceExhausted(_) => Code::ResourceExhausted,
         // kubelet takes DeadlineExceeded from ExecSync as a probe timeout.
         Error::Timeout(_) => Code::DeadlineExceeded,
         Error::External { .. }
@@ -69,6 +72,29 @@ mod tests {
             Code::Unavailable
         );
         assert_eq!(unimplemented("Exec").code(), Code::Unimplemented);
+        let full = |e: std::io::Error| {
+            to_status(Error::io("write /var/lib/crius/content/ingest/x.tmp", e))
+        };
+        for e in [
+            // ENOSPC, as the kernel reports it.
+            std::io::Error::from_raw_os_error(28),
+            std::io::Error::from(std::io::ErrorKind::QuotaExceeded),
+            // What tokio reports of a failed buffered write: the kind only.
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        ] {
+            let s = full(e);
+            assert_eq!(s.code(), Code::ResourceExhausted);
+            assert!(
+                s.message().contains("/var/lib/crius/content"),
+                "{}",
+                s.message()
+            );
+        }
+        assert_eq!(
+            // EIO
+            full(std::io::Error::from_raw_os_error(5)).code(),
+            Code::Internal
+        );
         assert!(unimplemented("Exec").message().contains("Exec"));
     }
 }

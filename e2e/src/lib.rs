@@ -5,6 +5,8 @@
 //!
 //! - [`Registry`]: Debian's CNCF registry (`docker-registry`) on a free
 //!   loopback port;
+//! - [`hostile::HostileRegistry`]: a registry that sends endless, huge or
+//!   trickled bodies, to prove the daemon's caps and timeouts;
 //! - [`TestImages`]: busybox images built here, layer by layer, and pushed
 //!   under OCI, Docker and image-index manifests;
 //! - [`Crius`]: the daemon in its own temporary [`NodeDir`] with a private CNI
@@ -31,6 +33,7 @@
 pub mod cri;
 mod daemon;
 pub mod host;
+pub mod hostile;
 pub mod image;
 mod leaks;
 mod nodedir;

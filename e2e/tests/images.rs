@@ -115,6 +115,25 @@ async fn chain_ids(img: &mut ImageClient, image: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits (a minute at most) until what collections moved aside is
+/// deleted: no temp layer, nothing in `content/ingest`.
+fn settle(root: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let busy = layer_dirs(root).iter().any(|n| n.starts_with('.'))
+            || std::fs::read_dir(root.join("content/ingest")).is_ok_and(|mut d| d.next().is_some());
+        if !busy {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "image garbage not deleted within a minute: {:?}",
+            layer_dirs(root)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Layer directories crius keeps (chain id hex names), and temp entries.
 fn layer_dirs(root: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(root.join("layers"))
@@ -687,6 +706,7 @@ async fn layers_produce_exactly_the_expected_rootfs_from_gzip_and_zstd() {
     for image in &pushed {
         // Same diff ids, so the same layers: each pull into an empty store
         // unpacks from its own compression.
+        settle(&root);
         assert_eq!(layer_dirs(&root), NONE, "{}", image.reference);
         let id = pull(&mut img, &image.reference, None)
             .await
@@ -840,6 +860,7 @@ async fn remove_image_frees_what_image_fs_info_reports() {
     assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
     assert_eq!(layer_dirs(&root).len(), 2);
     let used = image_fs(&mut img).await;
+    settle(&root);
     assert_eq!(used, du(&root));
     assert!(used.0 > empty.0 + busybox);
     cri::start_container(&mut rt, &ctr).await.unwrap();
@@ -851,8 +872,10 @@ async fn remove_image_frees_what_image_fs_info_reports() {
     })
     .await
     .unwrap();
-    assert_eq!(layer_dirs(&root), NONE);
+    assert!(layer_dirs(&root).iter().all(|n| n.starts_with('.')));
     assert_eq!(image_fs(&mut img).await, empty);
+    settle(&root);
+    assert_eq!(layer_dirs(&root), NONE);
     assert_eq!(du(&root), empty);
     assert_eq!(
         std::fs::read_dir(root.join("content/blobs/sha256"))
@@ -926,6 +949,7 @@ async fn a_daemon_killed_mid_pull_restarts_clean() {
     crius.restart().await.unwrap();
     let mut img = crius.image_client();
     assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+    settle(&root);
     assert_eq!(layer_dirs(&root), NONE);
     assert_eq!(
         std::fs::read_dir(root.join("content/blobs/sha256"))
@@ -1040,5 +1064,577 @@ async fn token_auth_with_a_password_a_registry_token_and_an_identity_token() {
             );
         }
     }
+    assert_no_leaks(&crius);
+}
+
+/// The daemon's peak and current resident memory (VmHWM, VmRSS), KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+#[tokio::test]
+async fn hostile_registries_meet_caps_and_timeouts_and_the_daemon_stays_small() {
+    use crius_e2e::hostile::{Hostile, HostileRegistry, REPOSITORY};
+    use std::time::Duration;
+    let mut crius = Crius::start(CriusOptions {
+        config: Some("[registry]\nrequest_timeout_secs = 3\nstall_timeout_secs = 2\n".into()),
+        ..CriusOptions::without_cni()
+    })
+    .await
+    .unwrap();
+    let pid = crius.pid().unwrap();
+    let root = crius.dir().root();
+    let mut img = crius.image_client();
+    let (hwm_before, _) = memory_kib(pid);
+
+    let cases = [
+        (
+            Hostile::HugeManifest,
+            Code::Internal,
+            "4 MiB cap on manifests",
+        ),
+        (
+            Hostile::EndlessManifest,
+            Code::Internal,
+            "4 MiB cap on manifests",
+        ),
+        (Hostile::TrickleManifest, Code::Unavailable, "within 3 s"),
+        (Hostile::EndlessError, Code::Unavailable, "answered 500"),
+        (Hostile::RedirectLoop, Code::Unavailable, "redirect"),
+        (Hostile::EndlessToken, Code::Internal, "1 MiB cap on tokens"),
+        (Hostile::TrickleToken, Code::Unavailable, "within 3 s"),
+        (
+            Hostile::EndlessConfig,
+            Code::Internal,
+            "bytes its descriptor announces",
+        ),
+        (Hostile::HugeConfig, Code::Internal, "4 MiB cap on configs"),
+        (Hostile::TrickleConfig, Code::Unavailable, "within 3 s"),
+        (
+            Hostile::TrickleLayer,
+            Code::Unavailable,
+            "stall_min_bytes_per_sec",
+        ),
+    ];
+    let mut spoiled = 0;
+    for (mode, code, says) in cases {
+        let registry = HostileRegistry::start(mode).await.unwrap();
+        let reference = registry.reference();
+        // Without a timeout of its own, a trickled pull would hold this
+        // test for ever: a minute is ten times what any case needs.
+        let r = tokio::time::timeout(Duration::from_secs(60), pull(&mut img, &reference, None))
+            .await
+            .unwrap_or_else(|_| panic!("{mode:?}: the pull was held for a minute"));
+        let status = assert_code(r, code, says);
+        let m = status.message();
+        assert!(
+            m.contains(registry.addr()) && m.contains(REPOSITORY),
+            "{mode:?}: the message names neither registry nor image: {m}"
+        );
+        spoiled += registry.spoiled_bytes();
+    }
+    let (hwm, rss) = memory_kib(pid);
+    eprintln!(
+        "hostile registries sent {} MiB of spoiled bodies; daemon VmHWM {} -> {} MiB, VmRSS {} MiB",
+        spoiled >> 20,
+        hwm_before >> 10,
+        hwm >> 10,
+        rss >> 10
+    );
+    // More was sent than any cap lets in (the rest stayed in socket
+    // buffers when the daemon hung up); the daemon held its caps' worth.
+    assert!(
+        spoiled > 8 << 20,
+        "the hostile bodies were not sent: {spoiled}"
+    );
+    assert!(
+        hwm < hwm_before + (64 << 10),
+        "the daemon grew from {hwm_before} to {hwm} KiB"
+    );
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+    assert_eq!(
+        std::fs::read_dir(root.join("content/ingest"))
+            .unwrap()
+            .count(),
+        0
+    );
+    for name in layer_dirs(&root) {
+        assert!(!name.starts_with('.'), "temp layer {name} left");
+    }
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+
+    // A pull whose client goes away ends there: with the default (minute
+    // long) timeouts, a trickled layer is dropped by the daemon as soon as
+    // the call is cancelled, its connections closed.
+    let mut crius = Crius::start(CriusOptions::without_cni()).await.unwrap();
+    let registry = HostileRegistry::start(Hostile::TrickleLayer).await.unwrap();
+    let mut img = crius.image_client();
+    let reference = registry.reference();
+    let call = tokio::spawn(async move { pull(&mut img, &reference, None).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while registry.spoiled_bytes() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the layer never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    call.abort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while registry.open_connections() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cancelled pull still holds {} connections",
+            registry.open_connections()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let layers = layer_dirs(&crius.dir().root());
+    assert!(layers.iter().all(|n| !n.starts_with('.')), "{layers:?}");
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
+
+/// A tmpfs mounted for one test, unmounted (lazily) when dropped, even
+/// when the test fails.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            at,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size},mode=0711").as_str()),
+        )
+        .unwrap_or_else(|e| panic!("mount a tmpfs on {}: {e}", at.display()));
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Fills the filesystem of `dir` with `file` until a write fails with
+/// ENOSPC.
+fn fill(file: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(file).unwrap();
+    let block = vec![0xa5u8; 64 << 10];
+    loop {
+        match f.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("fill {}: {e}", file.display()),
+        }
+    }
+}
+
+/// Every blob under a digest name hashes to it; no blob is empty.
+fn check_blobs_whole(root: &Path) -> usize {
+    let dir = root.join("content/blobs/sha256");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let data = std::fs::read(e.path()).unwrap();
+        assert_eq!(
+            crius_e2e::image::sha256_digest(&data),
+            format!("sha256:{name}"),
+            "blob {name} is not what its name says ({} bytes)",
+            data.len()
+        );
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test]
+async fn a_full_disk_is_resource_exhausted_and_leaves_nothing_unverified() {
+    let registry = Registry::start().unwrap();
+    let layers: Vec<LayerBlob> = busybox_layers()
+        .unwrap()
+        .iter()
+        .map(|tar| LayerBlob::new(tar, Compression::Gzip).unwrap())
+        .collect();
+    let image = synth::push(
+        registry.addr(),
+        "crius-e2e/full",
+        "1",
+        &layers,
+        Flavour::Oci,
+        "full",
+        &RegistryAuth::Anonymous,
+    )
+    .await
+    .unwrap();
+    // The daemon's root on a small tmpfs of its own.
+    let mut crius = Crius::start(CriusOptions::without_cni()).await.unwrap();
+    crius.stop().await.unwrap();
+    let root = crius.dir().root();
+    let tmpfs = Tmpfs::mount(&root, "16m");
+    crius.restart().await.unwrap();
+    let mut img = crius.image_client();
+    let filler = root.join("filler");
+
+    // Full: the manifest cannot be stored.
+    fill(&filler);
+    let status = assert_code(
+        pull(&mut img, &image.reference, None).await,
+        Code::ResourceExhausted,
+        "No space left on device",
+    );
+    let m = status.message();
+    assert!(m.contains(&root.display().to_string()), "{m}");
+    assert!(
+        m.contains(&image.reference) && m.contains("manifest"),
+        "{m}"
+    );
+    assert_eq!(check_blobs_whole(&root), 0);
+
+    // Room for the manifest and config, not for the layers: the unpack
+    // fails, its temp layer goes.
+    let len = std::fs::metadata(&filler).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap()
+        .set_len(len - (256 << 10))
+        .unwrap();
+    let status = assert_code(
+        pull(&mut img, &image.reference, None).await,
+        Code::ResourceExhausted,
+        "No space left on device",
+    );
+    assert!(
+        status.message().contains("unpack layer"),
+        "{}",
+        status.message()
+    );
+    check_blobs_whole(&root);
+    for name in layer_dirs(&root) {
+        assert!(!name.starts_with('.'), "temp layer {name} left");
+    }
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+    // Space again: the pull works, and what it stored is whole.
+    std::fs::remove_file(&filler).unwrap();
+    let id = pull(&mut img, &image.reference, None)
+        .await
+        .unwrap()
+        .into_inner()
+        .image_ref;
+    assert_eq!(id, image.image_id);
+    assert_eq!(check_blobs_whole(&root), 2);
+    crius.stop().await.unwrap();
+    crius.restart().await.unwrap();
+    let mut img = crius.image_client();
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), [id.as_str()]);
+    assert_eq!(check_blobs_whole(&root), 2);
+    crius.stop().await.unwrap();
+    drop(tmpfs);
+    assert_no_leaks(&crius);
+}
+
+#[tokio::test]
+async fn start_up_discards_damaged_blobs_and_layers() {
+    let registry = Registry::start().unwrap();
+    let images = TestImages::push(registry.addr()).await.unwrap();
+    let mut crius = Crius::start(CriusOptions::without_cni()).await.unwrap();
+    let mut img = crius.image_client();
+    let root = crius.dir().root();
+    let reference = images.oci.reference.as_str();
+    let id = cri::pull_image(&mut img, reference).await.unwrap();
+    let chains = chain_ids(&mut img, reference).await;
+    crius.stop().await.unwrap();
+
+    // What a crash or a full disk under an older crius could leave: an
+    // empty config, a manifest of the right size with a byte off, a layer
+    // without its record.
+    let blob = |d: &str| {
+        root.join("content/blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let config = blob(&id);
+    std::fs::write(&config, b"").unwrap();
+    let manifest = blob(&images.oci.manifest_digest);
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&manifest, &bytes).unwrap();
+    let layer = root
+        .join("layers")
+        .join(chains[1].trim_start_matches("sha256:"));
+    std::fs::remove_file(layer.join("layer.json")).unwrap();
+
+    crius.restart().await.unwrap();
+    let mut img = crius.image_client();
+    assert!(
+        !config.exists() && !manifest.exists(),
+        "damaged blobs were kept"
+    );
+    assert!(!layer.exists(), "a layer without its record was kept");
+    check_blobs_whole(&root);
+    // Not served: the image is listed, its config is simply not there.
+    let info = status(&mut img, reference, true).await.info;
+    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    assert!(info["imageSpec"].is_null(), "{info}");
+    // Pulled again, all is back and whole.
+    assert_eq!(cri::pull_image(&mut img, reference).await.unwrap(), id);
+    assert!(config.exists() && manifest.exists() && layer.join("layer.json").exists());
+    check_blobs_whole(&root);
+    let info = status(&mut img, reference, true).await.info;
+    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    assert!(info["imageSpec"]["rootfs"].is_object(), "{info}");
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
+
+/// A gzip layer of one file `name` of `size` bytes `byte` (a multiple of
+/// 512), made of gzip members of 1 MiB each, so that it costs what its
+/// compressed form costs. Its diff id is computed only when asked for
+/// (hashing a bomb's gigabytes would take minutes); otherwise it is one
+/// that nothing can match.
+fn repeated_byte_layer(name: &str, size: u64, byte: u8, diff_id: bool) -> LayerBlob {
+    use sha2::Digest as _;
+    use std::io::Write;
+    assert_eq!(size % 512, 0);
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_mtime(1_704_067_200);
+    h.set_size(size);
+    h.set_path(name).unwrap();
+    h.set_cksum();
+    let mut hasher = sha2::Sha256::new();
+    let mut data = gz(h.as_bytes());
+    hasher.update(h.as_bytes());
+    let mib = vec![byte; 1 << 20];
+    let member = gz(&mib);
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(1 << 20);
+        if n == 1 << 20 {
+            data.extend_from_slice(&member);
+        } else {
+            data.extend_from_slice(&gz(&mib[..n as usize]));
+        }
+        if diff_id {
+            hasher.update(&mib[..n as usize]);
+        }
+        left -= n;
+    }
+    let end = [0u8; 1024];
+    data.extend_from_slice(&gz(&end));
+    hasher.update(end);
+    let diff_id = if diff_id {
+        format!("sha256:{}", hex::encode(hasher.finalize()))
+    } else {
+        format!("sha256:{}", "0".repeat(64))
+    };
+    LayerBlob {
+        digest: crius_e2e::image::sha256_digest(&data),
+        diff_id,
+        data,
+        compression: Compression::Gzip,
+    }
+}
+
+#[tokio::test]
+async fn a_decompression_bomb_stops_at_the_layer_cap_and_leaves_nothing() {
+    let registry = Registry::start().unwrap();
+    // 10 GiB of zeros in about 10 MiB of gzip.
+    let bomb = repeated_byte_layer("bomb", 10 << 30, 0, false);
+    assert!(bomb.data.len() < 12 << 20, "{}", bomb.data.len());
+    let base = LayerBlob::new(&busybox_layers().unwrap()[1], Compression::Gzip).unwrap();
+    let bombed = synth::push(
+        registry.addr(),
+        "crius-e2e/bomb",
+        "1",
+        &[base, bomb.clone()],
+        Flavour::Oci,
+        "bomb",
+        &RegistryAuth::Anonymous,
+    )
+    .await
+    .unwrap();
+    // Two layers of 40 MiB: each under the layer cap, together over the
+    // image's.
+    let pair = [
+        repeated_byte_layer("a", 40 << 20, b'a', true),
+        repeated_byte_layer("b", 40 << 20, b'b', true),
+    ];
+    let big = synth::push(
+        registry.addr(),
+        "crius-e2e/big",
+        "1",
+        &pair,
+        Flavour::Oci,
+        "big",
+        &RegistryAuth::Anonymous,
+    )
+    .await
+    .unwrap();
+    let mut crius = Crius::start(CriusOptions {
+        config: Some(
+            "[registry]\nmax_layer_unpacked_mib = 64\nmax_image_unpacked_mib = 64\n".into(),
+        ),
+        ..CriusOptions::without_cni()
+    })
+    .await
+    .unwrap();
+    let root = crius.dir().root();
+    let mut img = crius.image_client();
+    let free_before = nix::sys::statvfs::statvfs(&root).unwrap();
+
+    let status = assert_code(
+        pull(&mut img, &bombed.reference, None).await,
+        Code::ResourceExhausted,
+        "max_layer_unpacked_mib",
+    );
+    let m = status.message();
+    assert!(
+        m.contains(&bomb.digest) && m.contains("64 MiB") && m.contains(&bombed.reference),
+        "{m}"
+    );
+    // Nothing of the bomb is left (its temp tree went), only the base
+    // layer it sat on, which a collection takes.
+    for name in layer_dirs(&root) {
+        assert!(!name.starts_with('.'), "temp layer {name} left");
+    }
+    let free_after = nix::sys::statvfs::statvfs(&root).unwrap();
+    let freed = |s: &nix::sys::statvfs::Statvfs| s.blocks_free() * s.fragment_size();
+    assert!(
+        freed(&free_after) + (256 << 20) > freed(&free_before),
+        "the bomb took the disk: {} -> {} bytes free",
+        freed(&free_before),
+        freed(&free_after)
+    );
+
+    let status = assert_code(
+        pull(&mut img, &big.reference, None).await,
+        Code::ResourceExhausted,
+        "max_image_unpacked_mib",
+    );
+    assert!(
+        status.message().contains(&big.reference),
+        "{}",
+        status.message()
+    );
+    for name in layer_dirs(&root) {
+        assert!(!name.starts_with('.'), "temp layer {name} left");
+    }
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
+
+/// A layer tar of `n` files of 8 bytes, a thousand to a directory.
+fn many_files_tar(n: usize) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let header = |kind: tar::EntryType, mode: u32, size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_mtime(1_704_067_200);
+        h.set_size(size);
+        h
+    };
+    for d in 0..n.div_ceil(1000) {
+        let mut h = header(tar::EntryType::Directory, 0o755, 0);
+        tar.append_data(&mut h, format!("many/d{d}/"), std::io::empty())
+            .unwrap();
+        for i in 0..1000.min(n - d * 1000) {
+            let mut h = header(tar::EntryType::Regular, 0o644, 8);
+            tar.append_data(&mut h, format!("many/d{d}/f{i}"), &b"12345678"[..])
+                .unwrap();
+        }
+    }
+    tar.into_inner().unwrap()
+}
+
+/// The temp entries (being deleted) in `layers/`.
+fn trash(root: &Path) -> Vec<String> {
+    layer_dirs(root)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+#[tokio::test]
+async fn image_rpcs_and_restarts_do_not_wait_for_a_large_image_to_be_deleted() {
+    let registry = Registry::start().unwrap();
+    let layer = LayerBlob::new(&many_files_tar(60_000), Compression::Gzip).unwrap();
+    let image = synth::push(
+        registry.addr(),
+        "crius-e2e/many",
+        "1",
+        &[layer],
+        Flavour::Oci,
+        "many",
+        &RegistryAuth::Anonymous,
+    )
+    .await
+    .unwrap();
+    let mut crius = Crius::start(CriusOptions::without_cni()).await.unwrap();
+    let root = crius.dir().root();
+    let mut img = crius.image_client();
+    let empty = image_fs(&mut img).await;
+    let id = cri::pull_image(&mut img, &image.reference).await.unwrap();
+
+    // RemoveImage answers once the image and its layer are out of sight;
+    // deleting 60,000 files takes seconds more, and is still under way
+    // when it has answered.
+    remove(&mut img, &image.reference).await;
+    assert!(
+        !trash(&root).is_empty(),
+        "RemoveImage waited for the deletion"
+    );
+    // Issued after RemoveImage, answered before the deletion is over: no
+    // call waits for it (and ImageFsInfo does not walk what is going).
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+    assert!(status(&mut img, &id, false).await.image.is_none());
+    assert_eq!(image_fs(&mut img).await, empty);
+    assert!(
+        !trash(&root).is_empty(),
+        "the image calls waited for the deletion"
+    );
+
+    // A crash in the middle of it: start-up does not wait for it either;
+    // the daemon serves while the rest is deleted.
+    crius.kill().unwrap();
+    let left = trash(&root);
+    assert!(!left.is_empty());
+    crius.restart().await.unwrap();
+    let mut img = crius.image_client();
+    assert_eq!(cri::image_ids(&mut img).await.unwrap(), NONE);
+    assert!(
+        !trash(&root).is_empty(),
+        "start-up waited for the deletion of {left:?}"
+    );
+    settle(&root);
+    assert_eq!(layer_dirs(&root), NONE);
+    assert_eq!(image_fs(&mut img).await, empty);
+    assert_eq!(du(&root), empty);
+    crius.stop().await.unwrap();
     assert_no_leaks(&crius);
 }

@@ -128,6 +128,20 @@ pub struct RegistrySettings {
     /// A layer download that receives no byte for this long is cancelled,
     /// seconds.
     pub stall_timeout_secs: u64,
+    /// A layer download averaging fewer bytes a second than this over
+    /// `stall_timeout_secs` is cancelled as stalled too (a registry
+    /// trickling bytes); 0 turns the check off.
+    pub stall_min_bytes_per_sec: u64,
+    /// A registry exchange read whole (the `/v2/` ping, a token, a
+    /// manifest or index, an image config) must be over within this, and a
+    /// layer download must have its answer's headers within it, seconds.
+    pub request_timeout_secs: u64,
+    /// The most one layer may unpack to (its uncompressed tar, or the
+    /// files it writes if more), MiB; 0 means no limit.
+    pub max_layer_unpacked_mib: u64,
+    /// The most the layers of one image may unpack to together, MiB; 0
+    /// means no limit.
+    pub max_image_unpacked_mib: u64,
     /// How often a pull under way logs its progress, seconds.
     pub progress_interval_secs: u64,
     /// Layers of one image downloaded (and unpacked) at the same time.
@@ -148,6 +162,14 @@ impl Default for RegistrySettings {
             skip_verify: Vec::new(),
             auth_file: PathBuf::new(),
             stall_timeout_secs: 60,
+            stall_min_bytes_per_sec: 1024,
+            request_timeout_secs: 60,
+            // Generous: the largest public images (CUDA and ML stacks) have
+            // single layers of 5–15 GiB and unpack to 20–50 GiB; a layer
+            // over 64 GiB or an image over 128 GiB is far more likely a
+            // decompression bomb than an image.
+            max_layer_unpacked_mib: 64 << 10,
+            max_image_unpacked_mib: 128 << 10,
             progress_interval_secs: 10,
             concurrent_layers: 3,
             mirrors: BTreeMap::new(),

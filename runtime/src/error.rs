@@ -71,6 +71,10 @@ pub enum Error {
         #[source]
         source: Box<crius_cni::Error>,
     },
+    /// A configured limit would be exceeded (an image's layers unpacking
+    /// to more than the configured cap).
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// An operation ran out of the time it was given (ExecSync's timeout).
     #[error("{0}")]
     Timeout(String),
@@ -88,6 +92,21 @@ impl Error {
         Error::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// Whether this is a filesystem out of space or over its quota (ENOSPC,
+    /// EDQUOT): the node's disk, not the request, is at fault.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+                    || matches!(
+                        source.kind(),
+                        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                    )
+            }
+            _ => false,
         }
     }
 

@@ -11,7 +11,8 @@ use crate::image::Collected;
 impl Runtime {
     /// RemoveImage: removes the image `reference_or_id` names (id, tag or
     /// digest), every tag and digest of it, then the layers and blobs
-    /// nothing uses any more. Removing an image that is not there is not
+    /// nothing uses any more: out of sight before this returns, deleted
+    /// in the background (no call waits for a large image's files). Removing an image that is not there is not
     /// an error (the CRI asks for idempotence). Once the record is gone the
     /// call succeeds: a failed collection is logged and retried by the
     /// next one (a retried RemoveImage would find nothing to remove).

@@ -1,18 +1,18 @@
 //! The content store: blobs (manifests, configs, compressed layers) by
 //! digest at `content/blobs/sha256/<hex>`.
 //!
-//! A blob is streamed into a temp file under `content/ingest/`, verified
-//! against its digest and size while it streams, fsynced and renamed into
-//! place, so a blob file that exists is whole and verified. `open` empties
-//! `ingest/`, which only a crash can leave non-empty.
+//! A blob is written to a temp file under `content/ingest/`, fsynced,
+//! read back and checked against its digest and size, and only then
+//! renamed into place, so a blob file that exists is whole and verified.
+//! `open` empties `ingest/`, which only a crash can leave non-empty, and
+//! discards blobs that do not hash to their name.
 
 use std::fmt;
-use std::io;
+use std::fs;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use futures_util::{Stream, StreamExt};
 use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use crate::error::{IoContext, Result};
 use crate::fsutil;
@@ -83,38 +83,6 @@ impl Verifier {
     }
 }
 
-/// Why a blob could not be ingested. The caller adds which blob of which
-/// image.
-#[derive(Debug)]
-pub enum IngestError {
-    /// The source stream failed (connection reset, …) after `got` of
-    /// `want` bytes.
-    Transfer {
-        /// Bytes received.
-        got: u64,
-        /// Bytes expected.
-        want: u64,
-        /// The stream's error.
-        source: io::Error,
-    },
-    /// The content is not what the descriptor promised.
-    Mismatch(String),
-    /// Writing the blob failed.
-    Store(crate::Error),
-}
-
-impl fmt::Display for IngestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IngestError::Transfer { got, want, source } => {
-                write!(f, "transfer failed after {got} of {want} bytes: {source}")
-            }
-            IngestError::Mismatch(m) => f.write_str(m),
-            IngestError::Store(e) => write!(f, "{e}"),
-        }
-    }
-}
-
 /// Blobs by digest.
 #[derive(Debug)]
 pub struct ContentStore {
@@ -123,15 +91,52 @@ pub struct ContentStore {
 }
 
 impl ContentStore {
-    /// Opens the store under `dir`, removing half-written blobs a crash
-    /// left in `ingest/`.
+    /// Opens the store under `dir`: empties `ingest/` (what a crash left
+    /// half-written or half-deleted) and re-hashes every blob, moving
+    /// aside (and deleting) any that is not what its name says: a crash
+    /// or a full disk under an older crius could leave an empty or short
+    /// file under a digest name. The blobs are manifests, indexes and
+    /// configs (layer blobs are not kept), a few KiB each and at most
+    /// 4 MiB, so reading them all is cheap (a thousand images: ~10 MB).
     pub fn open(dir: &Path) -> Result<ContentStore> {
         let blobs = dir.join("blobs").join("sha256");
         let ingest = dir.join("ingest");
         fsutil::create_dir_all(&blobs)?;
         fsutil::remove_dir_all(&ingest)?;
         fsutil::create_dir_all(&ingest)?;
-        Ok(ContentStore { blobs, ingest })
+        let store = ContentStore { blobs, ingest };
+        store.discard_damaged()?;
+        Ok(store)
+    }
+
+    /// Re-hashes every blob; removes those that do not match their name
+    /// (and temp files of an older crius).
+    fn discard_damaged(&self) -> Result<()> {
+        let entries =
+            fs::read_dir(&self.blobs).context(|| format!("read {}", self.blobs.display()))?;
+        for entry in entries {
+            let entry = entry.context(|| format!("read {}", self.blobs.display()))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Only what bears a digest name is a blob (and ours to judge).
+            let Ok(digest) = Digest::parse(&format!("sha256:{name}")) else {
+                continue;
+            };
+            let Err(why) = verify_file(&path, &digest) else {
+                continue;
+            };
+            tracing::warn!(path = %path.display(), "discarding damaged blob: {why}");
+            let to = self
+                .ingest
+                .join(format!("damaged-{name}-{}{}", unique(), fsutil::TMP_SUFFIX));
+            fs::rename(&path, &to).context(|| format!("move aside {}", path.display()))?;
+            if fs::symlink_metadata(&to).is_ok_and(|m| m.is_dir()) {
+                fsutil::remove_dir_all(&to)?;
+            } else {
+                fsutil::remove_file(&to)?;
+            }
+        }
+        Ok(())
     }
 
     /// Where the blob `digest` lives (whether or not it is there).
@@ -140,104 +145,100 @@ impl ContentStore {
     }
 
     /// Whether the blob is present with the expected size. A blob file is
-    /// only ever created whole and verified, so its size is enough.
+    /// only ever created whole and verified (and re-verified at open), so
+    /// its size is enough.
     pub fn has(&self, digest: &Digest, size: u64) -> bool {
-        std::fs::symlink_metadata(self.path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
+        fs::symlink_metadata(self.path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
-    /// Stores `data` as a blob, unless it is there already.
-    pub async fn put(&self, data: &[u8]) -> Result<Digest> {
-        let digest = Digest::of(data);
-        let size = data.len() as u64;
-        if !self.has(&digest, size) {
-            let once = futures_util::stream::iter([Ok::<_, io::Error>(data)]);
-            self.ingest(&digest, size, once)
-                .await
-                .map_err(|e| match e {
-                    IngestError::Store(e) => e,
-                    other => crate::Error::Internal(format!("store blob {digest}: {other}")),
-                })?;
+    /// Stores `data` (verified by the caller: what it was fetched as) as
+    /// a blob, unless it is there already; returns its digest and `data`.
+    /// The blob becomes visible under its digest only once written whole,
+    /// fsynced and read back to the same digest and size: a write that
+    /// fails (a full disk: ENOSPC, EDQUOT) fails the call and leaves
+    /// nothing behind.
+    pub async fn put(&self, data: Vec<u8>) -> Result<(Digest, Vec<u8>)> {
+        let digest = Digest::of(&data);
+        if self.has(&digest, data.len() as u64) {
+            return Ok((digest, data));
         }
-        Ok(digest)
-    }
-
-    /// Streams a blob into the store, verifying digest and size on the
-    /// way; returns its path. Nothing is left behind on failure.
-    pub async fn ingest<S, B>(
-        &self,
-        digest: &Digest,
-        size: u64,
-        mut stream: S,
-    ) -> std::result::Result<PathBuf, IngestError>
-    where
-        S: Stream<Item = io::Result<B>> + Unpin,
-        B: AsRef<[u8]>,
-    {
-        let final_path = self.path(digest);
+        let final_path = self.path(&digest);
         let tmp = TempPath::new(self.ingest.join(format!(
             "{}-{}{}",
             digest.hex(),
             unique(),
             fsutil::TMP_SUFFIX
         )));
-        let store = |e: io::Error, what: &str| {
-            IngestError::Store(crate::Error::io(
-                format!("{what} {}", tmp.path().display()),
-                e,
-            ))
-        };
-        let mut file = tokio::fs::File::create(tmp.path())
-            .await
-            .map_err(|e| store(e, "create"))?;
-        let mut verifier = Verifier::default();
-        while let Some(chunk) = stream.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(source) => {
-                    // A client that verifies digests itself reports a
-                    // mismatch as a stream error at the very end; if all
-                    // bytes came, say what is actually wrong.
-                    let got = verifier.len();
-                    if got == size {
-                        let hashed = verifier.finish();
-                        if &hashed != digest {
-                            return Err(mismatch(digest, &hashed));
-                        }
-                    }
-                    return Err(IngestError::Transfer {
-                        got,
-                        want: size,
-                        source,
-                    });
-                }
-            };
-            let chunk = chunk.as_ref();
-            verifier.update(chunk);
-            if verifier.len() > size {
-                return Err(IngestError::Mismatch(format!(
-                    "more than the {size} bytes the descriptor announces"
-                )));
-            }
-            file.write_all(chunk).await.map_err(|e| store(e, "write"))?;
+        let blobs = self.blobs.clone();
+        let d = digest.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+            write_verified(tmp.path(), &data, &d)?;
+            fs::rename(tmp.path(), &final_path)
+                .context(|| format!("move blob {d} into place at {}", final_path.display()))?;
+            tmp.keep();
+            fs::File::open(&blobs)
+                .and_then(|f| f.sync_all())
+                .context(|| format!("fsync {}", blobs.display()))?;
+            Ok(data)
+        })
+        .await
+        .map_err(|e| crate::Error::Internal(format!("store blob {digest}: {e}")))?
+        .map(|data| (digest, data))
+    }
+}
+
+/// Writes `data` to a new file at `path`, fsyncs it, and reads it back:
+/// it must have `data`'s length and hash to `digest`. Every step's error
+/// is reported, with the path.
+fn write_verified(path: &Path, data: &[u8], digest: &Digest) -> Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .context(|| format!("create {}", path.display()))?;
+    file.write_all(data)
+        .context(|| format!("write {}", path.display()))?;
+    file.sync_all()
+        .context(|| format!("fsync {}", path.display()))?;
+    drop(file);
+    verify_file(path, digest).map_err(|why| {
+        crate::Error::Internal(format!(
+            "blob {digest} written to {} reads back wrong: {why}",
+            path.display()
+        ))
+    })?;
+    let len = fs::metadata(path)
+        .context(|| format!("stat {}", path.display()))?
+        .len();
+    if len != data.len() as u64 {
+        return Err(crate::Error::Internal(format!(
+            "blob {digest} written to {} is {len} bytes, not {}",
+            path.display(),
+            data.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the file at `path` hashes to `digest`; why not, if not.
+fn verify_file(path: &Path, digest: &Digest) -> std::result::Result<(), String> {
+    let mut file = fs::File::open(path).map_err(|e| format!("open: {e}"))?;
+    let mut verifier = Verifier::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => verifier.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read: {e}")),
         }
-        if verifier.len() != size {
-            return Err(IngestError::Mismatch(format!(
-                "truncated: got {} of {size} bytes",
-                verifier.len()
-            )));
-        }
-        let got = verifier.finish();
-        if &got != digest {
-            return Err(mismatch(digest, &got));
-        }
-        file.sync_all().await.map_err(|e| store(e, "fsync"))?;
-        drop(file);
-        tokio::fs::rename(tmp.path(), &final_path)
-            .await
-            .map_err(|e| store(e, "rename into place"))?;
-        tmp.keep();
-        sync_dir(&self.blobs).await.map_err(IngestError::Store)?;
-        Ok(final_path)
+    }
+    let len = verifier.len();
+    let got = verifier.finish();
+    if &got == digest {
+        Ok(())
+    } else {
+        Err(format!("{len} bytes hashing to {got}"))
     }
 }
 
@@ -245,7 +246,7 @@ impl ContentStore {
     /// Reads a whole blob; `None` if it is not there.
     pub fn read(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
         let path = self.path(digest);
-        match std::fs::read(&path) {
+        match fs::read(&path) {
             Ok(data) => Ok(Some(data)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(crate::Error::io(format!("read {}", path.display()), e)),
@@ -256,7 +257,7 @@ impl ContentStore {
     pub fn list(&self) -> Result<Vec<Digest>> {
         let mut out = Vec::new();
         let entries =
-            std::fs::read_dir(&self.blobs).context(|| format!("read {}", self.blobs.display()))?;
+            fs::read_dir(&self.blobs).context(|| format!("read {}", self.blobs.display()))?;
         for entry in entries {
             let entry = entry.context(|| format!("read {}", self.blobs.display()))?;
             if let Some(name) = entry.file_name().to_str()
@@ -278,7 +279,7 @@ impl ContentStore {
             unique(),
             fsutil::TMP_SUFFIX
         ));
-        match std::fs::rename(&from, &to) {
+        match fs::rename(&from, &to) {
             Ok(()) => Ok(Some(to)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(crate::Error::io(
@@ -289,28 +290,16 @@ impl ContentStore {
     }
 }
 
-fn mismatch(want: &Digest, got: &Digest) -> IngestError {
-    IngestError::Mismatch(format!(
-        "digest mismatch: content hashes to {got}, not {want}"
-    ))
-}
-
-async fn sync_dir(dir: &Path) -> Result<()> {
-    let f = tokio::fs::File::open(dir)
-        .await
-        .context(|| format!("open {}", dir.display()))?;
-    f.sync_all()
-        .await
-        .context(|| format!("fsync {}", dir.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::stream;
 
-    fn chunks(data: &'static [u8]) -> impl Stream<Item = io::Result<&'static [u8]>> + Unpin {
-        stream::iter(data.chunks(3).map(Ok))
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Runtime::new().unwrap()
+    }
+
+    fn count(dir: &Path) -> usize {
+        fs::read_dir(dir).unwrap().count()
     }
 
     #[test]
@@ -326,63 +315,55 @@ mod tests {
         assert!(Digest::parse(&d.as_str().to_uppercase().replace("SHA256", "sha256")).is_err());
     }
 
-    #[tokio::test]
-    async fn ingest_verifies_digest_and_size_and_leaves_nothing_on_failure() {
+    #[test]
+    fn put_stores_whole_verified_blobs_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::open(dir.path()).unwrap();
-        let data: &'static [u8] = b"some layer bytes";
-        let d = Digest::of(data);
-        let len = data.len() as u64;
-
-        let wrong = Digest::of(b"other");
-        let e = store.ingest(&wrong, len, chunks(data)).await.unwrap_err();
-        assert!(e.to_string().contains("digest mismatch"), "{e}");
-        let e = store.ingest(&d, len + 1, chunks(data)).await.unwrap_err();
-        assert!(e.to_string().contains("truncated"), "{e}");
-        let e = store.ingest(&d, len - 1, chunks(data)).await.unwrap_err();
-        assert!(e.to_string().contains("more than"), "{e}");
-        let failing = stream::iter(vec![
-            Ok(&data[..4]),
-            Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset")),
-        ]);
-        let e = store.ingest(&d, len, failing).await.unwrap_err();
-        assert!(matches!(e, IngestError::Transfer { got: 4, .. }), "{e}");
-        assert!(!store.has(&d, len));
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("ingest"))
-                .unwrap()
-                .count(),
-            0
-        );
-
-        let p = store.ingest(&d, len, chunks(data)).await.unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), data);
-        assert!(store.has(&d, len));
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("ingest"))
-                .unwrap()
-                .count(),
-            0
-        );
+        let (d, data) = rt().block_on(store.put(b"some config".to_vec())).unwrap();
+        assert_eq!(d, Digest::of(b"some config"));
+        assert_eq!(data, b"some config");
+        assert_eq!(fs::read(store.path(&d)).unwrap(), b"some config");
+        assert!(store.has(&d, 11));
+        assert!(!store.has(&d, 10));
+        // Again: nothing new.
+        rt().block_on(store.put(b"some config".to_vec())).unwrap();
+        assert_eq!(count(&dir.path().join("blobs/sha256")), 1);
+        assert_eq!(count(&dir.path().join("ingest")), 0);
+        assert_eq!(store.read(&d).unwrap().unwrap(), b"some config");
+        assert_eq!(store.read(&Digest::of(b"x")).unwrap(), None);
     }
 
     #[test]
-    fn open_clears_ingest_leftovers() {
+    fn a_failed_write_leaves_nothing_visible() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::open(dir.path()).unwrap();
-        std::fs::write(dir.path().join("ingest/abc-1-2.tmp"), b"half").unwrap();
-        let d = tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(store.put(b"kept"))
-            .unwrap();
+        // The ingest directory gone: the temp file cannot be made.
+        fs::remove_dir(dir.path().join("ingest")).unwrap();
+        let e = rt().block_on(store.put(b"m".to_vec())).unwrap_err();
+        assert!(matches!(e, crate::Error::Io { .. }), "{e}");
+        assert!(e.to_string().contains("ingest"), "{e}");
+        assert_eq!(count(&dir.path().join("blobs/sha256")), 0);
+    }
+
+    #[test]
+    fn open_clears_ingest_and_discards_damaged_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        fs::write(dir.path().join("ingest/abc-1-2.tmp"), b"half").unwrap();
+        let (kept, _) = rt().block_on(store.put(b"kept".to_vec())).unwrap();
+        let (emptied, _) = rt().block_on(store.put(b"emptied".to_vec())).unwrap();
+        let (flipped, _) = rt().block_on(store.put(b"flipped".to_vec())).unwrap();
+        fs::write(store.path(&emptied), b"").unwrap();
+        fs::write(store.path(&flipped), b"flippeD").unwrap();
+        fs::write(dir.path().join("blobs/sha256/not-a-digest"), b"x").unwrap();
         drop(store);
         let store = ContentStore::open(dir.path()).unwrap();
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("ingest"))
-                .unwrap()
-                .count(),
-            0
-        );
-        assert!(store.has(&d, 4));
+        assert_eq!(count(&dir.path().join("ingest")), 0);
+        assert!(store.has(&kept, 4));
+        assert!(!store.path(&emptied).exists());
+        assert!(!store.path(&flipped).exists());
+        assert_eq!(store.read(&flipped).unwrap(), None);
+        assert!(dir.path().join("blobs/sha256/not-a-digest").exists());
+        assert_eq!(store.list().unwrap(), [kept]);
     }
 }

@@ -7,10 +7,14 @@
 //! after a crash) under the lease lock; taking a lease takes the same lock,
 //! so a pull either leases a layer before collection looks (and it stays)
 //! or finds it gone afterwards (and fetches it again). Deleting the moved
-//! trees happens after the lock is released.
+//! trees happens after the lock is released, on the [`Trash`] thread: no
+//! call waits for it (the layers of a large image take a minute to
+//! delete).
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Names (chain ids, blob digests) held by leases, with a count each.
@@ -98,20 +102,73 @@ pub struct Doomed {
     pub paths: Vec<PathBuf>,
 }
 
-impl Doomed {
-    /// Deletes the moved trees; failures are logged (`open` retries them
-    /// at the next start, as they carry temp names).
-    pub fn delete(self) {
-        for path in self.paths {
-            let r = match std::fs::symlink_metadata(&path) {
-                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
-                Ok(_) => std::fs::remove_file(&path),
-                Err(_) => Ok(()),
+/// Deletes trees moved out of sight (under temp names, which `open`
+/// finds again after a crash), one at a time on a thread of its own: no
+/// call and no lock waits for a tree's removal, and removals do not pile
+/// up on the disk.
+#[derive(Debug)]
+pub struct Trash {
+    tx: Mutex<Option<mpsc::Sender<PathBuf>>>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Trash {
+    /// Starts the deleting thread. If it cannot be started, trash is
+    /// deleted by whoever throws it away.
+    pub fn new() -> Trash {
+        let (tx, rx) = mpsc::channel::<PathBuf>();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let left = pending.clone();
+        let spawned = std::thread::Builder::new()
+            .name("crius-image-trash".into())
+            .spawn(move || {
+                for path in rx {
+                    delete(&path);
+                    left.fetch_sub(1, Ordering::SeqCst);
+                }
+            });
+        if let Err(e) = &spawned {
+            tracing::warn!(error = %e, "cannot start the image trash thread; deleting inline");
+        }
+        Trash {
+            tx: Mutex::new(spawned.ok().map(|_| tx)),
+            pending,
+        }
+    }
+
+    /// Has `paths` deleted, soon.
+    pub fn dispose(&self, paths: Vec<PathBuf>) {
+        let tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
+        for path in paths {
+            self.pending.fetch_add(1, Ordering::SeqCst);
+            let unsent = match tx.as_ref() {
+                Some(tx) => tx.send(path).err().map(|e| e.0),
+                None => Some(path),
             };
-            if let Err(e) = r {
-                tracing::warn!(path = %path.display(), error = %e, "could not delete image garbage");
+            if let Some(path) = unsent {
+                delete(&path);
+                self.pending.fetch_sub(1, Ordering::SeqCst);
             }
         }
+    }
+
+    /// Trees not deleted yet.
+    #[cfg(test)]
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+}
+
+/// Deletes a tree or file; a failure is logged (`open` finds it again at
+/// the next start, as it carries a temp name).
+fn delete(path: &Path) {
+    let r = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(_) => Ok(()),
+    };
+    if let Err(e) = r {
+        tracing::warn!(path = %path.display(), error = %e, "could not delete image garbage");
     }
 }
 
@@ -138,5 +195,23 @@ mod tests {
         drop(b);
         leases.locked(|h| assert!(!h.contains("x")));
         assert!(leases.lock().is_empty());
+    }
+
+    #[test]
+    fn trash_is_deleted_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join(".tmp-gc-a");
+        std::fs::create_dir_all(tree.join("x/y")).unwrap();
+        std::fs::write(tree.join("x/y/f"), b"f").unwrap();
+        let file = dir.path().join("gc-b.tmp");
+        std::fs::write(&file, b"b").unwrap();
+        let trash = Trash::new();
+        trash.dispose(vec![tree.clone(), file.clone(), dir.path().join("gone")]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while trash.pending() > 0 {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!tree.exists() && !file.exists());
     }
 }

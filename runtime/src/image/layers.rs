@@ -4,19 +4,22 @@
 //!
 //! A layer is unpacked once, into `layers/.tmp-…` beside its final place,
 //! synced and renamed into place, so a layer directory that exists is
-//! whole. `open` removes the temp directories a crash left.
+//! whole. `open` removes the temp directories a crash left, and discards
+//! a layer directory whose `layer.json` is missing, unreadable or names
+//! another layer (a layer is never visible without its record).
 
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedMutexGuard;
 
 use super::content::Digest;
+use super::gc::Trash;
 use super::locks::KeyLocks;
 use super::tmp::{TempPath, unique};
-use super::unpack::{UnpackError, unpack_layer};
+use super::unpack::{Caps, UnpackError, unpack_layer};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 
@@ -45,6 +48,17 @@ struct LayerRecord<'a> {
     parent: Option<&'a str>,
     blob_digest: &'a str,
     media_type: &'a str,
+    /// What it unpacked to (see [`Caps`]), bytes.
+    unpacked_bytes: u64,
+}
+
+/// The parts of a layer record read back.
+#[derive(Debug, Deserialize)]
+struct StoredRecord {
+    chain_id: String,
+    /// Absent in records of older crius.
+    #[serde(default)]
+    unpacked_bytes: Option<u64>,
 }
 
 /// What to unpack, and where it belongs in its stack.
@@ -70,20 +84,65 @@ pub struct LayerStore {
 }
 
 impl LayerStore {
-    /// Opens the store under `dir`, removing half-unpacked layers.
-    pub fn open(dir: &Path) -> Result<LayerStore> {
+    /// Opens the store under `dir`, removing half-unpacked layers, layers
+    /// a collection was deleting and layers without a valid record. The
+    /// first two are renamed out of the way at once and deleted by
+    /// `trash` (a large one takes a minute: start-up does not wait).
+    pub fn open(dir: &Path, trash: &Trash) -> Result<LayerStore> {
         fsutil::create_dir_all(dir)?;
-        for entry in fs::read_dir(dir).context(|| format!("read {}", dir.display()))? {
-            let entry = entry.context(|| format!("read {}", dir.display()))?;
-            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-                tracing::info!(path = %entry.path().display(), "removing half-unpacked layer");
-                fsutil::remove_dir_all(&entry.path())?;
-            }
-        }
-        Ok(LayerStore {
+        let store = LayerStore {
             dir: dir.to_path_buf(),
             locks: KeyLocks::default(),
-        })
+        };
+        for entry in fs::read_dir(dir).context(|| format!("read {}", dir.display()))? {
+            let entry = entry.context(|| format!("read {}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TMP_PREFIX) {
+                // Renamed first: a name of this process's own can never
+                // be one a pull of this process makes again.
+                let to = dir.join(format!("{TMP_PREFIX}trash-{}", unique()));
+                tracing::info!(path = %entry.path().display(), "removing half-unpacked or half-deleted layer");
+                fs::rename(entry.path(), &to)
+                    .context(|| format!("move aside {}", entry.path().display()))?;
+                trash.dispose(vec![to]);
+                continue;
+            }
+            let Ok(chain_id) = Digest::parse(&format!("sha256:{name}")) else {
+                continue;
+            };
+            if let Err(why) = store.check(&chain_id) {
+                tracing::warn!(path = %entry.path().display(), "discarding damaged layer: {why}");
+                if let Some(doomed) = store.doom(&chain_id)? {
+                    trash.dispose(vec![doomed]);
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    /// Whether the layer directory of `chain_id` is one `commit` made: a
+    /// tree and a record naming this layer.
+    fn check(&self, chain_id: &Digest) -> std::result::Result<(), String> {
+        if !self.fs_path(chain_id).is_dir() {
+            return Err("no fs/ directory".into());
+        }
+        let record = self.record(chain_id)?;
+        if record.chain_id != chain_id.as_str() {
+            return Err(format!("layer.json names {:?}", record.chain_id));
+        }
+        Ok(())
+    }
+
+    fn record(&self, chain_id: &Digest) -> std::result::Result<StoredRecord, String> {
+        let path = self.dir.join(chain_id.hex()).join("layer.json");
+        let data = fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// What the layer unpacked to, bytes, if it is there and its record
+    /// says (records of older crius do not).
+    pub fn unpacked_size(&self, chain_id: &Digest) -> Option<u64> {
+        self.record(chain_id).ok()?.unpacked_bytes
     }
 
     /// The tree of the layer `chain_id` (whether or not it is there).
@@ -102,34 +161,47 @@ impl LayerStore {
     }
 
     /// Unpacks a layer read from `blob` into place (blocking; call under
-    /// [`Self::lock`]), verifying its diff id. `blob` must fail (not end)
-    /// if the blob turns out not to be what its digest promises: the layer
-    /// becomes visible only once `blob` has ended and the diff id matched.
-    /// `what` names the layer and image in errors. On failure nothing is
-    /// left behind.
-    pub fn unpack<R: Read>(&self, src: &LayerSource<'_>, blob: R, what: &str) -> Result<()> {
+    /// [`Self::lock`]) within `caps`, verifying its diff id. `blob` must
+    /// fail (not end) if the blob turns out not to be what its digest
+    /// promises: the layer becomes visible only once `blob` has ended and
+    /// the diff id matched. `what` names the layer and image in errors. On
+    /// failure (a cap passed, the disk full) nothing is left behind.
+    pub fn unpack<R: Read>(
+        &self,
+        src: &LayerSource<'_>,
+        blob: R,
+        what: &str,
+        caps: &Caps,
+    ) -> Result<()> {
         let tmp = self.temp_dir(src.chain_id)?;
-        let got =
-            unpack_layer(blob, src.media_type, &tmp.path().join("fs")).map_err(|e| match e {
+        let got = unpack_layer(blob, src.media_type, &tmp.path().join("fs"), caps).map_err(
+            |e| match e {
                 UnpackError::Io { entry, op, source } => Error::Io {
-                    context: format!("unpack {what}: entry {entry:?}: {op}"),
+                    context: format!(
+                        "unpack {what} into {}: entry {entry:?}: {op}",
+                        tmp.path().display()
+                    ),
                     source,
                 },
+                UnpackError::TooLarge(m) => {
+                    Error::ResourceExhausted(format!("unpack {what}: {m}; refused"))
+                }
                 other => Error::External {
                     what: format!("unpack {what}"),
                     message: other.to_string(),
                 },
-            })?;
-        if &got != src.diff_id {
+            },
+        )?;
+        if &got.diff_id != src.diff_id {
             return Err(Error::External {
                 what: format!("unpack {what}"),
                 message: format!(
-                    "uncompressed content hashes to {got}, but the image config says {}",
-                    src.diff_id
+                    "uncompressed content hashes to {}, but the image config says {}",
+                    got.diff_id, src.diff_id
                 ),
             });
         }
-        self.commit(tmp, src)
+        self.commit(tmp, src, got.size)
     }
 
     /// Puts an empty layer into place (one whose diff id is that of an
@@ -137,7 +209,7 @@ impl LayerStore {
     /// [`Self::lock`].
     pub fn create_empty(&self, src: &LayerSource<'_>) -> Result<()> {
         let tmp = self.temp_dir(src.chain_id)?;
-        self.commit(tmp, src)
+        self.commit(tmp, src, 1024)
     }
 
     fn temp_dir(&self, chain_id: &Digest) -> Result<TempPath> {
@@ -152,7 +224,7 @@ impl LayerStore {
 
     /// Records where the layer in `tmp` came from, makes it durable and
     /// renames it into place.
-    fn commit(&self, tmp: TempPath, src: &LayerSource<'_>) -> Result<()> {
+    fn commit(&self, tmp: TempPath, src: &LayerSource<'_>, unpacked_bytes: u64) -> Result<()> {
         let final_dir = self.dir.join(src.chain_id.hex());
         let record = LayerRecord {
             chain_id: src.chain_id.as_str(),
@@ -160,6 +232,7 @@ impl LayerStore {
             parent: src.parent.map(Digest::as_str),
             blob_digest: src.blob_digest.as_str(),
             media_type: src.media_type,
+            unpacked_bytes,
         };
         let json = serde_json::to_vec_pretty(&record)
             .map_err(|e| Error::Internal(format!("encode layer record: {e}")))?;
@@ -246,14 +319,37 @@ mod tests {
         "sha256:c1377126441fb2f5ec2c21ae2a60255331d639e830f0ee1b40a36e52d4c40588";
 
     #[test]
-    fn open_removes_half_unpacked_layers() {
+    fn open_removes_half_unpacked_and_unrecorded_layers() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join(".tmp-abc-1-2/fs/x")).unwrap();
         fs::create_dir_all(dir.path().join("abcd/fs")).unwrap();
-        let store = LayerStore::open(dir.path()).unwrap();
+        let layer = |c: char| d(&format!("sha256:{}", c.to_string().repeat(64)));
+        let (good, bare, empty, other) = (layer('a'), layer('b'), layer('c'), layer('e'));
+        for (id, record) in [
+            (&good, Some(format!(r#"{{"chain_id":"{good}"}}"#))),
+            (&bare, None),
+            (&empty, Some(String::new())),
+            (&other, Some(format!(r#"{{"chain_id":"{good}"}}"#))),
+        ] {
+            fs::create_dir_all(dir.path().join(id.hex()).join("fs/etc")).unwrap();
+            if let Some(r) = record {
+                fs::write(dir.path().join(id.hex()).join("layer.json"), r).unwrap();
+            }
+        }
+        let trash = Trash::new();
+        let store = LayerStore::open(dir.path(), &trash).unwrap();
+        while trash.pending() > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert!(!dir.path().join(".tmp-abc-1-2").exists());
-        let id = d("sha256:abcd000000000000000000000000000000000000000000000000000000000000");
-        assert!(!store.has(&id));
+        // Not a chain id: not ours to judge.
         assert!(dir.path().join("abcd/fs").exists());
+        assert!(store.has(&good));
+        assert_eq!(store.unpacked_size(&good), None);
+        for gone in [&bare, &empty, &other] {
+            assert!(!dir.path().join(gone.hex()).exists(), "{gone}");
+        }
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! On disk, under crius's root:
 //! - `content/blobs/sha256/<hex>` — manifests, indexes, configs;
-//!   `content/ingest/` — blobs being downloaded or deleted.
+//!   `content/ingest/` — blobs being written or deleted.
 //! - `layers/<chain id hex>/fs` — a layer's tree, overlayfs-ready
 //!   (whiteouts as 0/0 character devices, opaque directories marked with
 //!   `trusted.overlay.opaque`); `layers/<chain id hex>/layer.json` — where
@@ -13,10 +13,13 @@
 //! - `images/<config digest hex>.json` — image records.
 //!
 //! Whatever is being written is invisible until whole (temp + rename);
-//! [`ImageStore::open`] removes what a crash left half-made.
+//! whatever is being deleted is first made invisible (a rename to a temp
+//! name), then deleted in the background; [`ImageStore::open`] removes
+//! what a crash left half-made or half-deleted.
 
 mod auth;
 mod content;
+mod distribution;
 mod gc;
 mod layers;
 mod locks;
@@ -63,6 +66,7 @@ struct Inner {
     registry: RegistrySettings,
     blob_locks: locks::KeyLocks,
     leases: Arc<gc::Leases>,
+    trash: gc::Trash,
     metrics: PullMetrics,
 }
 
@@ -120,8 +124,9 @@ pub struct ImageConfig {
 
 impl ImageStore {
     /// Opens the store under `root` (crius's root directory): loads the
-    /// image records and removes half-made downloads and unpacks a crash
-    /// left behind. `InvalidArgument` if the registry settings are wrong.
+    /// image records and removes half-made downloads and unpacks and
+    /// half-deleted layers a crash left behind (the large ones in the
+    /// background: start-up does not wait for them). `InvalidArgument` if the registry settings are wrong.
     pub fn open(
         root: &Path,
         registry: RegistrySettings,
@@ -131,15 +136,17 @@ impl ImageStore {
         // oci-client's TLS needs a process-wide rustls provider; another
         // part of crius may have installed one already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let trash = gc::Trash::new();
         Ok(ImageStore {
             inner: Arc::new(Inner {
                 root: root.to_path_buf(),
                 content: content::ContentStore::open(&root.join("content"))?,
-                layers: layers::LayerStore::open(&root.join("layers"))?,
+                layers: layers::LayerStore::open(&root.join("layers"), &trash)?,
                 records: store::ImageRecords::open(&root.join("images"))?,
                 registry,
                 blob_locks: locks::KeyLocks::default(),
                 leases: Arc::new(gc::Leases::default()),
+                trash,
                 metrics,
             }),
         })
@@ -197,24 +204,24 @@ impl ImageStore {
         Ok(removed.then_some(image))
     }
 
-    /// Deletes the layers and blobs no image record references, no lease
+    /// Collects the layers and blobs no image record references, no lease
     /// holds and `in_use` does not name (chain ids of layers containers
     /// use; called under the lease lock, so it must be quick). Deciding
-    /// and moving the garbage aside is quick and done in place; deleting
-    /// it runs on a blocking thread.
+    /// and moving the garbage out of sight is quick and done in place;
+    /// deleting it is left to the store's trash thread, so this returns
+    /// before the space is free (a large image's layers take a minute to
+    /// delete) and no caller waits for it.
     pub async fn collect_garbage(
         &self,
         in_use: impl FnOnce() -> HashSet<String>,
     ) -> Result<Collected> {
         let (collected, doomed) = self.inner.doom_garbage(in_use)?;
-        tokio::task::spawn_blocking(move || doomed.delete())
-            .await
-            .map_err(|e| Error::Internal(format!("delete image garbage task: {e}")))?;
+        self.inner.trash.dispose(doomed.paths);
         if !collected.layers.is_empty() || !collected.blobs.is_empty() {
             tracing::info!(
                 layers = collected.layers.len(),
                 blobs = collected.blobs.len(),
-                "collected unused image layers and blobs"
+                "collected unused image layers and blobs (deleting them in the background)"
             );
         }
         Ok(collected)
@@ -277,16 +284,47 @@ impl ImageStore {
         Ok(info.to_string())
     }
 
-    /// Space and inodes the store takes (blobs, layers, records), counted
-    /// as `du` counts them.
+    /// Space and inodes the store's images take (blobs, layers,
+    /// records), counted as `du` counts them, without what is being
+    /// written or deleted (temp layers, `content/ingest/`'s files): the
+    /// walk never enters a tree being deleted, and what a removal freed
+    /// is reported freed at once.
     pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let root = &self.inner.root;
         let mut total = DiskUsage::default();
-        for dir in ["content", "layers", "images"] {
-            let u = fsutil::disk_usage(&self.inner.root.join(dir))?;
+        let mut add = |u: DiskUsage| {
             total.bytes += u.bytes;
             total.inodes += u.inodes;
+        };
+        add(fsutil::disk_usage(&root.join("images"))?);
+        add(fsutil::disk_usage(&root.join("content/blobs"))?);
+        for dir in ["content", "content/ingest"] {
+            add(own_usage(&root.join(dir))?);
+        }
+        let layers = root.join("layers");
+        add(own_usage(&layers)?);
+        for entry in std::fs::read_dir(&layers)
+            .map_err(|e| Error::io(format!("read {}", layers.display()), e))?
+        {
+            let entry = entry.map_err(|e| Error::io(format!("read {}", layers.display()), e))?;
+            if !entry.file_name().to_string_lossy().starts_with('.') {
+                add(fsutil::disk_usage(&entry.path())?);
+            }
         }
         Ok(total)
+    }
+}
+
+/// What a directory itself (not its entries) takes; nothing if missing.
+fn own_usage(dir: &Path) -> Result<DiskUsage> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) => Ok(DiskUsage {
+            bytes: m.blocks() * 512,
+            inodes: 1,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DiskUsage::default()),
+        Err(e) => Err(Error::io(format!("stat {}", dir.display()), e)),
     }
 }
 
@@ -335,7 +373,7 @@ impl Inner {
             Ok(()) => Ok((collected, doomed)),
             Err(e) => {
                 // What was moved aside already goes anyway.
-                doomed.delete();
+                self.trash.dispose(doomed.paths);
                 Err(e)
             }
         }

@@ -15,31 +15,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use oci_client::Client;
-use oci_client::Reference;
-use oci_client::RegistryOperation;
-use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
-use oci_client::secrets::RegistryAuth;
 use tokio::sync::mpsc;
 
 use super::auth::{Credentials, Login};
-use super::content::{Digest, IngestError};
+use super::content::{Digest, Verifier};
+use super::distribution::{FetchError, Repository, bytes_in_words, error_chain};
 use super::gc::Lease;
 use super::layers::{LayerSource, chain_ids};
 use super::manifest::{
-    ACCEPTED_MANIFESTS, Compression, Manifest, Platform, is_image_config, parse_config,
-    select_platform,
+    Compression, Manifest, Platform, is_image_config, parse_config, select_platform,
 };
-use super::oauth::{self, ExchangeError};
 use super::reference::ImageRef;
 use super::registry::{self, Endpoint};
 use super::stream::{BlobReader, CHANNEL_DEPTH, Chunk, Progress};
+use super::unpack::{Caps, ImageBudget};
 use super::{Image, Inner};
 use crate::error::{Error, IoContext, Result};
 
-/// An image config larger than this is not one.
-const MAX_CONFIG_SIZE: u64 = 32 << 20;
+/// The largest image config accepted (containers/image's
+/// `MaxConfigBodySize`): a config is read whole into memory.
+const MAX_CONFIG_SIZE: u64 = 4 << 20;
 /// The diff id of an empty layer (an empty tar: 1024 zero bytes). Such a
 /// layer is not fetched.
 const EMPTY_LAYER_DIFF_ID: &str =
@@ -182,15 +178,14 @@ struct Source<'a> {
     inner: &'a Arc<Inner>,
     image_ref: &'a ImageRef,
     ep: &'a Endpoint,
-    /// What is fetched: the reference by digest if it has one, else by
-    /// tag; pointed at the mirror for a mirror.
-    fetch_ref: Reference,
-    client: Client,
-    auth: RegistryAuth,
+    /// The repository at this endpoint, authenticated.
+    repo: Repository,
     with_credentials: bool,
     stall: Duration,
     progress: &'a Progress,
     lease: &'a Lease,
+    /// What the image's layers may still unpack to.
+    budget: Arc<ImageBudget>,
 }
 
 impl<'a> Source<'a> {
@@ -206,39 +201,41 @@ impl<'a> Source<'a> {
         let stall = Duration::from_secs(settings.stall_timeout_secs);
         let (login, with_credentials) =
             registry::credentials(settings, ep, image_ref, credentials)?;
-        let auth = match login {
-            Login::Direct(auth) => auth,
-            Login::IdentityToken(token) => {
-                let http = registry::http_client(settings, ep, image_ref, stall)?;
-                let base = registry::base_url(ep);
-                oauth::exchange(&http, &base, image_ref.repository(), &token, stall)
-                    .await
-                    .map(RegistryAuth::Bearer)
-                    .map_err(|e| match e {
-                        ExchangeError::Unreachable(m) => Error::Unavailable(format!(
-                            "pull {image_ref}: identity token exchange for {ep} failed: {m}"
-                        )),
-                        ExchangeError::Refused(m) => Error::FailedPrecondition(format!(
-                            "pull {image_ref}: authentication required for {ep}: the identity \
-                             token was refused ({m})"
-                        )),
-                        ExchangeError::Protocol(m) => {
-                            Error::FailedPrecondition(format!("pull {image_ref}: {m}"))
-                        }
-                    })?
+        let http = registry::http_client(settings, ep, image_ref, stall)?;
+        let repo = Repository::connect(
+            http,
+            registry::base_url(ep),
+            image_ref.repository(),
+            registry::upstream(image_ref, ep),
+            &login,
+            Duration::from_secs(settings.request_timeout_secs),
+        )
+        .await;
+        let repo = match (repo, &login) {
+            (Ok(repo), _) => repo,
+            (Err(FetchError::TokenRefused(m)), Login::IdentityToken(_)) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "pull {image_ref}: authentication required for {ep}: the identity token \
+                     was refused ({m})"
+                )));
+            }
+            (Err(FetchError::Protocol(m)), Login::IdentityToken(_)) => {
+                return Err(Error::FailedPrecondition(format!("pull {image_ref}: {m}")));
+            }
+            (Err(e), _) => {
+                return Err(registry_error(image_ref, ep, with_credentials, e, None));
             }
         };
         Ok(Source {
-            fetch_ref: registry::reference(image_ref, ep),
-            client: registry::client(settings, ep, image_ref, stall)?,
+            repo,
             inner,
             image_ref,
             ep,
-            auth,
             with_credentials,
             stall,
             progress,
             lease,
+            budget: Arc::new(ImageBudget::new(cap(settings.max_image_unpacked_mib))),
         })
     }
 
@@ -272,7 +269,7 @@ impl<'a> Source<'a> {
             }
             Digest::parse(&layer.digest).map_err(|m| self.bad_content(m))?;
             let layer_size = descriptor_size(layer).map_err(|m| self.bad_content(m))?;
-            size += layer_size;
+            size = size.saturating_add(layer_size);
             self.progress.add_total(layer_size);
         }
 
@@ -306,13 +303,9 @@ impl<'a> Source<'a> {
     /// Fetches the manifest the reference names and, for an index, the
     /// one for this node's platform, and stores them.
     async fn resolve_manifest(&self) -> Result<Resolved> {
-        self.client
-            .auth(&self.fetch_ref, &self.auth, RegistryOperation::Pull)
-            .await
-            .map_err(|e| self.registry_error(e, None))?;
-        let (body, _) = self
-            .client
-            .pull_manifest_raw(&self.fetch_ref, &self.auth, ACCEPTED_MANIFESTS)
+        let body = self
+            .repo
+            .manifest(self.image_ref.manifest_reference())
             .await
             .map_err(|e| self.registry_error(e, None))?;
         self.inner.metrics.bytes.inc_by(body.len() as u64);
@@ -338,13 +331,9 @@ impl<'a> Source<'a> {
                     )
                 })?;
                 let want = Digest::parse(&entry.digest).map_err(|m| self.bad_content(m))?;
-                let mut platform_ref = self.image_ref.with_digest(want.as_str());
-                if self.ep.mirror {
-                    platform_ref.set_mirror_registry(self.ep.host.clone());
-                }
-                let (body, _) = self
-                    .client
-                    .pull_manifest_raw(&platform_ref, &self.auth, ACCEPTED_MANIFESTS)
+                let body = self
+                    .repo
+                    .manifest(want.as_str())
                     .await
                     .map_err(|e| self.registry_error(e, Some(&want)))?;
                 self.inner.metrics.bytes.inc_by(body.len() as u64);
@@ -376,8 +365,25 @@ impl<'a> Source<'a> {
     }
 
     async fn store_manifest(&self, body: &[u8]) -> Result<()> {
-        self.lease.add(Digest::of(body).as_str());
-        self.inner.content.put(body).await.map(|_| ())
+        let digest = Digest::of(body);
+        self.lease.add(digest.as_str());
+        self.inner
+            .content
+            .put(body.to_vec())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.storing(e, &format!("manifest {digest}")))
+    }
+
+    /// A failure to store `what` of this pull, saying so.
+    fn storing(&self, e: Error, what: &str) -> Error {
+        match e {
+            Error::Io { context, source } => Error::Io {
+                context: format!("pull {}: store {what}: {context}", self.image_ref),
+                source,
+            },
+            other => other,
+        }
     }
 
     async fn fetch_config(
@@ -393,12 +399,12 @@ impl<'a> Source<'a> {
         }
         let size = descriptor_size(desc).map_err(|m| self.bad_content(m))?;
         if size > MAX_CONFIG_SIZE {
-            return Err(self.bad_content(format!("image config of {size} bytes is too large")));
+            return Err(self.bad_content(format!(
+                "image config of {size} bytes is over the {} cap on configs; refused",
+                bytes_in_words(MAX_CONFIG_SIZE)
+            )));
         }
-        let (digest, path) = self.fetch_blob(desc).await?;
-        let data = tokio::fs::read(&path)
-            .await
-            .context(|| format!("read {}", path.display()))?;
+        let (digest, data) = self.fetch_small_blob(desc, size).await?;
         let (config, diff_ids) =
             parse_config(&data).map_err(|m| self.bad_content(format!("config {digest}: {m}")))?;
         Ok((config, diff_ids, digest))
@@ -455,6 +461,16 @@ impl<'a> Source<'a> {
         self.lease.add(chain_id.as_str());
         let _guard = self.inner.layers.lock(chain_id).await;
         if self.inner.layers.has(chain_id) {
+            // A layer already there counts towards the image's size as
+            // what it unpacked to (unknown for layers of older crius).
+            if let Some(n) = self.inner.layers.unpacked_size(chain_id) {
+                self.budget.charge(n).map_err(|m| {
+                    self.too_large(format!(
+                        "with layer {} (already unpacked): {m}",
+                        desc.digest
+                    ))
+                })?;
+            }
             self.progress.add_done(size);
             return Ok(());
         }
@@ -476,24 +492,18 @@ impl<'a> Source<'a> {
             self.progress.add_done(size);
             return Ok(());
         }
-        self.stream_layer(desc, size, layer, failed).await
+        self.stream_layer(size, layer, failed).await
     }
 
     /// Downloads a layer blob and unpacks it as it arrives.
-    async fn stream_layer(
-        &self,
-        desc: &OciDescriptor,
-        size: u64,
-        layer: OwnedLayer,
-        failed: &AtomicBool,
-    ) -> Result<()> {
+    async fn stream_layer(&self, size: u64, layer: OwnedLayer, failed: &AtomicBool) -> Result<()> {
         let digest = layer.blob_digest.clone();
-        let stream = self
-            .client
-            .pull_blob_stream(&self.fetch_ref, desc)
+        let response = self
+            .repo
+            .blob(&digest)
             .await
             .map_err(|e| self.registry_error(e, Some(&digest)))?;
-        if let Some(len) = stream.content_length
+        if let Some(len) = response.content_length()
             && len != size
         {
             return Err(self.bad_content(format!(
@@ -503,12 +513,16 @@ impl<'a> Source<'a> {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let what = format!("layer {digest} of {}", self.image_ref);
         let inner = self.inner.clone();
+        let caps = Caps {
+            layer: cap(self.inner.registry.max_layer_unpacked_mib),
+            image: self.budget.clone(),
+        };
         let unpack = tokio::task::spawn_blocking(move || {
             inner
                 .layers
-                .unpack(&layer.source(), BlobReader::new(rx), &what)
+                .unpack(&layer.source(), BlobReader::new(rx), &what, &caps)
         });
-        let fed = self.feed(stream, &digest, size, &tx, failed).await;
+        let fed = self.feed(response, &digest, size, &tx, failed).await;
         if let Ok(true) = fed {
             // The reader ends only now; a closed channel means the
             // unpacker has already failed, which the join reports.
@@ -518,34 +532,40 @@ impl<'a> Source<'a> {
         let unpacked = unpack
             .await
             .map_err(|e| Error::Internal(format!("unpack layer task: {e}")))?;
-        match fed {
+        match (fed, unpacked) {
             // The download's failure is the cause; the unpacker only saw
             // its input cut off.
-            Err(e) => Err(e),
-            Ok(_) => unpacked,
+            (Err(e), Err(Error::External { .. }) | Ok(())) => Err(e),
+            // The unpacker's own failure (a cap, the disk) stopped the
+            // download.
+            (_, Err(e)) => Err(e),
+            (Ok(_), Ok(())) => Ok(()),
         }
     }
 
-    /// Passes the blob's chunks to the unpacker, checking the size and
-    /// watching for stalls; oci-client's stream checks the digest (and
-    /// fails at the end on a mismatch). `Ok(false)`: the unpacker stopped
-    /// taking chunks (it failed).
+    /// Passes the blob's chunks to the unpacker, checking size and digest
+    /// and watching for stalls: no byte for the stall timeout, or fewer
+    /// than `stall_min_bytes_per_sec` on average over one. `Ok(false)`:
+    /// the unpacker stopped taking chunks (it failed).
     async fn feed(
         &self,
-        mut stream: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin,
+        mut response: reqwest::Response,
         digest: &Digest,
         size: u64,
         tx: &mpsc::Sender<Chunk>,
         failed: &AtomicBool,
     ) -> Result<bool> {
-        let mut got = 0u64;
+        let min_rate = self.inner.registry.stall_min_bytes_per_sec;
+        let mut verifier = Verifier::default();
+        let mut window = (tokio::time::Instant::now(), 0u64);
         loop {
             if failed.load(Ordering::Relaxed) {
                 return Err(Error::Internal(format!(
                     "download of blob {digest} stopped: another layer failed"
                 )));
             }
-            let next = match tokio::time::timeout(self.stall, stream.next()).await {
+            let got = verifier.len();
+            let next = match tokio::time::timeout(self.stall, response.chunk()).await {
                 Ok(next) => next,
                 Err(_) => {
                     return Err(Error::Unavailable(format!(
@@ -558,17 +578,9 @@ impl<'a> Source<'a> {
                 }
             };
             let chunk = match next {
-                None => break,
-                Some(Ok(chunk)) => chunk,
-                Some(Err(source)) => {
-                    let mismatch = source
-                        .get_ref()
-                        .and_then(|e| e.downcast_ref::<DigestError>());
-                    if let Some(DigestError::VerificationError { actual, .. }) = mismatch {
-                        return Err(self.bad_content(format!(
-                            "blob {digest}: digest mismatch: content hashes to {actual}"
-                        )));
-                    }
+                Ok(None) => break,
+                Ok(Some(chunk)) => chunk,
+                Err(source) => {
                     return Err(Error::Unavailable(format!(
                         "pull {}: download of blob {digest} from {} failed after {got} of {size} \
                          bytes: {}",
@@ -578,11 +590,28 @@ impl<'a> Source<'a> {
                     )));
                 }
             };
-            got += chunk.len() as u64;
-            if got > size {
+            verifier.update(&chunk);
+            if verifier.len() > size {
                 return Err(self.bad_content(format!(
                     "blob {digest}: more than the {size} bytes the manifest announces"
                 )));
+            }
+            window.1 += chunk.len() as u64;
+            let elapsed = window.0.elapsed();
+            if elapsed >= self.stall {
+                if window.1 < min_rate.saturating_mul(elapsed.as_secs()) {
+                    return Err(Error::Unavailable(format!(
+                        "pull {}: download of blob {digest} from {} stalled: {} bytes in the last \
+                         {} s (under stall_min_bytes_per_sec = {min_rate}) after {} of {size} \
+                         bytes; cancelled",
+                        self.image_ref,
+                        self.ep,
+                        window.1,
+                        elapsed.as_secs(),
+                        verifier.len(),
+                    )));
+                }
+                window = (tokio::time::Instant::now(), 0);
             }
             self.inner.metrics.bytes.inc_by(chunk.len() as u64);
             self.progress.add_done(chunk.len() as u64);
@@ -590,53 +619,62 @@ impl<'a> Source<'a> {
                 return Ok(false);
             }
         }
+        let got = verifier.len();
         if got != size {
             return Err(self.bad_content(format!(
                 "blob {digest}: truncated: got {got} of {size} bytes"
             )));
         }
+        let hashed = verifier.finish();
+        if &hashed != digest {
+            return Err(self.bad_content(format!(
+                "blob {digest}: digest mismatch: content hashes to {hashed}"
+            )));
+        }
         Ok(true)
     }
 
-    /// Makes sure a (small) blob is in the content store; returns its
-    /// digest and path.
-    async fn fetch_blob(&self, desc: &OciDescriptor) -> Result<(Digest, std::path::PathBuf)> {
+    /// Makes sure a small blob (an image config) is in the content store;
+    /// returns its digest and bytes.
+    async fn fetch_small_blob(&self, desc: &OciDescriptor, size: u64) -> Result<(Digest, Vec<u8>)> {
         let digest = Digest::parse(&desc.digest).map_err(|m| self.bad_content(m))?;
-        let size = descriptor_size(desc).map_err(|m| self.bad_content(m))?;
         let content = &self.inner.content;
         self.lease.add(digest.as_str());
         let _guard = self.inner.blob_locks.lock(digest.as_str()).await;
         if content.has(&digest, size) {
-            return Ok((digest.clone(), content.path(&digest)));
+            let path = content.path(&digest);
+            let data = tokio::fs::read(&path)
+                .await
+                .context(|| format!("read {}", path.display()))?;
+            if data.len() as u64 == size {
+                return Ok((digest, data));
+            }
         }
-        let stream = self
-            .client
-            .pull_blob_stream(&self.fetch_ref, desc)
+        let data = self
+            .repo
+            .blob_bytes(&digest, size)
             .await
             .map_err(|e| self.registry_error(e, Some(&digest)))?;
-        if let Some(len) = stream.content_length
-            && len != size
-        {
+        self.inner.metrics.bytes.inc_by(data.len() as u64);
+        if data.len() as u64 != size {
             return Err(self.bad_content(format!(
-                "blob {digest}: registry sends {len} bytes, the manifest says {size}"
+                "blob {digest}: truncated: got {} of {size} bytes",
+                data.len()
             )));
         }
-        let path = content
-            .ingest(&digest, size, stream)
+        let got = Digest::of(&data);
+        if got != digest {
+            return Err(self.bad_content(format!(
+                "blob {digest}: digest mismatch: content hashes to {got}"
+            )));
+        }
+        let data = content
+            .put(data)
             .await
-            .map_err(|e| match e {
-                IngestError::Transfer { .. } => Error::Unavailable(format!(
-                    "download of blob {digest} of {} from {} failed: {}",
-                    self.image_ref,
-                    self.ep,
-                    without_url_queries(&e.to_string())
-                )),
-                IngestError::Mismatch(m) => self.bad_content(format!("blob {digest}: {m}")),
-                IngestError::Store(e) => e,
-            })?;
-        self.inner.metrics.bytes.inc_by(size);
+            .map_err(|e| self.storing(e, &format!("config {digest}")))?
+            .1;
         tracing::debug!(blob = %digest, size, reference = %self.image_ref, "fetched blob");
-        Ok((digest, path))
+        Ok((digest, data))
     }
 
     /// The registry served something that is not what it should be.
@@ -647,77 +685,92 @@ impl<'a> Source<'a> {
         }
     }
 
-    fn auth_error(&self) -> Error {
-        Error::FailedPrecondition(if self.with_credentials {
+    /// The image's layers unpack to more than the configured cap.
+    fn too_large(&self, message: String) -> Error {
+        Error::ResourceExhausted(format!(
+            "pull {} from {}: {message}",
+            self.image_ref, self.ep
+        ))
+    }
+
+    fn registry_error(&self, e: FetchError, blob: Option<&Digest>) -> Error {
+        registry_error(self.image_ref, self.ep, self.with_credentials, e, blob)
+    }
+}
+
+/// Maps a failed registry exchange to our error, naming the endpoint, the
+/// image and (for a blob) the blob.
+fn registry_error(
+    image_ref: &ImageRef,
+    ep: &Endpoint,
+    with_credentials: bool,
+    e: FetchError,
+    blob: Option<&Digest>,
+) -> Error {
+    let subject = match blob {
+        Some(d) => format!("{image_ref} (blob {d})"),
+        None => image_ref.to_string(),
+    };
+    let bad_content = |message: String| Error::External {
+        what: format!("pull {image_ref} from {ep}"),
+        message,
+    };
+    let auth_error = || {
+        Error::FailedPrecondition(if with_credentials {
             format!(
-                "pull {}: authentication required for {}: the credentials were rejected",
-                self.image_ref, self.ep
+                "pull {image_ref}: authentication required for {ep}: the credentials were rejected"
             )
         } else {
             format!(
-                "pull {}: authentication required for {} (or the repository does not exist)",
-                self.image_ref, self.ep
+                "pull {image_ref}: authentication required for {ep} (or the repository does not \
+                 exist)"
             )
         })
-    }
-
-    /// Maps an oci-client error to ours, naming the endpoint, the image
-    /// and (for a blob) the blob.
-    fn registry_error(&self, e: OciDistributionError, blob: Option<&Digest>) -> Error {
-        let ep = self.ep;
-        let subject = match blob {
-            Some(d) => format!("{} (blob {d})", self.image_ref),
-            None => self.image_ref.to_string(),
-        };
-        let missing = || match blob {
-            None => Error::not_found("image", self.image_ref.to_string()),
-            Some(d) => self.bad_content(format!("registry has no blob {d}")),
-        };
-        match e {
-            OciDistributionError::RequestError(re) => {
-                let detail = error_chain(&re);
-                if re.is_connect() || re.is_timeout() {
-                    Error::Unavailable(format!(
-                        "registry {ep} unreachable while pulling {subject}: {detail}"
-                    ))
-                } else {
-                    Error::Unavailable(format!(
-                        "request to registry {ep} failed while pulling {subject}: {detail}"
-                    ))
+    };
+    let missing = || match blob {
+        None => Error::not_found("image", image_ref.to_string()),
+        Some(d) => bad_content(format!("registry has no blob {d}")),
+    };
+    match &e {
+        FetchError::Transport { source, .. } if source.is_connect() || source.is_timeout() => {
+            Error::Unavailable(format!(
+                "registry {ep} unreachable while pulling {subject}: {e}"
+            ))
+        }
+        FetchError::Transport { .. } => Error::Unavailable(format!(
+            "request to registry {ep} failed while pulling {subject}: {e}"
+        )),
+        FetchError::TimedOut { .. } => Error::Unavailable(format!(
+            "registry {ep} too slow while pulling {subject}: {e}"
+        )),
+        FetchError::Status { status, codes, .. } => {
+            let has = |c: &str| codes.iter().any(|x| x == c);
+            if has("MANIFEST_UNKNOWN")
+                || has("NAME_UNKNOWN")
+                || has("NOT_FOUND")
+                || has("BLOB_UNKNOWN")
+            {
+                missing()
+            } else if has("UNAUTHORIZED") || has("DENIED") {
+                auth_error()
+            } else if has("TOOMANYREQUESTS") {
+                Error::Unavailable(format!(
+                    "registry {ep} is rate-limiting pulls of {subject}: {e}"
+                ))
+            } else {
+                match status {
+                    404 => missing(),
+                    401 | 403 => auth_error(),
+                    408 | 429 | 500..=599 => Error::Unavailable(format!(
+                        "registry {ep} answered {status} while pulling {subject}: {e}"
+                    )),
+                    _ => bad_content(format!("{subject}: {e}")),
                 }
             }
-            OciDistributionError::UnauthorizedError { .. }
-            | OciDistributionError::AuthenticationFailure(_) => self.auth_error(),
-            OciDistributionError::RegistryError { envelope, .. } => {
-                let has = |c: OciErrorCode| envelope.errors.iter().any(|e| e.code == c);
-                if has(OciErrorCode::ManifestUnknown)
-                    || has(OciErrorCode::NameUnknown)
-                    || has(OciErrorCode::NotFound)
-                    || has(OciErrorCode::BlobUnknown)
-                {
-                    missing()
-                } else if has(OciErrorCode::Unauthorized) || has(OciErrorCode::Denied) {
-                    self.auth_error()
-                } else if has(OciErrorCode::Toomanyrequests) {
-                    Error::Unavailable(format!(
-                        "registry {ep} is rate-limiting pulls of {subject}: {envelope}"
-                    ))
-                } else {
-                    self.bad_content(format!("{subject}: {envelope}"))
-                }
-            }
-            OciDistributionError::ServerError { code, message, .. } => match code {
-                404 => missing(),
-                401 | 403 => self.auth_error(),
-                408 | 429 | 500..=599 => Error::Unavailable(format!(
-                    "registry {ep} answered {code} while pulling {subject}: {message}"
-                )),
-                _ => self.bad_content(format!("{subject}: HTTP {code}: {message}")),
-            },
-            OciDistributionError::DigestError(d) => {
-                self.bad_content(format!("{subject}: digest verification failed: {d}"))
-            }
-            other => self.bad_content(format!("{subject}: {other}")),
+        }
+        FetchError::TokenRefused(_) => auth_error(),
+        FetchError::TooLarge { .. } | FetchError::Protocol(_) => {
+            bad_content(format!("{subject}: {e}"))
         }
     }
 }
@@ -743,61 +796,13 @@ impl OwnedLayer {
     }
 }
 
+/// A cap configured in MiB, in bytes; 0 means none. (`validate` checked
+/// that it fits.)
+fn cap(mib: u64) -> Option<u64> {
+    (mib > 0).then_some(mib.saturating_mul(1 << 20))
+}
+
 fn descriptor_size(desc: &OciDescriptor) -> Result<u64, String> {
     u64::try_from(desc.size)
         .map_err(|_| format!("descriptor {} has size {}", desc.digest, desc.size))
-}
-
-/// An error and its causes, `a: b: c` (reqwest's own message hides the
-/// cause, e.g. "connection refused"), with the query strings of URLs cut
-/// off: a redirect to blob storage carries signed, short-lived credentials
-/// there.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    without_url_queries(&s)
-}
-
-/// `s` with `?query` cut from every `http(s)://` URL in it.
-fn without_url_queries(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find("://") {
-        let (head, tail) = rest.split_at(start);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == ')' || c == '"')
-            .unwrap_or(tail.len());
-        let url = &tail[..end];
-        out.push_str(url.split('?').next().unwrap_or(url));
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn url_queries_are_cut_from_errors() {
-        assert_eq!(
-            without_url_queries(
-                "error sending request for url (https://s3.example/blob?X-Amz-Signature=abc&x=1): \
-                 connection reset; see http://h/p?q \"x\""
-            ),
-            "error sending request for url (https://s3.example/blob): connection reset; \
-             see http://h/p \"x\""
-        );
-        assert_eq!(without_url_queries("no urls? none"), "no urls? none");
-    }
 }

@@ -78,18 +78,11 @@ impl ImageRef {
         format!("{}@{digest}", self.name())
     }
 
-    /// The reference that is fetched: by digest when there is one (a tag
-    /// given with it is ignored), else by tag.
-    pub fn fetch_reference(&self) -> Reference {
-        match self.inner.digest() {
-            Some(d) => self.inner.clone_with_digest(d.to_string()),
-            None => self.inner.clone(),
-        }
-    }
-
-    /// The same repository, pinned to `digest`.
-    pub fn with_digest(&self, digest: &str) -> Reference {
-        self.inner.clone_with_digest(digest.to_string())
+    /// What is fetched from `/v2/<repository>/manifests/`: the digest when
+    /// there is one (a tag given with it is ignored), else the tag
+    /// (`latest` if none).
+    pub fn manifest_reference(&self) -> &str {
+        self.inner.digest().or(self.inner.tag()).unwrap_or("latest")
     }
 }
 
@@ -154,8 +147,13 @@ mod tests {
         // The digest wins; the tag is neither fetched nor recorded.
         let r = ImageRef::parse(&format!("busybox:1.36@{D}")).unwrap();
         assert_eq!(r.repo_tag(), None);
-        assert_eq!(r.fetch_reference().digest(), Some(D));
-        assert_eq!(r.fetch_reference().tag(), None);
+        assert_eq!(r.manifest_reference(), D);
+        assert_eq!(
+            ImageRef::parse("busybox:1.36")
+                .unwrap()
+                .manifest_reference(),
+            "1.36"
+        );
     }
 
     #[test]

@@ -10,9 +10,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
 
 use super::auth::{self, Credentials, Login};
 use super::reference::{ImageRef, uses_plain_http};
@@ -90,6 +89,17 @@ pub fn validate(settings: &RegistrySettings) -> Result<()> {
     if settings.stall_timeout_secs == 0 {
         return Err(bad("stall_timeout_secs must be at least 1".into()));
     }
+    if settings.request_timeout_secs == 0 {
+        return Err(bad("request_timeout_secs must be at least 1".into()));
+    }
+    for (name, mib) in [
+        ("max_layer_unpacked_mib", settings.max_layer_unpacked_mib),
+        ("max_image_unpacked_mib", settings.max_image_unpacked_mib),
+    ] {
+        if mib.checked_mul(1 << 20).is_none() {
+            return Err(bad(format!("{name} = {mib} is too large")));
+        }
+    }
     if settings.progress_interval_secs == 0 {
         return Err(bad("progress_interval_secs must be at least 1".into()));
     }
@@ -164,8 +174,10 @@ pub fn base_url(ep: &Endpoint) -> String {
     format!("{scheme}://{}", ep.host)
 }
 
-/// A plain HTTP client with the endpoint's TLS settings, for what
-/// oci-client does not do (the identity token exchange).
+/// The HTTP client for one endpoint of one pull, with the endpoint's TLS
+/// settings. `stall` bounds how long any single read may wait (a
+/// backstop: the puller's own checks, as long, fire first with a clearer
+/// message).
 pub fn http_client(
     settings: &RegistrySettings,
     ep: &Endpoint,
@@ -184,52 +196,16 @@ pub fn http_client(
         .danger_accept_invalid_certs(skip_verify)
         .tls_certs_merge(certs)
         .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(stall)
+        .read_timeout(stall + Duration::from_secs(5))
         .user_agent(USER_AGENT)
         .build()
         .map_err(|e| Error::Internal(format!("build HTTP client for {ep}: {e}")))
 }
 
-/// A registry client for one endpoint of one pull. `stall` bounds how
-/// long any single read may wait.
-pub fn client(
-    settings: &RegistrySettings,
-    ep: &Endpoint,
-    image: &ImageRef,
-    stall: Duration,
-) -> Result<Client> {
-    let (extra_roots, skip_verify) = tls(settings, ep, image)?;
-    let config = ClientConfig {
-        protocol: if ep.plain_http {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        },
-        accept_invalid_certificates: skip_verify,
-        extra_root_certificates: extra_roots,
-        // Indexes are resolved by the puller, with variants and a clear
-        // error.
-        platform_resolver: None,
-        connect_timeout: Some(CONNECT_TIMEOUT),
-        // A backstop: the puller's own stall timeout (same length) fires
-        // first with a clearer message.
-        read_timeout: Some(stall + Duration::from_secs(5)),
-        user_agent: USER_AGENT,
-        ..ClientConfig::default()
-    };
-    Client::try_from(config)
-        .map_err(|e| Error::Internal(format!("build registry client for {ep}: {e}")))
-}
-
-/// The reference fetched from `ep`: the image's own, pointed at the
-/// mirror (which is told the upstream registry with `?ns=`, as
-/// containerd does).
-pub fn reference(image: &ImageRef, ep: &Endpoint) -> Reference {
-    let mut r = image.fetch_reference();
-    if ep.mirror {
-        r.set_mirror_registry(ep.host.clone());
-    }
-    r
+/// The registry a mirror is asked to mirror (told it with `?ns=`, as
+/// containerd does); `None` for the registry itself.
+pub fn upstream<'a>(image: &'a ImageRef, ep: &Endpoint) -> Option<&'a str> {
+    ep.mirror.then(|| image.registry())
 }
 
 /// The credentials for `ep`: the request's when meant for it, else the
@@ -321,13 +297,11 @@ mod tests {
             endpoints(&s, &r).unwrap(),
             [ep("plain.lan:5000", true, false)]
         );
-        let mirror = reference(
-            &ImageRef::parse("registry.k8s.io/pause:3.10").unwrap(),
-            &ep("127.0.0.1:5000", true, true),
-        );
-        assert_eq!(mirror.resolve_registry(), "127.0.0.1:5000");
-        assert_eq!(mirror.namespace(), Some("registry.k8s.io"));
-        assert_eq!(mirror.repository(), "pause");
+        let pause = ImageRef::parse("registry.k8s.io/pause:3.10").unwrap();
+        let mirror = ep("127.0.0.1:5000", true, true);
+        assert_eq!(upstream(&pause, &mirror), Some("registry.k8s.io"));
+        assert_eq!(base_url(&mirror), "http://127.0.0.1:5000");
+        assert_eq!(upstream(&pause, &ep("registry.k8s.io", false, false)), None);
     }
 
     #[test]

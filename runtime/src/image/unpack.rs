@@ -13,6 +13,7 @@
 //! own `unpack_in` is not used because it writes device nodes as regular
 //! files, drops directory xattrs and mtimes, and skips `..` silently.
 
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::fmt;
@@ -21,6 +22,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
 use nix::sys::time::TimeSpec;
@@ -63,6 +66,8 @@ pub enum UnpackError {
     },
     /// The layer format is not supported.
     Unsupported(String),
+    /// The layer unpacks to more than a cap allows.
+    TooLarge(String),
 }
 
 impl fmt::Display for UnpackError {
@@ -71,15 +76,151 @@ impl fmt::Display for UnpackError {
             UnpackError::Read(e) => write!(f, "malformed layer: {e}"),
             UnpackError::Invalid { entry, reason } => write!(f, "entry {entry:?}: {reason}"),
             UnpackError::Io { entry, op, source } => write!(f, "entry {entry:?}: {op}: {source}"),
-            UnpackError::Unsupported(m) => f.write_str(m),
+            UnpackError::Unsupported(m) | UnpackError::TooLarge(m) => f.write_str(m),
         }
     }
 }
 
+/// What layers may unpack to: a cap on each, and one on the layers of an
+/// image together. A layer's unpacked size is the length of its
+/// uncompressed tar, or what its files are written with when that is
+/// more (a sparse entry expands to its full size): what it costs the
+/// disk, whatever the compression ratio.
+#[derive(Debug, Clone)]
+pub struct Caps {
+    /// The most one layer may unpack to, bytes; `None`: no cap.
+    pub layer: Option<u64>,
+    /// What the image's layers may still unpack to, shared by those
+    /// unpacking at the same time.
+    pub image: Arc<ImageBudget>,
+}
+
+impl Caps {
+    /// No caps.
+    pub fn none() -> Caps {
+        Caps {
+            layer: None,
+            image: Arc::new(ImageBudget::new(None)),
+        }
+    }
+}
+
+/// The bytes the layers of one image unpack to, counted against the
+/// image's cap as they are written.
+#[derive(Debug)]
+pub struct ImageBudget {
+    cap: Option<u64>,
+    used: AtomicU64,
+}
+
+impl ImageBudget {
+    /// A budget of `cap` bytes (`None`: no cap).
+    pub fn new(cap: Option<u64>) -> ImageBudget {
+        ImageBudget {
+            cap,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts `n` more bytes; an error (saying so) once past the cap.
+    pub fn charge(&self, n: u64) -> Result<(), String> {
+        let used = self.used.fetch_add(n, Ordering::Relaxed).saturating_add(n);
+        match self.cap {
+            Some(cap) if used > cap => Err(format!(
+                "the image unpacks to more than its cap of {} MiB (max_image_unpacked_mib)",
+                cap >> 20
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Measures one layer as it unpacks, against the caps.
+struct Meter<'a> {
+    caps: &'a Caps,
+    /// Bytes of uncompressed tar read.
+    tar: Cell<u64>,
+    /// Bytes of file contents written.
+    written: Cell<u64>,
+    /// What the image budget has been charged for this layer.
+    charged: Cell<u64>,
+    /// Why the tar reader failed, if a cap stopped it (its error passes
+    /// through the tar crate, which may rewrap it).
+    exceeded: RefCell<Option<String>>,
+}
+
+impl<'a> Meter<'a> {
+    fn new(caps: &'a Caps) -> Meter<'a> {
+        Meter {
+            caps,
+            tar: Cell::new(0),
+            written: Cell::new(0),
+            charged: Cell::new(0),
+            exceeded: RefCell::new(None),
+        }
+    }
+
+    /// The layer's unpacked size so far.
+    fn size(&self) -> u64 {
+        self.tar.get().max(self.written.get())
+    }
+
+    fn add(&self, counter: &Cell<u64>, n: u64) -> Result<(), String> {
+        counter.set(counter.get().saturating_add(n));
+        let size = self.size();
+        if let Some(cap) = self.caps.layer
+            && size > cap
+        {
+            return Err(format!(
+                "the layer unpacks to more than its cap of {} MiB (max_layer_unpacked_mib)",
+                cap >> 20
+            ));
+        }
+        let delta = size - self.charged.get();
+        if delta > 0 {
+            self.charged.set(size);
+            self.caps.image.charge(delta)?;
+        }
+        Ok(())
+    }
+
+    /// Counts `n` bytes of tar read.
+    fn add_tar(&self, n: u64) -> Result<(), String> {
+        let r = self.add(&self.tar, n);
+        if let Err(m) = &r {
+            self.exceeded.replace(Some(m.clone()));
+        }
+        r
+    }
+
+    /// Counts `n` bytes of file contents written.
+    fn add_written(&self, n: u64) -> Result<(), UnpackError> {
+        self.add(&self.written, n).map_err(UnpackError::TooLarge)
+    }
+
+    /// A read error as what it is: a cap reached, or the stream's own.
+    fn read_error(&self, e: io::Error) -> UnpackError {
+        match self.exceeded.borrow_mut().take() {
+            Some(m) => UnpackError::TooLarge(m),
+            None => UnpackError::Read(e),
+        }
+    }
+}
+
+/// What a layer unpacked to.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unpacked {
+    /// The digest of the uncompressed tar: the layer's diff id.
+    pub diff_id: Digest,
+    /// The layer's unpacked size (see [`Caps`]), bytes.
+    pub size: u64,
+}
+
 /// Unpacks a layer blob read from `blob` into `dest` (an empty
-/// directory) and returns the digest of the uncompressed tar (its diff
-/// id). The compression comes from `media_type`, or from the blob's first
-/// bytes when the type does not say.
+/// directory) within `caps`, and returns the digest of the uncompressed
+/// tar (its diff id) and its unpacked size. The compression comes from
+/// `media_type`, or from the blob's first bytes when the type does not
+/// say.
 ///
 /// `blob` is always read to its end, even past the end of the compressed
 /// stream (padding some writers leave), so that a source which verifies
@@ -88,7 +229,9 @@ pub fn unpack_layer<R: Read>(
     mut blob: R,
     media_type: &str,
     dest: &Path,
-) -> Result<Digest, UnpackError> {
+    caps: &Caps,
+) -> Result<Unpacked, UnpackError> {
+    let meter = Meter::new(caps);
     let diff_id = {
         let mut input = BufReader::with_capacity(256 * 1024, &mut blob);
         let compression = match Compression::from_media_type(media_type) {
@@ -106,40 +249,59 @@ pub fn unpack_layer<R: Read>(
         let mut hashing = HashingReader {
             inner: decoded,
             verifier: Verifier::default(),
+            meter: &meter,
         };
-        apply_tar(&mut hashing, dest)?;
-        // The diff id covers the whole stream, end-of-archive padding too.
-        io::copy(&mut hashing, &mut io::sink()).map_err(UnpackError::Read)?;
+        apply_tar_metered(&mut hashing, dest, &meter)?;
+        // The diff id covers the whole stream, end-of-archive padding too
+        // (counted too: a bomb may hide there).
+        io::copy(&mut hashing, &mut io::sink()).map_err(|e| meter.read_error(e))?;
         hashing.verifier.finish()
     };
     io::copy(&mut blob, &mut io::sink()).map_err(UnpackError::Read)?;
-    Ok(diff_id)
+    Ok(Unpacked {
+        diff_id,
+        size: meter.size(),
+    })
 }
 
-struct HashingReader<R> {
+struct HashingReader<'m, R> {
     inner: R,
     verifier: Verifier,
+    meter: &'m Meter<'m>,
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl<R: Read> Read for HashingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.meter.add_tar(n as u64).map_err(io::Error::other)?;
         self.verifier.update(&buf[..n]);
         Ok(n)
     }
 }
 
-/// Applies an uncompressed layer tar to `root`.
+/// Applies an uncompressed layer tar to `root`, without caps.
 pub fn apply_tar<R: Read>(reader: R, root: &Path) -> Result<(), UnpackError> {
+    let caps = Caps::none();
+    apply_tar_metered(reader, root, &Meter::new(&caps))
+}
+
+/// Applies an uncompressed layer tar to `root`, counting what its files
+/// are written with on `meter`.
+fn apply_tar_metered<R: Read>(
+    reader: R,
+    root: &Path,
+    meter: &Meter<'_>,
+) -> Result<(), UnpackError> {
     let mut archive = tar::Archive::new(reader);
     let mut unpacker = Unpacker {
         root,
         real_dirs: HashSet::new(),
         dir_times: HashMap::new(),
         buf: vec![0; 128 * 1024],
+        meter,
     };
-    for entry in archive.entries().map_err(UnpackError::Read)? {
-        let mut entry = entry.map_err(UnpackError::Read)?;
+    for entry in archive.entries().map_err(|e| meter.read_error(e))? {
+        let mut entry = entry.map_err(|e| meter.read_error(e))?;
         unpacker.entry(&mut entry)?;
     }
     // Directory mtimes last: creating entries inside changed them. Only
@@ -180,6 +342,8 @@ struct Unpacker<'a> {
     dir_times: HashMap<PathBuf, i64>,
     /// Copy buffer for file contents.
     buf: Vec<u8>,
+    /// Counts what files are written with, against the caps.
+    meter: &'a Meter<'a>,
 }
 
 struct Meta {
@@ -276,10 +440,15 @@ impl Unpacker<'_> {
                     .map_err(io_err("create"))?;
                 let mut written = 0u64;
                 loop {
-                    let n = entry.read(&mut self.buf).map_err(UnpackError::Read)?;
+                    let n = entry
+                        .read(&mut self.buf)
+                        .map_err(|e| self.meter.read_error(e))?;
                     if n == 0 {
                         break;
                     }
+                    // Before writing: a sparse entry's holes cost nothing
+                    // to read and all to write.
+                    self.meter.add_written(n as u64)?;
                     file.write_all(&self.buf[..n]).map_err(io_err("write"))?;
                     written += n as u64;
                 }
@@ -933,8 +1102,9 @@ mod tests {
         ] {
             let out = tempfile::tempdir().unwrap();
             let mut reader = &blob[..];
-            let got = unpack_layer(&mut reader, media_type, out.path()).unwrap();
-            assert_eq!(got, diff_id, "{media_type}");
+            let got = unpack_layer(&mut reader, media_type, out.path(), &Caps::none()).unwrap();
+            assert_eq!(got.diff_id, diff_id, "{media_type}");
+            assert_eq!(got.size, tar.len() as u64);
             assert!(reader.is_empty(), "the blob is read to its end");
             assert_eq!(fs::read(out.path().join("a")).unwrap(), b"hello");
         }
@@ -944,7 +1114,7 @@ mod tests {
             "application/vnd.oci.image.layer.v1.tar+zstd",
         ] {
             let out = tempfile::tempdir().unwrap();
-            let e = unpack_layer(&tar[..], media_type, out.path());
+            let e = unpack_layer(&tar[..], media_type, out.path(), &Caps::none());
             assert!(matches!(e, Err(UnpackError::Read(_))), "{e:?}");
         }
         let out = tempfile::tempdir().unwrap();
@@ -952,6 +1122,7 @@ mod tests {
             &tar[..],
             "application/vnd.oci.image.layer.v1.tar+lz4",
             out.path(),
+            &Caps::none(),
         );
         assert!(matches!(e, Err(UnpackError::Unsupported(_))), "{e:?}");
     }
@@ -1008,5 +1179,111 @@ mod tests {
         let tar = TarBuilder::new().file("a", &[7u8; 4000]).bytes();
         let (_d, r) = apply(&tar[..1500]);
         assert!(matches!(r, Err(UnpackError::Read(_))), "{r:?}");
+    }
+
+    /// A gzip blob of a tar holding one file of `size` zero bytes,
+    /// made without holding it: gzip members of 1 MiB of zeros, repeated.
+    fn zeros_gzip(size: u64) -> Vec<u8> {
+        let gz = |data: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        };
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_path("zeros").unwrap();
+        h.set_cksum();
+        let mut out = gz(h.as_bytes());
+        let mib = gz(&vec![0u8; 1 << 20]);
+        for _ in 0..size.div_ceil(1 << 20) {
+            out.extend_from_slice(&mib);
+        }
+        out
+    }
+
+    fn caps(layer_mib: Option<u64>, image_mib: Option<u64>) -> Caps {
+        Caps {
+            layer: layer_mib.map(|m| m << 20),
+            image: Arc::new(ImageBudget::new(image_mib.map(|m| m << 20))),
+        }
+    }
+
+    #[test]
+    fn a_decompression_bomb_stops_at_the_layer_cap() {
+        // 1 GiB of zeros in about 1 MiB of gzip.
+        let bomb = zeros_gzip(1 << 30);
+        assert!(bomb.len() < 2 << 20, "{}", bomb.len());
+        let out = tempfile::tempdir().unwrap();
+        let e = unpack_layer(&bomb[..], "", out.path(), &caps(Some(8), None)).unwrap_err();
+        match &e {
+            UnpackError::TooLarge(m) => {
+                assert!(
+                    m.contains("8 MiB") && m.contains("max_layer_unpacked_mib"),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // It stopped at the cap: at most 8 MiB were written.
+        let written = fs::metadata(out.path().join("zeros")).map_or(0, |m| m.len());
+        assert!(written <= 8 << 20, "{written}");
+        // Under the cap, the same kind of layer unpacks.
+        let small = zeros_gzip(1 << 20);
+        let out = tempfile::tempdir().unwrap();
+        let got = unpack_layer(&small[..], "", out.path(), &caps(Some(8), None)).unwrap();
+        assert!(got.size > 1 << 20 && got.size < 2 << 20, "{}", got.size);
+    }
+
+    #[test]
+    fn a_sparse_entry_counts_what_it_expands_to() {
+        // A tar of a few KiB holding a GNU sparse file of 1 GiB: one byte
+        // of data at its very end, a hole before.
+        let octal = |field: &mut [u8], v: u64| {
+            let s = format!("{v:0width$o}\0", width = field.len() - 1);
+            field.copy_from_slice(s.as_bytes());
+        };
+        let size = 1u64 << 30;
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(EntryType::GNUSparse);
+        h.set_mode(0o644);
+        h.set_path("sparse").unwrap();
+        h.set_size(1);
+        let gnu = h.as_gnu_mut().unwrap();
+        octal(&mut gnu.sparse[0].offset, size - 1);
+        octal(&mut gnu.sparse[0].numbytes, 1);
+        octal(&mut gnu.realsize, size);
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&h, &b"x"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        assert!(tar.len() < 4096);
+        let out = tempfile::tempdir().unwrap();
+        let e = unpack_layer(&tar[..], "", out.path(), &caps(Some(4), None)).unwrap_err();
+        assert!(matches!(e, UnpackError::TooLarge(_)), "{e:?}");
+        let written = fs::metadata(out.path().join("sparse")).map_or(0, |m| m.len());
+        assert!(written <= 4 << 20, "{written}");
+    }
+
+    #[test]
+    fn the_layers_of_an_image_share_its_cap() {
+        let layer = zeros_gzip(3 << 20);
+        let c = caps(Some(4), Some(8));
+        for _ in 0..2 {
+            let out = tempfile::tempdir().unwrap();
+            unpack_layer(&layer[..], "", out.path(), &c).unwrap();
+        }
+        // Each layer fits its own cap; the third passes the image's.
+        let out = tempfile::tempdir().unwrap();
+        match unpack_layer(&layer[..], "", out.path(), &c) {
+            Err(UnpackError::TooLarge(m)) => {
+                assert!(
+                    m.contains("max_image_unpacked_mib") && m.contains("8 MiB"),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
