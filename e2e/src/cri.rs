@@ -9,11 +9,12 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStatus,
-    ContainerStatusRequest, CreateContainerRequest, ImageSpec, KeyValue, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, ListContainersRequest, ListImagesRequest, ListPodSandboxRequest,
-    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PodSandboxStatus,
-    PodSandboxStatusRequest, PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
-    RuntimeCondition, StartContainerRequest, StatusRequest, StopPodSandboxRequest,
+    ContainerStatusRequest, CreateContainerRequest, IdMapping, ImageSpec, KeyValue,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListContainersRequest, ListImagesRequest,
+    ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
+    PodSandboxStatus, PodSandboxStatusRequest, PullImageRequest, RemovePodSandboxRequest,
+    RunPodSandboxRequest, RuntimeCondition, StartContainerRequest, StatusRequest,
+    StopPodSandboxRequest, UserNamespace,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -60,6 +61,29 @@ pub fn pod_config(dir: &NodeDir, name: &str) -> PodSandboxConfig {
         }),
         ..Default::default()
     }
+}
+
+/// `pod` in a user namespace of its own (mode POD): container ID 0 is
+/// host ID 100000, 65536 IDs, for users and groups.
+pub fn in_user_namespace(mut pod: PodSandboxConfig) -> PodSandboxConfig {
+    let ids = vec![IdMapping {
+        container_id: 0,
+        host_id: 100_000,
+        length: 65_536,
+    }];
+    if let Some(ns) = pod
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.userns_options = Some(UserNamespace {
+            mode: NamespaceMode::Pod as i32,
+            uids: ids.clone(),
+            gids: ids,
+        });
+    }
+    pod
 }
 
 /// A container config: metadata (`name`, attempt 0), `image`, `args` (the

@@ -22,32 +22,11 @@ use common::World;
 use crius_e2e::CriusOptions;
 use crius_e2e::cri;
 use crius_e2e::host::{openable_by, walk};
-use k8s_cri::v1::{IdMapping, NamespaceMode, PodSandboxConfig, UserNamespace};
 
 const NOBODY: u32 = 65534;
 
 /// The container that leaves a setuid-root binary in its writable layer.
 const SETUID: &str = "cp /bin/busybox /suid && chmod 4755 /suid && echo made && sleep 1000";
-
-fn in_userns(mut pod: PodSandboxConfig) -> PodSandboxConfig {
-    let mapping = IdMapping {
-        container_id: 0,
-        host_id: 100000,
-        length: 65536,
-    };
-    let ns = pod
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-        .and_then(|s| s.namespace_options.as_mut())
-        .unwrap();
-    ns.userns_options = Some(UserNamespace {
-        mode: NamespaceMode::Pod as i32,
-        uids: vec![mapping],
-        gids: vec![mapping],
-    });
-    pod
-}
 
 /// Every path of crius's root and state that `nobody` can open; panics
 /// listing them. `expect` are paths that must exist (and so be tried).
@@ -114,7 +93,7 @@ async fn no_host_user_reaches_image_or_container_files() {
     ] {
         let mut pod = world.pod(name);
         if userns {
-            pod = in_userns(pod);
+            pod = cri::in_user_namespace(pod);
         }
         let pod_id = cri::run_pod(&mut world.rt, &pod, handler).await.unwrap();
         let id = world.start_sh(&pod_id, &pod, "suid", SETUID).await;

@@ -20,10 +20,7 @@ use crius_e2e::cri::{self, RuntimeClient};
 use crius_e2e::remotecommand::{RemoteCommand, Stdio, Transport};
 use crius_e2e::synth::{self, Flavour, STACK_DIR, STACK_WHITED_OUT, stack_file};
 use crius_e2e::{Crius, CriusOptions, Registry, assert_no_leaks};
-use k8s_cri::v1::{
-    AttachRequest, ContainerState, ExecRequest, IdMapping, ImageSpec, Mount, NamespaceMode,
-    PodSandboxConfig, UserNamespace,
-};
+use k8s_cri::v1::{AttachRequest, ContainerState, ExecRequest, ImageSpec, Mount};
 use oci_client::secrets::RegistryAuth;
 
 /// The depth of the image.
@@ -75,28 +72,6 @@ fn expected() -> Vec<String> {
     lines
 }
 
-/// `pod` in a user namespace of its own (mode POD): container ID 0 is
-/// host ID 100000, 65536 IDs.
-fn with_userns(mut pod: PodSandboxConfig) -> PodSandboxConfig {
-    let ids = vec![IdMapping {
-        container_id: 0,
-        host_id: 100_000,
-        length: 65_536,
-    }];
-    let ns = pod
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-        .and_then(|s| s.namespace_options.as_mut())
-        .unwrap();
-    ns.userns_options = Some(UserNamespace {
-        mode: NamespaceMode::Pod as i32,
-        uids: ids.clone(),
-        gids: ids,
-    });
-    pod
-}
-
 #[tokio::test]
 async fn an_image_of_128_layers_runs_in_plain_and_userns_pods() {
     deep_image(CriusOptions::default(), &[""], "deep").await;
@@ -146,7 +121,7 @@ async fn deep_image(options: CriusOptions, handlers: &[&str], name: &str) {
         let pod_name = format!("{name}-{handler}-{kind}");
         let mut pod = cri::pod_config(crius.dir(), &pod_name);
         if userns {
-            pod = with_userns(pod);
+            pod = cri::in_user_namespace(pod);
         }
         let pod_id = cri::run_pod(&mut rt, &pod, handler).await.unwrap();
         let mut config =
