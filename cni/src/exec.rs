@@ -178,12 +178,56 @@ pub(crate) fn parse_plugin_error(stdout: &[u8], stderr: &[u8], status: &str) -> 
     }
 }
 
+/// The variable every plugin call gets (and the delegates it runs inherit),
+/// naming the client that made it by its cache directory: how a restarted
+/// daemon finds the calls its killed predecessor left running.
+pub(crate) const CLIENT_ENV: &str = "CRIUS_CNI_CLIENT";
+
+/// The most of a process's environment [`calls_of`] reads. A plugin's is
+/// the daemon's plus a few `CNI_*` variables; this bounds what a foreign
+/// process with a huge environment costs the scan.
+const MAX_ENVIRON: u64 = 1 << 20;
+
+/// The processes (plugins and their delegates) running a call of the
+/// client whose cache directory is `client` ([`CLIENT_ENV`]), this process
+/// aside. Zombies and processes that vanish during the scan are left out.
+pub(crate) fn calls_of(client: &Path) -> Vec<i32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id() as i32;
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|&pid| pid != me && is_call_of(pid, client))
+        .collect()
+}
+
+/// Whether the environment of `pid` holds `CRIUS_CNI_CLIENT=<client>`.
+pub(crate) fn is_call_of(pid: i32, client: &Path) -> bool {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(file) = std::fs::File::open(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let mut environ = Vec::new();
+    if file.take(MAX_ENVIRON).read_to_end(&mut environ).is_err() {
+        return false;
+    }
+    let mut wanted = CLIENT_ENV.as_bytes().to_vec();
+    wanted.push(b'=');
+    wanted.extend_from_slice(client.as_os_str().as_bytes());
+    environ.split(|&b| b == 0).any(|var| var == wanted)
+}
+
 /// Runs one plugin call. ADD returns the parsed result; the other
-/// commands return `None`.
+/// commands return `None`. `client` goes into the plugin's environment
+/// as [`CLIENT_ENV`].
 pub(crate) async fn run(
     inv: &Invocation<'_>,
     bin_dirs: &[PathBuf],
     timeout: Duration,
+    client: &Path,
 ) -> Result<Option<CniResult>, Error> {
     let network = inv.list.name.as_str();
     let plugin = inv.plugin.plugin_type();
@@ -196,7 +240,8 @@ pub(crate) async fn run(
         inv.att.map_or(&no_args, |a| &a.capability_args),
         inv.inject,
     );
-    let env = build_env(inv.command, inv.att, inv.ifname, bin_dirs);
+    let mut env = build_env(inv.command, inv.att, inv.ifname, bin_dirs);
+    env.push((CLIENT_ENV, client.as_os_str().to_owned()));
     tracing::debug!(
         network,
         plugin,

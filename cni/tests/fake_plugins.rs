@@ -707,3 +707,73 @@ async fn without_the_loopback_plugin_only_a_cached_loopback_is_deleted() {
     );
     assert!(env.cache_files().is_empty());
 }
+
+/// A process killed and reaped when dropped, should the test fail first.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A process whose environment names `client` as the CNI client that
+/// made it: with the test's cache dir, a plugin call a killed daemon left
+/// running, as the next daemon's client finds it.
+fn call_of(client: &Path, dir: &Path, script: &str) -> Reaped {
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .env("CRIUS_CNI_CLIENT", client)
+        .spawn()
+        .unwrap();
+    Reaped(child)
+}
+
+#[tokio::test]
+async fn first_call_waits_for_calls_an_earlier_client_left_running() {
+    let env = Env::new(Duration::from_secs(30));
+    env.write_conf("10-pods.conflist", two_plugins("pods", "1.0.0"));
+    // Another client's call (another cache dir) is none of this one's.
+    let mut foreign = call_of(&env.cache.join("other"), &env.bin, "exec sleep 1000");
+    let mut orphan = call_of(
+        &env.cache,
+        &env.bin,
+        "sleep 1; echo 'ADD orphan eth0' >> calls.log",
+    );
+    env.cni
+        .setup(&attachment("ctr-after-orphan"))
+        .await
+        .unwrap();
+    assert_eq!(
+        env.calls(),
+        [
+            "ADD orphan eth0",
+            "ADD loopback lo",
+            "ADD first eth0",
+            "ADD second eth0"
+        ],
+        "the earlier call must be over before this client's first one"
+    );
+    orphan.0.wait().unwrap();
+    assert_eq!(
+        foreign.0.try_wait().unwrap(),
+        None,
+        "a foreign process was touched"
+    );
+}
+
+#[tokio::test]
+async fn an_earlier_call_past_the_plugin_timeout_is_killed() {
+    let env = Env::new(Duration::from_secs(1));
+    env.write_conf("10-pods.conflist", two_plugins("pods", "1.0.0"));
+    let mut orphan = call_of(&env.cache, &env.bin, "exec sleep 1000");
+    let began = std::time::Instant::now();
+    env.cni.setup(&attachment("ctr-after-hung")).await.unwrap();
+    assert!(began.elapsed() >= Duration::from_secs(1), "did not wait");
+    let status = orphan.0.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+}

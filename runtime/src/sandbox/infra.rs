@@ -159,7 +159,9 @@ pub fn find(pod_dir: &Path) -> Vec<i32> {
 }
 
 /// Kills every infra process of the pod at `pod_dir` ([`find`]) and waits
-/// until each is gone.
+/// until each is gone: the namespace's init before its keeper, so that the
+/// keeper is still there to reap it at once (killed first, it would leave
+/// the reaping to the host's init, which may take its time).
 pub async fn stop_all(pod_dir: &Path) -> Result<()> {
     // A keeper forks once: two rounds see everything it made.
     for _ in 0..3 {
@@ -167,7 +169,7 @@ pub async fn stop_all(pod_dir: &Path) -> Result<()> {
         if found.is_empty() {
             return Ok(());
         }
-        for pid in found {
+        for pid in children_first(found, parent_of) {
             stop(pod_dir, pid).await?;
         }
     }
@@ -235,6 +237,27 @@ pub async fn stop(pod_dir: &Path, pid: i32) -> Result<()> {
         let _ = tokio::time::timeout(REAP_WAIT, fd.readable()).await;
     }
     Ok(())
+}
+
+/// `pids` ordered so that a process comes before its parent when both are
+/// in the set (`parent` tells a PID's parent).
+fn children_first(mut pids: Vec<i32>, parent: impl Fn(i32) -> Option<i32>) -> Vec<i32> {
+    let set = pids.clone();
+    // How many of its ancestors are in the set: the deepest first.
+    let depth = |pid: i32| {
+        let mut depth = 0;
+        let mut at = pid;
+        while let Some(p) = parent(at).filter(|p| set.contains(p)) {
+            depth += 1;
+            at = p;
+            if depth > set.len() {
+                break;
+            }
+        }
+        depth
+    };
+    pids.sort_by_cached_key(|&pid| std::cmp::Reverse(depth(pid)));
+    pids
 }
 
 /// The parent PID of `pid`, from /proc.
@@ -556,6 +579,25 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(!is_infra_of(me, Path::new("/run/crius/pods/x")));
         assert!(!is_infra_of(i32::MAX, Path::new("/run/crius/pods/x")));
+    }
+
+    #[test]
+    fn children_come_before_their_parents() {
+        // 10 first process → 11 keeper → 12 init; 40's parent is not ours.
+        let parent = |pid| match pid {
+            10 => Some(1),
+            11 => Some(10),
+            12 => Some(11),
+            40 => Some(3),
+            _ => None,
+        };
+        let order = children_first(vec![10, 11, 12, 40], parent);
+        let at = |pid| order.iter().position(|&p| p == pid).unwrap();
+        assert!(at(12) < at(11) && at(11) < at(10), "{order:?}");
+        assert_eq!(order.len(), 4);
+        // A parent loop (PIDs reused mid-scan) still ends.
+        let looped = children_first(vec![1, 2], |p| Some(3 - p));
+        assert_eq!(looped.len(), 2);
     }
 
     #[tokio::test]
