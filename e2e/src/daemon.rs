@@ -69,6 +69,16 @@ impl CriusOptions {
     }
 }
 
+/// The installed CNI plugin `name` (in the first of the dirs the daemon
+/// is given that holds it): for a test's wrapper in front of it.
+pub fn installed_cni_plugin(name: &str) -> Result<PathBuf> {
+    CNI_BIN_DIRS
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| err(format!("no {name} CNI plugin in {CNI_BIN_DIRS:?}")))
+}
+
 /// The `crius` binary the tests run: `$CRIUS_BIN`, else `crius` in the cargo
 /// target dir the test binary was built in (`target/<profile>/deps/<test>`
 /// or `target/<profile>/<tool>` → `target/<profile>/crius`), checked to
@@ -204,6 +214,14 @@ impl Crius {
                 )))
             }
         }
+    }
+
+    /// The daemon's exit status if it has exited by itself (it is reaped
+    /// then); `None` while it runs or when it was not started.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        Some(status)
     }
 
     /// SIGKILLs the daemon, as a crash would, and reaps it.

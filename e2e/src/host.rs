@@ -200,14 +200,88 @@ pub fn iptables_rules_of(network: &str) -> Vec<String> {
         else {
             continue;
         };
+        let tag = format!("\\\"{network}\\\"");
         found.extend(
             String::from_utf8_lossy(&out.stdout)
                 .lines()
-                .filter(|l| l.contains(network))
+                .filter(|l| l.contains(&tag))
                 .map(|l| format!("{table}: {l}")),
         );
     }
     found
+}
+
+/// Deletes every iptables rule (nat and filter) whose comment names CNI
+/// network `network`, as the bridge and portmap plugins write them, and
+/// the chains all of whose rules do: what a failing test's pods left. One
+/// `iptables-restore --noflush` transaction per table, fed the saved rules
+/// turned into deletions (so that iptables itself parses their quoting).
+pub fn remove_iptables_rules_of(network: &str) {
+    let tag = format!("\\\"{network}\\\"");
+    for table in ["nat", "filter"] {
+        let Ok(out) = std::process::Command::new("iptables-save")
+            .args(["-t", table])
+            .output()
+        else {
+            return;
+        };
+        let saved = String::from_utf8_lossy(&out.stdout);
+        let mut rules: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for line in saved.lines() {
+            if let Some(rule) = line.strip_prefix("-A ")
+                && let Some((chain, _)) = rule.split_once(' ')
+            {
+                rules.entry(chain).or_default().push(line);
+            }
+        }
+        let doomed: Vec<&str> = rules
+            .iter()
+            .filter(|(chain, lines)| {
+                chain.starts_with("CNI-") && lines.iter().all(|l| l.contains(&tag))
+            })
+            .map(|(chain, _)| *chain)
+            .collect();
+        let mut script = format!("*{table}\n");
+        for (chain, lines) in &rules {
+            if doomed.contains(chain) {
+                continue;
+            }
+            for line in lines.iter().filter(|l| l.contains(&tag)) {
+                script.push_str(&format!("-D {}\n", &line[3..]));
+            }
+        }
+        for chain in &doomed {
+            script.push_str(&format!("-F {chain}\n"));
+        }
+        for chain in &doomed {
+            script.push_str(&format!("-X {chain}\n"));
+        }
+        if script.lines().count() == 1 {
+            continue;
+        }
+        script.push_str("COMMIT\n");
+        let restored = std::process::Command::new("iptables-restore")
+            .arg("--noflush")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                if let Some(mut stdin) = child.stdin.take() {
+                    stdin.write_all(script.as_bytes())?;
+                }
+                child.wait_with_output()
+            });
+        match restored {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "crius-e2e cleanup: iptables-restore ({table}, network {network}): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => eprintln!("crius-e2e cleanup: iptables-restore ({table}): {e}"),
+        }
+    }
 }
 
 /// Every path at or below each of `tops` (not following symlinks, but
@@ -295,6 +369,65 @@ pub fn openable_by(uid: u32, gid: u32, paths: &[PathBuf]) -> Vec<PathBuf> {
         .filter_map(|c| c.try_into().ok().map(u32::from_ne_bytes))
         .filter_map(|i| paths.get(i as usize).cloned())
         .collect()
+}
+
+/// The root of every mounted cgroup hierarchy (each v1 one and v2).
+pub fn hierarchy_roots() -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .filter(|p| p.join("cgroup.procs").exists())
+        .collect();
+    if Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
+        roots.push("/sys/fs/cgroup".into());
+    }
+    roots
+}
+
+/// Empty cgroups a test makes in every hierarchy, standing for what crius
+/// must never touch; removed on drop (with a parent of theirs named
+/// `…-host`, made for them).
+pub struct CgroupSentinels(Vec<PathBuf>);
+
+impl CgroupSentinels {
+    /// Makes `cgroups` ("/a/b") in every hierarchy.
+    pub fn make(cgroups: &[String]) -> CgroupSentinels {
+        let mut made = Vec::new();
+        for root in hierarchy_roots() {
+            for cgroup in cgroups {
+                let dir = root.join(cgroup.trim_start_matches('/'));
+                std::fs::create_dir_all(&dir).unwrap();
+                made.push(dir);
+            }
+        }
+        assert!(!made.is_empty());
+        CgroupSentinels(made)
+    }
+
+    /// Panics, with `log`, if any of them is gone.
+    pub fn assert_intact(&self, log: &str) {
+        for dir in &self.0 {
+            assert!(dir.is_dir(), "{} was removed\n{log}", dir.display());
+        }
+    }
+}
+
+impl Drop for CgroupSentinels {
+    fn drop(&mut self) {
+        for dir in self.0.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+            // The parents made for the ones outside the test's parent.
+            if let Some(parent) = dir.parent()
+                && parent
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().ends_with("-host"))
+            {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

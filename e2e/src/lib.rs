@@ -50,7 +50,7 @@ use std::path::Path;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
-pub use daemon::{Crius, CriusOptions, connect_unix, crius_binary};
+pub use daemon::{Crius, CriusOptions, connect_unix, crius_binary, installed_cni_plugin};
 pub use image::{PushedImage, TestImages};
 pub use leaks::{assert_no_leaks, find_leaks};
 pub use nodedir::NodeDir;

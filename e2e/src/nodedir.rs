@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::host::{
     bridge_ports, cgroup_descendants, cgroup_dirs, link_exists, mounts_under, processes_tied_to,
+    remove_iptables_rules_of,
 };
 use crate::{Context, Result, err, random_hex, signal, wait_bounded};
 
@@ -239,6 +240,9 @@ impl NodeDir {
         }
         if link_exists(&self.bridge()) {
             run_quiet(Command::new("ip").args(["link", "del", &self.bridge()]));
+        }
+        if self.cni {
+            remove_iptables_rules_of(&self.network_name());
         }
         self.remove_cgroups();
         self.remove_dir();

@@ -11,68 +11,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::{World, set_namespaces};
 use crius_e2e::cri;
+use crius_e2e::host::{CgroupSentinels, hierarchy_roots};
 use crius_e2e::{CriusOptions, random_hex};
 use k8s_cri::v1::{ContainerState, NamespaceMode};
 use serde_json::Value;
-
-/// The root of every mounted cgroup hierarchy (each v1 one and v2).
-fn hierarchy_roots() -> Vec<PathBuf> {
-    let mut roots: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .filter(|p| p.join("cgroup.procs").exists())
-        .collect();
-    if Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
-        roots.push("/sys/fs/cgroup".into());
-    }
-    roots
-}
-
-/// Empty cgroups made in every hierarchy, removed on drop.
-struct Sentinels(Vec<PathBuf>);
-
-impl Sentinels {
-    fn make(cgroups: &[String]) -> Sentinels {
-        let mut made = Vec::new();
-        for root in hierarchy_roots() {
-            for cgroup in cgroups {
-                let dir = root.join(cgroup.trim_start_matches('/'));
-                std::fs::create_dir_all(&dir).unwrap();
-                made.push(dir);
-            }
-        }
-        assert!(!made.is_empty());
-        Sentinels(made)
-    }
-
-    fn assert_intact(&self, log: &str) {
-        for dir in &self.0 {
-            assert!(dir.is_dir(), "{} was removed\n{log}", dir.display());
-        }
-    }
-}
-
-impl Drop for Sentinels {
-    fn drop(&mut self) {
-        for dir in self.0.iter().rev() {
-            let _ = std::fs::remove_dir(dir);
-            // The parents made for the ones outside the test's parent.
-            if let Some(parent) = dir.parent()
-                && parent
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().ends_with("-host"))
-            {
-                let _ = std::fs::remove_dir(parent);
-            }
-        }
-    }
-}
 
 fn edit_record(path: &Path, edit: impl FnOnce(&mut Value)) {
     let mut record: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
@@ -111,7 +57,7 @@ async fn damaged_records_are_quarantined_and_nothing_foreign_is_touched() {
     // What the host has that no record may lead crius to: cgroups of "the
     // host" (a stand-in), and below crius's parent one that is no pod's.
     let stranger = random_hex(32);
-    let sentinels = Sentinels::make(&[
+    let sentinels = CgroupSentinels::make(&[
         format!("{host_cgroup}/sub"),
         format!("{parent}/sentinel"),
         format!("{parent}/{stranger}"),

@@ -418,3 +418,72 @@ fn the_test_cni_network_hands_out_addresses_and_is_cleaned_up() {
         "{bridge} left"
     );
 }
+
+#[test]
+fn iptables_rules_of_a_network_are_found_and_removed() {
+    use crius_e2e::host::{iptables_rules_of, remove_iptables_rules_of};
+    let network = format!("crius-e2e-self-{}", crius_e2e::random_hex(3));
+    let other = format!("{network}x");
+    let chain = format!("CNI-{}", crius_e2e::random_hex(8));
+    let comment = |net: &str| format!("name: \"{net}\" id: \"abc\"");
+    let ipt = |args: &[&str]| {
+        let status = Command::new("iptables").args(args).status().unwrap();
+        assert!(status.success(), "iptables {args:?}");
+    };
+    // As the bridge plugin makes them: a chain of the pod's, and a jump to
+    // it from POSTROUTING, all commented with the network's name; and a
+    // rule of another network whose name starts the same.
+    ipt(&["-t", "nat", "-N", &chain]);
+    for rule in [
+        vec!["-A", &chain, "-d", "10.250.0.0/24", "-j", "ACCEPT"],
+        vec!["-A", &chain, "!", "-d", "224.0.0.0/4", "-j", "MASQUERADE"],
+    ] {
+        let c = comment(&network);
+        let mut args = vec!["-t", "nat"];
+        args.extend(rule);
+        args.extend(["-m", "comment", "--comment", &c]);
+        ipt(&args);
+    }
+    let (c, o) = (comment(&network), comment(&other));
+    ipt(&[
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-s",
+        "10.250.0.7/32",
+        "-m",
+        "comment",
+        "--comment",
+        &c,
+        "-j",
+        &chain,
+    ]);
+    ipt(&[
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-s",
+        "10.250.0.8/32",
+        "-m",
+        "comment",
+        "--comment",
+        &o,
+        "-j",
+        "ACCEPT",
+    ]);
+    assert_eq!(iptables_rules_of(&network).len(), 3);
+    remove_iptables_rules_of(&network);
+    let left = iptables_rules_of(&network);
+    let others = iptables_rules_of(&other);
+    // Clean up the other network's rule before asserting.
+    remove_iptables_rules_of(&other);
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(others.len(), 1, "another network's rule was touched");
+    let chains = Command::new("iptables-save")
+        .args(["-t", "nat"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&chains.stdout).contains(&chain));
+}

@@ -148,11 +148,7 @@ async fn a_pod_start_failing_on_a_full_state_dir_leaves_no_infra_process() {
 /// A plugin of the test's own in front of the real one: refuses `command`
 /// while the marker file `marker` exists beside it.
 fn refusing_wrapper(bin_dir: &Path, plugin: &str, command: &str, marker: &str) {
-    let real = ["/opt/cni/bin", "/usr/lib/cni"]
-        .iter()
-        .map(|d| Path::new(d).join(plugin))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("no {plugin} CNI plugin installed"));
+    let real = crius_e2e::installed_cni_plugin(plugin).unwrap();
     let script = format!(
         "#!/bin/sh\n\
          if [ \"$CNI_COMMAND\" = {command} ] && [ -e \"$(dirname \"$0\")/{marker}\" ]; then\n\

@@ -217,11 +217,16 @@ pub async fn stop(pod_dir: &Path, pid: i32) -> Result<()> {
             )));
         }
     }
-    // It has exited; its keeper reaps it (or the host's init, if the
-    // keeper was killed). Wait a little for that too, so that nothing of
-    // the pod shows in the process table once it is stopped; signal 0
-    // through the pidfd tells a zombie (still there) from a reaped process
-    // (ESRCH).
+    // It has exited. Its keeper reaps it: wait a little for that too, so
+    // that nothing of the pod shows in the process table once it is
+    // stopped; signal 0 through the pidfd tells a zombie (still there)
+    // from a reaped process (ESRCH). A process without a keeper (a keeper
+    // itself, or one whose keeper is gone) is reaped by its parent, the
+    // host's init or a first process about to exit, in its own time: a
+    // zombie holds nothing of the pod, and nothing is won by waiting.
+    if keeper.is_none() {
+        return Ok(());
+    }
     let deadline = tokio::time::Instant::now() + REAP_WAIT;
     while pidfd_signal(fd.get_ref(), pid, 0)? {
         if tokio::time::Instant::now() >= deadline {
