@@ -5,6 +5,7 @@
 //! [`Runtime`] is the facade the CRI layer calls; its methods live beside
 //! the code they drive (`sandbox/lifecycle.rs`, `container/lifecycle.rs`).
 
+pub mod cgroups;
 pub mod config;
 pub mod container;
 pub mod crash;
@@ -25,7 +26,7 @@ pub mod store;
 pub mod validate;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,8 +83,8 @@ pub struct Runtime {
     container_table: Table<Container>,
     /// The daemon's own oom_score_adj; containers cannot go below it.
     min_oom_score_adj: i32,
-    /// The host runs the unified cgroup v2 hierarchy only.
-    cgroup_v2: bool,
+    /// How pods and containers are placed in cgroups and read back.
+    cgroups: Arc<dyn cgroups::CgroupDriver>,
     metrics: metrics::RuntimeMetrics,
     /// cgroup hierarchies and previous CPU samples, for stats.
     stats: stats::StatsState,
@@ -148,6 +149,7 @@ impl Runtime {
         }
         let monitor_bin = monitor::find_monitor_bin(&config.runtime.monitor_path)?;
         let meta = config.root.join("meta");
+        let cgroups: Arc<dyn cgroups::CgroupDriver> = Arc::new(cgroups::Cgroupfs::detect());
         let rt = Arc::new(Runtime {
             images,
             cni,
@@ -158,9 +160,9 @@ impl Runtime {
             sandbox_table: Table::open(meta.join("pods"))?,
             container_table: Table::open(meta.join("containers"))?,
             min_oom_score_adj: own_oom_score_adj(),
-            cgroup_v2: is_cgroup_v2(),
+            stats: stats::StatsState::new(cgroups.clone()),
+            cgroups,
             metrics,
-            stats: stats::StatsState::new(),
             events: events::Events::new(),
             teardowns: std::sync::Mutex::new(BTreeMap::new()),
             config,
@@ -352,13 +354,6 @@ fn own_oom_score_adj() -> i32 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
-}
-
-/// Whether /sys/fs/cgroup is the cgroup v2 unified hierarchy.
-fn is_cgroup_v2() -> bool {
-    nix::sys::statfs::statfs(Path::new("/sys/fs/cgroup"))
-        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
-        .unwrap_or(false)
 }
 
 /// Retries, every `cni.teardown_retry_secs`, the network teardowns of

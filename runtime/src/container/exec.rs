@@ -138,8 +138,11 @@ impl Runtime {
                 c.id
             )));
         }
-        let linux =
-            spec::linux_resources(&resources, self.config.runtime.pids_limit, self.cgroup_v2)?;
+        let linux = spec::linux_resources(
+            &resources,
+            self.config.runtime.pids_limit,
+            self.cgroups.unified(),
+        )?;
         let oci = self.oci_runtime(&c.runtime_handler)?;
         oci.update(&c.id, &linux).await?;
         entry.update(|r| {

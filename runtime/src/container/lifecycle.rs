@@ -23,7 +23,7 @@ use crate::monitor::attach::ATTACH_SOCKET;
 use crate::monitor::control::{self, CONTROL_FIFO};
 use crate::monitor::{self, MonitorConfig};
 use crate::oci::OciRuntime;
-use crate::sandbox::{Sandbox, SandboxState, cgroup};
+use crate::sandbox::{Sandbox, SandboxState};
 use crate::state::{Entry, new_id, now_nanos};
 use crate::{Runtime, container_name_key};
 
@@ -328,7 +328,7 @@ impl Runtime {
                     .map_err(|e| Error::FailedPrecondition(format!("runtime.default_ulimits: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let cgroups_path = container_cgroup(&sb.cgroup_parent, &c.id);
+        let cgroups_path = self.cgroups.container_cgroup(&sb.cgroup_parent, &c.id);
         let spec = spec::build(&spec::SpecInput {
             config: spec_config.as_ref().unwrap_or(&c.config),
             image: &image.config,
@@ -336,7 +336,7 @@ impl Runtime {
             identity: &identity,
             cgroups_path: cgroups_path.clone(),
             min_oom_score_adj: self.min_oom_score_adj,
-            cgroup_namespace: self.cgroup_v2,
+            cgroup_namespace: self.cgroups.unified(),
             pid_target: self.pid_target_namespace(sb, &c.config)?,
             devices: &device_nodes,
             seccomp_profile: seccomp_profile.as_ref(),
@@ -379,7 +379,7 @@ impl Runtime {
                 log_path: c.log_path.clone(),
                 exit_file: exit_file(&bundle),
                 control_fifo: Some(control_fifo),
-                oom_file: oom_file(&cgroups_path, self.cgroup_v2),
+                oom_file: self.cgroups.oom_file(&cgroups_path),
                 console_socket,
                 stdin: c.config.stdin,
                 stdin_once: c.config.stdin_once,
@@ -680,11 +680,14 @@ impl Runtime {
         let Ok(pod) = self.sandboxes.find(&c.sandbox_id) else {
             return Ok(());
         };
-        let path = container_cgroup(&pod.lock().cgroup_parent, &c.id);
+        let path = self
+            .cgroups
+            .container_cgroup(&pod.lock().cgroup_parent, &c.id);
         let left = || {
             let path = path.clone();
+            let cgroups = self.cgroups.clone();
             async move {
-                tokio::task::spawn_blocking(move || cgroup::has_processes(&path))
+                tokio::task::spawn_blocking(move || cgroups.has_processes(&path))
                     .await
                     .map_err(|e| Error::Internal(format!("cgroup task: {e}")))?
             }
@@ -771,25 +774,8 @@ fn mount_error(container_path: &str, e: Error) -> Error {
     }
 }
 
-/// The cgroup of container `id` in a pod whose containers go below
-/// `parent` (cgroupfs path).
-fn container_cgroup(parent: &str, id: &str) -> String {
-    format!("{}/{id}", parent.trim_end_matches('/'))
-}
-
 fn exit_file(bundle: &Path) -> PathBuf {
     bundle.join("exit")
-}
-
-/// The cgroup file counting the container's OOM kills: `memory.events` on
-/// a cgroup v2 host, `memory.oom_control` of the v1 memory controller.
-fn oom_file(cgroups_path: &str, cgroup_v2: bool) -> Option<PathBuf> {
-    let rel = cgroups_path.trim_start_matches('/');
-    if cgroup_v2 {
-        return Some(Path::new("/sys/fs/cgroup").join(rel).join("memory.events"));
-    }
-    let v1 = Path::new("/sys/fs/cgroup/memory");
-    v1.is_dir().then(|| v1.join(rel).join("memory.oom_control"))
 }
 
 /// The capabilities in crius's own bounding set, read once; `None` if

@@ -8,9 +8,10 @@ use nix::mount::{MsFlags, mount};
 
 use super::sysctl::{self, Kind, Sysctl};
 use super::{
-    NamespaceMode, PodConfig, Sandbox, SandboxState, cgroup, files, infra, namespaces, network,
-    quantity,
+    CGROUP_RECORD_FILE, INFRA_CGROUP_LEAF, NamespaceMode, PodConfig, Sandbox, SandboxState, files,
+    infra, namespaces, network, quantity,
 };
+use crate::cgroups::CgroupDriver;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::layout::{self, Access};
@@ -127,7 +128,7 @@ impl Runtime {
             }
         }
         let sysctls = sysctl::parse_all(&config.sysctls, own)?;
-        check_cgroup_parent(&config.cgroup_parent)?;
+        check_cgroup_parent(self.cgroups.as_ref(), &config.cgroup_parent)?;
         network::bandwidth(config)?;
         network::ips(config)?;
         Ok(Plan {
@@ -154,7 +155,7 @@ impl Runtime {
         } else {
             config.cgroup_parent.clone()
         };
-        let pod_cgroup = cgroup::pod_path(&parent, &id);
+        let pod_cgroup = self.cgroups.pod_cgroup(&parent, &id);
         let mut sb = Sandbox {
             id: id.clone(),
             state: SandboxState::NotReady,
@@ -355,11 +356,12 @@ impl Runtime {
         if let Some(pod_cgroup) = pod_cgroup {
             // Named in the pod directory too, for recovery after a crash
             // that lost the record.
-            fsutil::replace_file(&pod_dir.join(cgroup::RECORD_FILE), pod_cgroup.as_bytes())?;
-            let leaf = format!("{pod_cgroup}/{}", cgroup::INFRA_LEAF);
+            fsutil::replace_file(&pod_dir.join(CGROUP_RECORD_FILE), pod_cgroup.as_bytes())?;
+            let leaf = format!("{pod_cgroup}/{INFRA_CGROUP_LEAF}");
+            let cgroups = self.cgroups.clone();
             tokio::task::spawn_blocking(move || {
-                cgroup::create(&leaf)?;
-                cgroup::add_process(&leaf, pid)
+                cgroups.create(&leaf)?;
+                cgroups.add_process(&leaf, pid)
             })
             .await
             .map_err(|e| Error::Internal(format!("cgroup task: {e}")))??;
@@ -473,7 +475,8 @@ impl Runtime {
         }
         if let Some(pod_cgroup) = sb.pod_cgroup.clone() {
             let id = sb.id.clone();
-            tokio::task::spawn_blocking(move || cgroup::remove(&pod_cgroup, &id))
+            let cgroups = self.cgroups.clone();
+            tokio::task::spawn_blocking(move || cgroups.remove_pod_cgroup(&pod_cgroup, &id))
                 .await
                 .map_err(|e| Error::Internal(format!("cgroup task: {e}")))??;
         }
@@ -615,29 +618,12 @@ impl Runtime {
     }
 }
 
-/// A cgroup parent must be an absolute cgroupfs path inside the cgroup
-/// hierarchies (crius makes the pod's cgroup below it).
-fn check_cgroup_parent(parent: &str) -> Result<()> {
-    if parent.is_empty() {
-        return Ok(());
-    }
-    let bad = |why: &str| {
-        Err(Error::InvalidArgument(format!(
-            "pod sandbox linux.cgroup_parent {parent:?}: {why}"
-        )))
-    };
-    if !parent.starts_with('/') {
-        return bad(
-            "must be an absolute cgroupfs path (the systemd cgroup driver is not supported)",
-        );
-    }
-    if parent
-        .split('/')
-        .any(|c| c == "." || c == ".." || c.contains('\0'))
-    {
-        return bad("must not hold \".\" or \"..\"");
-    }
-    Ok(())
+/// A cgroup parent must be one the cgroup driver can make the pod's
+/// cgroup below.
+fn check_cgroup_parent(cgroups: &dyn CgroupDriver, parent: &str) -> Result<()> {
+    cgroups.check_parent(parent).map_err(|why| {
+        Error::InvalidArgument(format!("pod sandbox linux.cgroup_parent {parent:?}: {why}"))
+    })
 }
 
 /// Wraps an error of a pod's set-up with the pod it concerns.
@@ -680,11 +666,12 @@ mod tests {
 
     #[test]
     fn cgroup_parents_must_stay_inside_the_hierarchies() {
+        let cgroups = crate::cgroups::Cgroupfs::detect();
         for ok in ["", "/", "/kubepods/burstable/pod1", "/crius-e2e-1/"] {
-            check_cgroup_parent(ok).unwrap();
+            check_cgroup_parent(&cgroups, ok).unwrap();
         }
         for bad in ["kubepods.slice", "/kubepods/../../x", "/a/./b"] {
-            let e = check_cgroup_parent(bad).unwrap_err();
+            let e = check_cgroup_parent(&cgroups, bad).unwrap_err();
             assert!(e.to_string().contains("cgroup_parent"), "{bad}: {e}");
         }
     }

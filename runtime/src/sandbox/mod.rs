@@ -5,7 +5,6 @@
 //! containers gets a process of its own, the infra process (a mode of
 //! `crius-monitor`, see [`infra`]), to be that namespace's init.
 
-pub(crate) mod cgroup;
 mod files;
 pub mod infra;
 mod lifecycle;
@@ -15,6 +14,13 @@ mod port_forward;
 mod quantity;
 mod recover;
 mod sysctl;
+
+/// The leaf under a pod's cgroup that holds its infra process (cgroup v2
+/// allows no process beside child cgroups).
+pub(crate) const INFRA_CGROUP_LEAF: &str = "infra";
+/// The file in the pod's state directory naming the pod's cgroup, once
+/// crius has made it itself.
+pub(crate) const CGROUP_RECORD_FILE: &str = "cgroup";
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

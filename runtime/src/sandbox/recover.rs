@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 
 use crius_cni::ValidAttachment;
 
-use super::{Sandbox, SandboxState, cgroup, infra, namespaces, network};
+use super::{CGROUP_RECORD_FILE, Sandbox, SandboxState, infra, namespaces, network};
 use crate::Runtime;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -127,23 +127,23 @@ impl Runtime {
         network::remove_netns(id, &ns.join("net"))?;
         namespaces::unpin(&ns.join("user"))?;
         fsutil::unmount(&dir.join("shm"), "pod shm")?;
-        let recorded = std::fs::read_to_string(dir.join(cgroup::RECORD_FILE)).ok();
-        let cgroups = match recorded
+        let recorded = std::fs::read_to_string(dir.join(CGROUP_RECORD_FILE)).ok();
+        let paths = match recorded
             .as_deref()
-            .map(|p| cgroup::owned_path(p.trim(), id))
+            .map(|p| self.cgroups.owned_pod_cgroup(p.trim(), id))
         {
             Some(Ok(path)) => vec![path],
             found => {
                 if let Some(Err(e)) = found {
                     tracing::warn!(pod = %id, error = %e, "ignoring a damaged cgroup record");
                 }
-                let id = id.to_string();
-                blocking(move || cgroup::find_by_id(&id)).await?
+                let (id, cgroups) = (id.to_string(), self.cgroups.clone());
+                blocking(move || cgroups.find_pod_cgroups(&id)).await?
             }
         };
-        for path in cgroups {
-            let id = id.to_string();
-            blocking(move || cgroup::remove(&path, &id)).await?;
+        for path in paths {
+            let (id, cgroups) = (id.to_string(), self.cgroups.clone());
+            blocking(move || cgroups.remove_pod_cgroup(&path, &id)).await?;
         }
         fsutil::remove_tree(&dir)?;
         fsutil::remove_tree(&self.pod_root_dir(id))
@@ -181,7 +181,9 @@ impl Runtime {
             }
         }
         if let Some(pod_cgroup) = &sb.pod_cgroup {
-            cgroup::owned_path(pod_cgroup, &sb.id).map_err(|e| e.to_string())?;
+            self.cgroups
+                .owned_pod_cgroup(pod_cgroup, &sb.id)
+                .map_err(|e| e.to_string())?;
             if sb.cgroup_parent != *pod_cgroup {
                 return Err(format!(
                     "cgroup parent {:?} is not its pod cgroup",

@@ -1,5 +1,6 @@
 //! Resource figures of containers and pods, for the CRI stats RPCs: CPU,
-//! memory and processes from their cgroups ([`cgroup`]), writable-layer
+//! memory and processes from their cgroups (read by the cgroup driver,
+//! [`crate::cgroups`]), writable-layer
 //! use from the container's overlay upper directory, network counters
 //! read inside the pod's network namespace.
 //!
@@ -7,17 +8,15 @@
 //! container and pod is kept (as containerd does), and the first call
 //! after a container starts reports none, leaving kubelet to compute it.
 
-pub mod cgroup;
-pub mod detail;
-
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crius_cni::ifstats::InterfaceStats;
 
-pub use cgroup::{Hierarchies, Memory};
-pub use detail::{BlkioDevice, Detail};
+use crate::cgroups::CgroupDriver;
+pub use crate::cgroups::Memory;
+pub use crate::cgroups::detail::{BlkioDevice, Detail};
 
 use crate::Runtime;
 use crate::container::{Container, ContainerFilter};
@@ -95,20 +94,20 @@ pub struct PodStats {
     pub containers: Vec<ContainerStats>,
 }
 
-/// The state the stats code keeps: where the controllers are and the
-/// previous CPU sample of each cgroup.
+/// The state the stats code keeps: the cgroup driver that reads the
+/// figures and the previous CPU sample of each cgroup.
 #[derive(Debug)]
 pub(crate) struct StatsState {
-    hierarchies: Hierarchies,
+    cgroups: Arc<dyn CgroupDriver>,
     /// cgroup path → (timestamp, cumulative CPU ns) of the last read.
     previous: Mutex<HashMap<String, (i64, u64)>>,
 }
 
 impl StatsState {
-    /// Detects the cgroup hierarchies of the host.
-    pub(crate) fn new() -> StatsState {
+    /// Stats read through `cgroups`.
+    pub(crate) fn new(cgroups: Arc<dyn CgroupDriver>) -> StatsState {
         StatsState {
-            hierarchies: Hierarchies::detect(),
+            cgroups,
             previous: Mutex::new(HashMap::new()),
         }
     }
@@ -117,7 +116,7 @@ impl StatsState {
     /// the previous read of the same cgroup.
     fn usage(&self, path: &str) -> Usage {
         let timestamp = now_nanos();
-        let sample = self.hierarchies.read(path);
+        let sample = self.cgroups.read(path);
         let cpu_nano_cores = sample.cpu_usage_ns.and_then(|now| {
             let mut prev = self.previous.lock().unwrap_or_else(|p| p.into_inner());
             let before = prev.insert(path.to_string(), (timestamp, now));
@@ -130,7 +129,7 @@ impl StatsState {
             cpu_nano_cores,
             memory: sample.memory,
             processes: sample.pids,
-            detail: self.hierarchies.detail(path),
+            detail: self.cgroups.detail(path),
         }
     }
 
@@ -152,9 +151,9 @@ fn nano_cores(t0: i64, u0: u64, t1: i64, u1: u64) -> Option<u64> {
     u64::try_from(du * 1_000_000_000 / dt).ok()
 }
 
-/// The cgroupfs path of a container of `sb`.
-fn container_cgroup(sb: &Sandbox, c: &Container) -> String {
-    format!("{}/{}", sb.cgroup_parent.trim_end_matches('/'), c.id)
+/// The cgroup of a container of `sb`.
+fn container_cgroup(cgroups: &dyn CgroupDriver, sb: &Sandbox, c: &Container) -> String {
+    cgroups.container_cgroup(&sb.cgroup_parent, &c.id)
 }
 
 impl Runtime {
@@ -214,7 +213,9 @@ impl Runtime {
     }
 
     fn read_container(&self, sb: &Sandbox, c: Container) -> ContainerStats {
-        let usage = self.stats.usage(&container_cgroup(sb, &c));
+        let usage = self
+            .stats
+            .usage(&container_cgroup(self.cgroups.as_ref(), sb, &c));
         let upper = self.container_root_dir(&c.id).join("upper");
         let writable_layer = match fsutil::disk_usage(&upper) {
             Ok(u) => Some(u),
@@ -269,7 +270,7 @@ impl Runtime {
         let mut live = HashSet::new();
         for sb in self.list_pod_sandboxes(&SandboxFilter::default()) {
             for e in self.pod_containers(&sb.id) {
-                live.insert(container_cgroup(&sb, &e.get()));
+                live.insert(container_cgroup(self.cgroups.as_ref(), &sb, &e.get()));
             }
             live.insert(sb.cgroup_parent);
         }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::cgroup::{Hierarchies, read_flat_keyed, read_u64};
+use super::stats::{Hierarchies, read_flat_keyed, read_u64};
 
 /// Clock ticks per second of cpuacct.stat (USER_HZ, 100 on Linux).
 const USER_HZ: u64 = 100;

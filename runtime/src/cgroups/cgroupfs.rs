@@ -1,23 +1,121 @@
-//! The pod's cgroup (cgroupfs driver): `<cgroup parent>/<pod id>` in every
-//! mounted hierarchy. Its containers are placed below it by the OCI
-//! runtime, which makes the directories as needed; crius makes them itself
-//! only for the infra process (in a leaf of its own, `infra`, as cgroup v2
-//! allows no process beside child cgroups), and removes the pod's cgroup
-//! with the pod.
+//! The cgroupfs driver: a pod's cgroup is `<cgroup parent>/<pod id>` in
+//! every mounted hierarchy, its containers' `<pod cgroup>/<container id>`.
+//! The OCI runtime places containers, making the directories as needed;
+//! crius makes them itself only for the infra process (in a leaf of its
+//! own, `infra`, as cgroup v2 allows no process beside child cgroups), and
+//! removes the pod's cgroup with the pod.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::stats::{Hierarchies, Sample};
+use super::{CgroupDriver, Detail};
 use crate::error::{Error, IoContext, Result};
 
-/// The leaf under the pod's cgroup that holds the infra process.
-pub const INFRA_LEAF: &str = "infra";
-/// The file in the pod's state directory naming the pod's cgroup, once
-/// crius has made it itself.
-pub const RECORD_FILE: &str = "cgroup";
+/// The cgroupfs driver, for v1, hybrid and v2 hosts.
+#[derive(Debug)]
+pub struct Cgroupfs {
+    /// Where the controllers the figures come from are mounted.
+    hierarchies: Hierarchies,
+    /// /sys/fs/cgroup is the unified hierarchy (a v2-only host).
+    unified: bool,
+}
+
+impl Cgroupfs {
+    /// The driver for this host's hierarchies, as mounted now.
+    pub fn detect() -> Cgroupfs {
+        Cgroupfs {
+            hierarchies: Hierarchies::detect(),
+            unified: is_unified(),
+        }
+    }
+}
+
+impl CgroupDriver for Cgroupfs {
+    fn name(&self) -> &'static str {
+        "cgroupfs"
+    }
+
+    fn check_parent(&self, parent: &str) -> Result<(), &'static str> {
+        if parent.is_empty() {
+            return Ok(());
+        }
+        if !parent.starts_with('/') {
+            return Err(
+                "must be an absolute cgroupfs path (the systemd cgroup driver is not supported)",
+            );
+        }
+        if parent
+            .split('/')
+            .any(|c| c == "." || c == ".." || c.contains('\0'))
+        {
+            return Err("must not hold \".\" or \"..\"");
+        }
+        Ok(())
+    }
+
+    fn pod_cgroup(&self, parent: &str, pod_id: &str) -> String {
+        pod_path(parent, pod_id)
+    }
+
+    fn container_cgroup(&self, pod_cgroup: &str, container_id: &str) -> String {
+        format!("{}/{container_id}", pod_cgroup.trim_end_matches('/'))
+    }
+
+    fn owned_pod_cgroup(&self, path: &str, pod_id: &str) -> Result<String> {
+        owned_path(path, pod_id)
+    }
+
+    fn find_pod_cgroups(&self, pod_id: &str) -> Result<Vec<String>> {
+        find_by_id(pod_id)
+    }
+
+    fn create(&self, path: &str) -> Result<()> {
+        create(path)
+    }
+
+    fn add_process(&self, path: &str, pid: i32) -> Result<()> {
+        add_process(path, pid)
+    }
+
+    fn has_processes(&self, path: &str) -> Result<bool> {
+        has_processes(path)
+    }
+
+    fn remove_pod_cgroup(&self, path: &str, pod_id: &str) -> Result<()> {
+        remove(path, pod_id)
+    }
+
+    fn unified(&self) -> bool {
+        self.unified
+    }
+
+    fn oom_file(&self, path: &str) -> Option<PathBuf> {
+        let rel = path.trim_start_matches('/');
+        if self.unified {
+            return Some(Path::new("/sys/fs/cgroup").join(rel).join("memory.events"));
+        }
+        let v1 = Path::new("/sys/fs/cgroup/memory");
+        v1.is_dir().then(|| v1.join(rel).join("memory.oom_control"))
+    }
+
+    fn read(&self, path: &str) -> Sample {
+        self.hierarchies.read(path)
+    }
+
+    fn detail(&self, path: &str) -> Detail {
+        self.hierarchies.detail(path)
+    }
+}
+
+/// Whether /sys/fs/cgroup is the cgroup v2 unified hierarchy.
+fn is_unified() -> bool {
+    nix::sys::statfs::statfs(Path::new("/sys/fs/cgroup"))
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
 
 /// The pod cgroup of pod `id` under `parent` (cgroupfs path).
-pub fn pod_path(parent: &str, id: &str) -> String {
+pub(super) fn pod_path(parent: &str, id: &str) -> String {
     format!("{}/{id}", parent.trim_end_matches('/'))
 }
 
@@ -26,7 +124,7 @@ pub fn pod_path(parent: &str, id: &str) -> String {
 /// random 64-hex name no other object has). The only kind of path whose
 /// tree [`remove`] takes away; anything else in a record is damage, and
 /// removing "below" it could take every cgroup of the host.
-pub fn owned_path(path: &str, id: &str) -> Result<String> {
+pub(super) fn owned_path(path: &str, id: &str) -> Result<String> {
     let bad = |why: &str| {
         Err(Error::Internal(format!(
             "pod {id}: recorded cgroup {path:?} is not the pod's own ({why}); left alone"
@@ -54,7 +152,7 @@ pub fn owned_path(path: &str, id: &str) -> Result<String> {
 /// The cgroups named `id` in the hierarchies (at most `MAX_SEARCH_DEPTH`
 /// levels down), as cgroupfs paths: where a pod whose record of its cgroup
 /// was lost has it. Only paths that [`owned_path`] accepts are returned.
-pub fn find_by_id(id: &str) -> Result<Vec<String>> {
+pub(super) fn find_by_id(id: &str) -> Result<Vec<String>> {
     const MAX_SEARCH_DEPTH: usize = 8;
     let mut found = std::collections::BTreeSet::new();
     if !crate::state::is_id(id) {
@@ -88,35 +186,22 @@ pub fn find_by_id(id: &str) -> Result<Vec<String>> {
 }
 
 /// The mount points of the cgroup hierarchies: each v1 hierarchy
-/// (controllers and named ones) and the v2 one.
+/// (controllers and named ones) and the v2 one, each with whether it is
+/// the v1 cpuset hierarchy.
 fn hierarchies() -> Result<Vec<(PathBuf, bool)>> {
-    let info =
-        std::fs::read_to_string("/proc/self/mountinfo").context(|| "read /proc/self/mountinfo")?;
-    let mut found = Vec::new();
-    for line in info.lines() {
-        // "… mount-point options … - fstype source super-options"
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let Some(point) = left.split(' ').nth(4) else {
-            continue;
-        };
-        let fstype = right.split(' ').next().unwrap_or_default();
-        let is_cpuset = right
-            .split(' ')
-            .nth(2)
-            .is_some_and(|opts| opts.split(',').any(|o| o == "cpuset"));
-        if matches!(fstype, "cgroup" | "cgroup2") {
-            found.push((PathBuf::from(point), fstype == "cgroup" && is_cpuset));
-        }
-    }
-    Ok(found)
+    Ok(super::mountinfo::read()?
+        .into_iter()
+        .map(|m| {
+            let cpuset = m.has("cpuset");
+            (m.point, cpuset)
+        })
+        .collect())
 }
 
 /// Makes `path` (and its parents) in every hierarchy; a v1 cpuset cgroup
 /// gets its parent's CPUs and memory nodes, without which no process may
 /// join it.
-pub fn create(path: &str) -> Result<()> {
+pub(super) fn create(path: &str) -> Result<()> {
     let rel = path.trim_start_matches('/');
     for (root, cpuset) in hierarchies()? {
         let mut dir = root.clone();
@@ -148,7 +233,7 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
 
 /// Whether any process is left in cgroup `path` (or below it), in any
 /// hierarchy where it exists.
-pub fn has_processes(path: &str) -> Result<bool> {
+pub(super) fn has_processes(path: &str) -> Result<bool> {
     let rel = path.trim_start_matches('/');
     for (root, _) in hierarchies()? {
         let top = root.join(rel);
@@ -174,7 +259,7 @@ pub fn has_processes(path: &str) -> Result<bool> {
 }
 
 /// Moves process `pid` into `path` in every hierarchy.
-pub fn add_process(path: &str, pid: i32) -> Result<()> {
+pub(super) fn add_process(path: &str, pid: i32) -> Result<()> {
     let rel = path.trim_start_matches('/');
     for (root, _) in hierarchies()? {
         let procs = root.join(rel).join("cgroup.procs");
@@ -188,7 +273,7 @@ pub fn add_process(path: &str, pid: i32) -> Result<()> {
 /// every hierarchy; one that is not there is fine. Refuses any path that
 /// [`owned_path`] does not accept. A cgroup whose last process just died
 /// may stay busy a moment, so EBUSY is retried briefly.
-pub fn remove(path: &str, id: &str) -> Result<()> {
+pub(super) fn remove(path: &str, id: &str) -> Result<()> {
     let path = owned_path(path, id)?;
     let rel = path.trim_start_matches('/');
     for (root, _) in hierarchies()? {

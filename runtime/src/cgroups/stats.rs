@@ -40,26 +40,15 @@ impl Hierarchies {
     fn parse(mountinfo: &str, v2_controllers: impl Fn(&Path) -> Vec<String>) -> Hierarchies {
         let mut h = Hierarchies::default();
         let mut unified = None;
-        for line in mountinfo.lines() {
-            // "… mount-point options … - fstype source super-options"
-            let Some((left, right)) = line.split_once(" - ") else {
+        for mount in super::mountinfo::parse(mountinfo) {
+            if mount.unified {
+                unified = Some(mount.point);
                 continue;
-            };
-            let Some(point) = left.split(' ').nth(4) else {
-                continue;
-            };
-            let mut r = right.split(' ');
-            match r.next() {
-                Some("cgroup") => {
-                    let opts = r.nth(1).unwrap_or_default();
-                    for o in opts.split(',') {
-                        if matches!(o, "cpu" | "cpuacct" | "memory" | "pids" | "blkio") {
-                            h.v1.insert(o.to_string(), PathBuf::from(point));
-                        }
-                    }
+            }
+            for controller in ["cpu", "cpuacct", "memory", "pids", "blkio"] {
+                if mount.has(controller) {
+                    h.v1.insert(controller.to_string(), mount.point.clone());
                 }
-                Some("cgroup2") => unified = Some(PathBuf::from(point)),
-                _ => {}
             }
         }
         if h.v1.is_empty() {

@@ -1,0 +1,75 @@
+//! Cgroups: the one home of what crius knows about them. Finding the
+//! hierarchies ([`mountinfo`]), the paths of pods and containers, making,
+//! filling and removing a pod's cgroup, and reading a cgroup's figures
+//! ([`stats`], [`detail`]) are behind [`CgroupDriver`], so that pods,
+//! containers and stats never touch cgroupfs themselves. [`Cgroupfs`]
+//! (v1, hybrid and v2 hosts) is the driver there is today; the systemd
+//! driver comes in as a second implementation of the same trait.
+
+mod cgroupfs;
+pub mod detail;
+mod mountinfo;
+pub mod stats;
+
+use std::path::PathBuf;
+
+pub use cgroupfs::Cgroupfs;
+pub use detail::Detail;
+pub use stats::{Memory, Sample};
+
+use crate::error::Result;
+
+/// How crius places pods and containers in cgroups and reads them back.
+/// Paths are what the OCI runtime's `cgroupsPath` takes for the driver.
+pub trait CgroupDriver: Send + Sync + std::fmt::Debug {
+    /// The driver's name, as kubelet's `cgroupDriver` names it.
+    fn name(&self) -> &'static str;
+
+    /// Whether `parent` (a pod's `linux.cgroup_parent`; empty means the
+    /// configured default) is one this driver can make a pod's cgroup
+    /// below; the reason if not.
+    fn check_parent(&self, parent: &str) -> Result<(), &'static str>;
+
+    /// The cgroup of pod `pod_id` below `parent`.
+    fn pod_cgroup(&self, parent: &str, pod_id: &str) -> String;
+
+    /// The cgroup of container `container_id` in a pod whose containers
+    /// go below `pod_cgroup`.
+    fn container_cgroup(&self, pod_cgroup: &str, container_id: &str) -> String;
+
+    /// `path` as the cgroup of pod `pod_id`, if it can only be that: the
+    /// one kind of path whose tree [`CgroupDriver::remove_pod_cgroup`]
+    /// takes away. Anything else in a record is damage.
+    fn owned_pod_cgroup(&self, path: &str, pod_id: &str) -> Result<String>;
+
+    /// The cgroups of pod `pod_id` found by its id alone (its record of
+    /// them lost); only paths [`CgroupDriver::owned_pod_cgroup`] accepts.
+    fn find_pod_cgroups(&self, pod_id: &str) -> Result<Vec<String>>;
+
+    /// Makes cgroup `path` (and its parents).
+    fn create(&self, path: &str) -> Result<()>;
+
+    /// Moves process `pid` into cgroup `path`.
+    fn add_process(&self, path: &str, pid: i32) -> Result<()>;
+
+    /// Whether any process is left in cgroup `path` or below it.
+    fn has_processes(&self, path: &str) -> Result<bool>;
+
+    /// Removes the cgroup of pod `pod_id` at `path` and everything below
+    /// it; refuses a path [`CgroupDriver::owned_pod_cgroup`] does not
+    /// accept. One that is not there is fine.
+    fn remove_pod_cgroup(&self, path: &str, pod_id: &str) -> Result<()>;
+
+    /// Whether the controllers live in the unified (v2) hierarchy, where
+    /// containers get a cgroup namespace and `unified` resources apply.
+    fn unified(&self) -> bool;
+
+    /// The file counting the OOM kills of cgroup `path`, if there is one.
+    fn oom_file(&self, path: &str) -> Option<PathBuf>;
+
+    /// CPU, memory and process figures of cgroup `path` now.
+    fn read(&self, path: &str) -> Sample;
+
+    /// The finer figures of cgroup `path` now.
+    fn detail(&self, path: &str) -> Detail;
+}
