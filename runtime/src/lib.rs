@@ -30,7 +30,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crius_cni::{Cni, CniOptions, NetworkStatus};
+use crius_cni::{Cni, CniOptions};
+
+pub use sandbox::network::NetworkStatus;
+use sandbox::network::{CniBackend, NetworkBackend};
 
 pub use config::Config;
 pub use error::{Error, Result};
@@ -74,7 +77,8 @@ pub struct FilesystemUsage {
 pub struct Runtime {
     config: Config,
     images: ImageStore,
-    cni: Cni,
+    /// How pods are attached to the node's network.
+    network: Arc<dyn NetworkBackend>,
     oci: BTreeMap<String, OciRuntime>,
     monitor_bin: PathBuf,
     sandboxes: Objects<Sandbox>,
@@ -152,7 +156,7 @@ impl Runtime {
         let cgroups: Arc<dyn cgroups::CgroupDriver> = Arc::new(cgroups::Cgroupfs::detect());
         let rt = Arc::new(Runtime {
             images,
-            cni,
+            network: Arc::new(CniBackend::new(cni)),
             oci,
             monitor_bin,
             sandboxes: Objects::new("pod sandbox"),
@@ -261,7 +265,7 @@ impl Runtime {
         handlers.extend(self.oci.keys().filter(|k| *k != default).cloned());
         RuntimeStatus {
             runtime_ready: true,
-            network: self.cni.status().await,
+            network: self.network.status().await,
             handlers,
         }
     }

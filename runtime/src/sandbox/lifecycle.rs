@@ -264,7 +264,7 @@ impl Runtime {
             match sb.namespace("net") {
                 Some(netns) => {
                     let began = std::time::Instant::now();
-                    let ips = network::setup(&self.cni, &sb.id, &sb.config, netns).await;
+                    let ips = self.network.attach(pod_network(sb, netns)).await;
                     if ips.is_ok() {
                         self.metrics.phase("network_setup", began);
                     }
@@ -377,7 +377,7 @@ impl Runtime {
             return Ok(());
         }
         if let Some(netns) = sb.namespace("net") {
-            network::detach(&self.cni, &sb.id, &sb.config, netns).await?;
+            self.network.detach(pod_network(sb, netns)).await?;
         }
         sb.network_released = true;
         Ok(())
@@ -400,9 +400,7 @@ impl Runtime {
         // DEL that failed too leaves its attachment cached: DEL again.
         if sb.network_released
             && sb.namespace("net").is_some()
-            && network::is_attached(&self.cni, &sb.id)
-                .await
-                .unwrap_or(true)
+            && self.network.is_attached(&sb.id).await.unwrap_or(true)
         {
             sb.network_released = false;
         }
@@ -464,7 +462,7 @@ impl Runtime {
         }
         let keep_netns = sb.namespace("net").is_some() && !sb.network_released;
         if let Some(netns) = sb.namespace("net").filter(|_| !keep_netns) {
-            network::remove_netns(&sb.id, netns)?;
+            namespaces::remove_netns(&sb.id, netns)?;
         }
         // Last: it owns the others.
         if let Some(pin) = sb.namespace("user").filter(|_| !keep_netns) {
@@ -624,6 +622,16 @@ fn check_cgroup_parent(cgroups: &dyn CgroupDriver, parent: &str) -> Result<()> {
     cgroups.check_parent(parent).map_err(|why| {
         Error::InvalidArgument(format!("pod sandbox linux.cgroup_parent {parent:?}: {why}"))
     })
+}
+
+/// What the network backend is told of pod `sb`, whose network namespace
+/// is pinned at `netns`.
+fn pod_network<'a>(sb: &'a Sandbox, netns: &'a Path) -> network::PodNetwork<'a> {
+    network::PodNetwork {
+        id: &sb.id,
+        config: &sb.config,
+        netns,
+    }
 }
 
 /// Wraps an error of a pod's set-up with the pod it concerns.

@@ -9,7 +9,7 @@ mod files;
 pub mod infra;
 mod lifecycle;
 mod namespaces;
-mod network;
+pub(crate) mod network;
 mod port_forward;
 mod quantity;
 mod recover;

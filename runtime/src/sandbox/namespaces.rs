@@ -110,6 +110,15 @@ pub fn unpin(pin: &Path) -> Result<()> {
 
 /// Whether this node can run pods in user namespaces as crius does it:
 /// user namespaces enabled, and a kernel of 5.19 or later (ID-mapped
+/// Removes the network namespace pin of pod `id` at `netns`; a missing
+/// one is fine.
+pub fn remove_netns(id: &str, netns: &Path) -> Result<()> {
+    crius_cni::netns::remove(netns).map_err(|source| Error::Network {
+        context: format!("remove network namespace of pod sandbox {id}"),
+        source: Box::new(source),
+    })
+}
+
 /// mounts under overlayfs lower layers).
 pub fn user_namespaces_supported() -> bool {
     let max = fs::read_to_string("/proc/sys/user/max_user_namespaces")

@@ -20,9 +20,7 @@
 
 use std::collections::BTreeSet;
 
-use crius_cni::ValidAttachment;
-
-use super::{CGROUP_RECORD_FILE, Sandbox, SandboxState, infra, namespaces, network};
+use super::{CGROUP_RECORD_FILE, Sandbox, SandboxState, infra, namespaces};
 use crate::Runtime;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -51,17 +49,14 @@ impl Runtime {
             }
         }
         let pods: Vec<_> = self.sandboxes.all().iter().map(|e| e.get()).collect();
-        let valid: Vec<ValidAttachment> = pods
+        let attached: Vec<String> = pods
             .iter()
             .filter(|sb| sb.namespace("net").is_some() && !sb.network_released)
-            .map(|sb| ValidAttachment {
-                container_id: sb.id.clone(),
-                ifname: network::POD_IFNAME.into(),
-            })
+            .map(|sb| sb.id.clone())
             .collect();
-        match self.cni.gc(&valid).await {
+        match self.network.collect(&attached).await {
             Ok(report) => {
-                for (container, net, ifname) in &report.deleted {
+                for (container, net, ifname) in &report.detached {
                     tracing::info!(pod = %container, network = %net, ifname = %ifname, "deleted stale CNI attachment");
                 }
                 for e in &report.errors {
@@ -118,13 +113,13 @@ impl Runtime {
         // A DEL still owed (CNI GC above failed for it) needs the
         // namespace: plugins find what to undo through it. Kept for the
         // next start.
-        if network::is_attached(&self.cni, id).await? {
+        if self.network.is_attached(id).await? {
             return Err(Error::FailedPrecondition(format!(
                 "pod {id}: CNI DEL has not succeeded yet; its network namespace and directory \
                  are kept until it does"
             )));
         }
-        network::remove_netns(id, &ns.join("net"))?;
+        namespaces::remove_netns(id, &ns.join("net"))?;
         namespaces::unpin(&ns.join("user"))?;
         fsutil::unmount(&dir.join("shm"), "pod shm")?;
         let recorded = std::fs::read_to_string(dir.join(CGROUP_RECORD_FILE)).ok();

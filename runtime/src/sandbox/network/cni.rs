@@ -1,16 +1,15 @@
-//! A pod's network: its pinned network namespace and the CNI attachment
-//! in it.
+//! The CNI network backend: a pod is one CNI attachment (of the default
+//! network, and loopback) of its pinned network namespace.
 
 use std::path::Path;
 
-use crius_cni::{Attachment, Cni};
+use crius_cni::{Attachment, Cni, ValidAttachment};
+use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
-use super::{PodConfig, quantity};
+use super::{Collected, NetworkBackend, NetworkStatus, POD_IFNAME, PodNetwork};
 use crate::error::{Error, Result};
-
-/// The interface CNI creates in the pod.
-pub const POD_IFNAME: &str = "eth0";
+use crate::sandbox::{PodConfig, quantity};
 
 /// Pod annotations asking for traffic shaping (Kubernetes'), in bits per
 /// second; handed to plugins declaring the `bandwidth` capability.
@@ -113,51 +112,99 @@ fn attachment(id: &str, config: &PodConfig, netns: &Path) -> Attachment {
     }
 }
 
-/// Attaches the pod's network namespace, pinned at `netns`, to the
-/// default network. Returns the pod IPs, IPv4 first. A failed ADD has been
-/// rolled back (CNI DEL) when this returns.
-pub async fn setup(cni: &Cni, id: &str, config: &PodConfig, netns: &Path) -> Result<Vec<String>> {
-    let result = cni
-        .setup(&attachment(id, config, netns))
-        .await
-        .map_err(|source| Error::Network {
-            context: format!("set up network of pod sandbox {id}"),
-            source: Box::new(source),
-        })?;
-    // IPv4 first: kubelet takes the first IP as the pod's primary.
-    let mut ips: Vec<_> = result.sandbox_ips(POD_IFNAME).collect();
-    ips.sort_by_key(|ip| !ip.is_ipv4());
-    Ok(ips.iter().map(|ip| ip.to_string()).collect())
+/// The CNI backend over a CNI client.
+#[derive(Debug, Clone)]
+pub struct CniBackend {
+    cni: Cni,
 }
 
-/// Detaches the pod from its network (CNI DEL, from the cached ADD).
-/// Safe to call again after it succeeded.
-pub async fn detach(cni: &Cni, id: &str, config: &PodConfig, netns: &Path) -> Result<()> {
-    cni.teardown(&attachment(id, config, netns))
-        .await
-        .map_err(|source| Error::Network {
-            context: format!("tear down network of pod sandbox {id}"),
-            source: Box::new(source),
-        })
+impl CniBackend {
+    /// The backend over `cni`.
+    pub fn new(cni: Cni) -> CniBackend {
+        CniBackend { cni }
+    }
 }
 
-/// Whether a CNI DEL is still owed for the pod (its attachment is in the
-/// cache): until then its network namespace must stay.
-pub async fn is_attached(cni: &Cni, id: &str) -> Result<bool> {
-    cni.is_attached(id, POD_IFNAME)
-        .await
-        .map_err(|source| Error::Network {
-            context: format!("look up the network attachment of pod sandbox {id}"),
-            source: Box::new(source),
-        })
-}
-
-/// Removes the pod's network namespace pin; a missing one is fine.
-pub fn remove_netns(id: &str, netns: &Path) -> Result<()> {
-    crius_cni::netns::remove(netns).map_err(|source| Error::Network {
-        context: format!("remove network namespace of pod sandbox {id}"),
+/// A CNI error as the runtime's, saying what was being done to which pod.
+fn network_error(context: String) -> impl FnOnce(crius_cni::Error) -> Error {
+    move |source| Error::Network {
+        context,
         source: Box::new(source),
-    })
+    }
+}
+
+impl NetworkBackend for CniBackend {
+    fn attach<'a>(&'a self, pod: PodNetwork<'a>) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let result = self
+                .cni
+                .setup(&attachment(pod.id, pod.config, pod.netns))
+                .await
+                .map_err(network_error(format!(
+                    "set up network of pod sandbox {}",
+                    pod.id
+                )))?;
+            // IPv4 first: kubelet takes the first IP as the pod's primary.
+            let mut ips: Vec<_> = result.sandbox_ips(POD_IFNAME).collect();
+            ips.sort_by_key(|ip| !ip.is_ipv4());
+            Ok(ips.iter().map(|ip| ip.to_string()).collect())
+        })
+    }
+
+    fn detach<'a>(&'a self, pod: PodNetwork<'a>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.cni
+                .teardown(&attachment(pod.id, pod.config, pod.netns))
+                .await
+                .map_err(network_error(format!(
+                    "tear down network of pod sandbox {}",
+                    pod.id
+                )))
+        })
+    }
+
+    fn is_attached<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            self.cni
+                .is_attached(id, POD_IFNAME)
+                .await
+                .map_err(network_error(format!(
+                    "look up the network attachment of pod sandbox {id}"
+                )))
+        })
+    }
+
+    fn status(&self) -> BoxFuture<'_, NetworkStatus> {
+        Box::pin(async move {
+            let s = self.cni.status().await;
+            NetworkStatus {
+                ready: s.ready,
+                reason: s.reason,
+                message: s.message,
+            }
+        })
+    }
+
+    fn collect<'a>(&'a self, attached: &'a [String]) -> BoxFuture<'a, Result<Collected>> {
+        Box::pin(async move {
+            let valid: Vec<ValidAttachment> = attached
+                .iter()
+                .map(|id| ValidAttachment {
+                    container_id: id.clone(),
+                    ifname: POD_IFNAME.into(),
+                })
+                .collect();
+            let report = self
+                .cni
+                .gc(&valid)
+                .await
+                .map_err(network_error("CNI garbage collection".into()))?;
+            Ok(Collected {
+                detached: report.deleted,
+                errors: report.errors,
+            })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -172,14 +219,14 @@ mod tests {
             namespace: "ns".into(),
             uid: "u".into(),
             port_mappings: vec![
-                super::super::PortMapping {
+                crate::sandbox::PortMapping {
                     protocol: "udp".into(),
                     container_port: 53,
                     host_port: 5353,
                     host_ip: "127.0.0.1".into(),
                 },
                 // No host port: nothing to map.
-                super::super::PortMapping {
+                crate::sandbox::PortMapping {
                     protocol: "tcp".into(),
                     container_port: 80,
                     host_port: 0,
