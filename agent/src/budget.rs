@@ -40,6 +40,15 @@ impl ConnectionBudget {
     }
 }
 
+/// What each request learns of its connection (tonic puts it in the
+/// request's extensions; the server's connections make it, and
+/// [`RequestBudgetLayer`] reads it).
+#[derive(Debug, Clone)]
+pub struct CriConnectInfo {
+    /// The connection's request budget.
+    pub budget: ConnectionBudget,
+}
+
 /// Wraps every request body in the budget of its connection.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestBudgetLayer;
@@ -73,7 +82,7 @@ where
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
         let budget = req
             .extensions()
-            .get::<crate::server::CriConnectInfo>()
+            .get::<CriConnectInfo>()
             .map(|info| info.budget.clone());
         let req = match budget {
             Some(budget) => req.map(|body| tonic::body::Body::new(Budgeted::new(body, budget))),

@@ -29,7 +29,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::server::Connected;
 
 use crate::authority::AnyAuthority;
-use crate::budget::{ConnectionBudget, RequestBudgetLayer};
+use crate::budget::{ConnectionBudget, CriConnectInfo, RequestBudgetLayer};
 use crate::metrics::{GrpcMetricsLayer, Metrics};
 
 /// How long in-flight calls may run on after a stop signal.
@@ -117,14 +117,6 @@ impl CriConnection {
             _place: place,
         }
     }
-}
-
-/// What each request learns of its connection (tonic puts it in the
-/// request's extensions).
-#[derive(Debug, Clone)]
-pub struct CriConnectInfo {
-    /// The connection's request budget.
-    pub budget: ConnectionBudget,
 }
 
 impl Connected for CriConnection {
