@@ -1,4 +1,12 @@
-//! The per-container monitor — both its process and the daemon's side.
+//! Every helper process crius runs beside the daemon — their bodies, all
+//! modes of the `crius-monitor` binary, and the daemon's side of them:
+//!
+//! - the per-container monitor ([`main`], in `process/`; spawned by
+//!   [`spawn`], waited for by [`wait_exit`]);
+//! - the parent of a streamed exec ([`exec_main`]);
+//! - the infra process of a pod that shares one PID namespace, and its
+//!   keeper ([`infra_main`], in [`pod_infra`]; started and stopped by
+//!   `crate::sandbox::infra`).
 //!
 //! Each container runs under a small `crius-monitor` process (the job of
 //! conmon or containerd-shim). The monitor detaches from the daemon so it
@@ -9,8 +17,9 @@
 //!
 //! Daemon side: [`spawn`] starts a monitor and returns once the container is
 //! created; [`wait_exit`] waits for a monitor to go and reads its exit file.
-//! Monitor side: [`main`], the whole of the `crius-monitor` binary — plain
-//! std and nix, one blocking `poll` loop, no async runtime.
+//! Monitor side: [`main`], the container monitor's mode of the
+//! `crius-monitor` binary — plain std and nix, one blocking `poll` loop, no
+//! async runtime.
 
 pub mod attach;
 pub(crate) mod console;
@@ -18,6 +27,7 @@ pub mod control;
 pub mod cri_log;
 mod exec;
 mod exit_status;
+pub mod pod_infra;
 mod process;
 mod spawn;
 mod sync;
@@ -30,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 pub use exec::{EXEC_ARG, exec_main, is_exec_helper};
 pub use exit_status::{ExitStatus, read_exit_file};
+pub use pod_infra::{INFRA_ARG, infra_main, is_pod_infra};
 pub use process::main;
 pub use spawn::{Spawned, find_monitor_bin, spawn};
 pub use wait::wait_exit;
