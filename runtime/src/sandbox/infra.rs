@@ -10,18 +10,13 @@
 //! half-way): no PID file has to be trusted.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
+use crate::error::{Error, Result};
+use crate::monitor::{INFRA_ARG, Pidfd, helper};
 
-use crate::error::{Error, IoContext, Result};
-use crate::monitor::INFRA_ARG;
 /// How long starting it may take.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long it may take to die after SIGKILL.
@@ -38,68 +33,35 @@ const REAP_WAIT: Duration = Duration::from_secs(5);
 /// namespace, may mount its /proc.
 pub async fn start(monitor_bin: &Path, pod_dir: &Path, userns: Option<&Path>) -> Result<i32> {
     let what = format!("start the infra process of pod {}", pod_dir.display());
-    let mut child = tokio::process::Command::new(monitor_bin)
+    let mut command = tokio::process::Command::new(monitor_bin);
+    command
         .arg(INFRA_ARG)
         .arg(pod_dir)
         .args(userns)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context(|| format!("{what}: run {}", monitor_bin.display()))?;
-    let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
-    let talk = async {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let (o, e, status) = tokio::join!(
-            async {
-                match stdout.as_mut() {
-                    Some(s) => s.read_to_end(&mut out).await.map(drop),
-                    None => Ok(()),
-                }
-            },
-            async {
-                match stderr.as_mut() {
-                    Some(s) => s.read_to_end(&mut err).await.map(drop),
-                    None => Ok(()),
-                }
-            },
-            child.wait(),
-        );
-        o.and(e).and(status).map(|status| (out, err, status))
-    };
-    let reported = tokio::time::timeout(START_TIMEOUT, talk)
+        .kill_on_drop(true);
+    let started = helper::run(command, &what, Some(START_TIMEOUT))
         .await
-        .map_err(|_| Error::External {
-            what: what.clone(),
-            message: format!("no report within {}s", START_TIMEOUT.as_secs()),
-        })
-        .and_then(|r| r.context(|| format!("{what}: talk to {}", monitor_bin.display())));
-    let started = reported.and_then(|(out, err, status)| {
-        let report = String::from_utf8_lossy(&out);
-        let report = report.trim();
-        if let Some(pid) = report.strip_prefix("ok ") {
-            return pid.parse().map_err(|_| Error::External {
+        .and_then(|done| {
+            let report = String::from_utf8_lossy(&done.stdout);
+            let report = report.trim();
+            if let Some(pid) = report.strip_prefix("ok ") {
+                return pid.parse().map_err(|_| Error::External {
+                    what: what.clone(),
+                    message: format!("bad report {report:?}"),
+                });
+            }
+            let message = match report.strip_prefix("error ") {
+                Some(m) => m.to_string(),
+                None => done.unreported(monitor_bin),
+            };
+            Err(Error::External {
                 what: what.clone(),
-                message: format!("bad report {report:?}"),
-            });
-        }
-        let message = match report.strip_prefix("error ") {
-            Some(m) => m.to_string(),
-            None => format!(
-                "{} {status} without reporting: {}",
-                monitor_bin.display(),
-                String::from_utf8_lossy(&err).trim()
-            ),
-        };
-        Err(Error::External {
-            what: what.clone(),
-            message,
-        })
-    });
+                message,
+            })
+        });
     if started.is_err() {
-        // Whatever it got to fork must not outlive the failed start.
-        drop(child);
+        // Whatever it got to fork must not outlive the failed start (the
+        // first process itself is gone: killed when dropped).
         if let Err(e) = stop_all(pod_dir).await {
             tracing::warn!(pod_dir = %pod_dir.display(), error = %e, "stopping what a failed infra start left");
         }
@@ -148,7 +110,7 @@ pub async fn stop_all(pod_dir: &Path) -> Result<()> {
 /// has exited. A PID that is gone, or that now belongs to another process,
 /// is fine: there is nothing left to kill.
 pub async fn stop(pod_dir: &Path, pid: i32) -> Result<()> {
-    let Some(pidfd) = pidfd_open(pid)? else {
+    let Some(pidfd) = Pidfd::open(pid, "infra process")? else {
         return Ok(());
     };
     // Checked once the pidfd is held: from here on it names this process.
@@ -158,19 +120,12 @@ pub async fn stop(pod_dir: &Path, pid: i32) -> Result<()> {
     // Its keeper, which exits once it has reaped it.
     let keeper = parent_of(pid)
         .filter(|&k| is_infra_of(k, pod_dir))
-        .map(pidfd_open)
+        .map(|k| Pidfd::open(k, "infra keeper"))
         .transpose()?
         .flatten();
-    pidfd_signal(&pidfd, pid, libc::SIGKILL)?;
-    // SAFETY: the AsyncFd owns the pidfd from here on and nothing else
-    // closes or changes it.
-    let fd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
-        .map_err(|e| Error::io(format!("watch infra process {pid}"), e.into_parts().1))?;
-    let exited = tokio::time::timeout(STOP_TIMEOUT, fd.readable()).await;
-    match exited {
-        Ok(ready) => ready
-            .map(drop)
-            .context(|| format!("wait for infra process {pid}"))?,
+    pidfd.send_signal(libc::SIGKILL)?;
+    match tokio::time::timeout(STOP_TIMEOUT, pidfd.exited()).await {
+        Ok(exited) => exited?,
         Err(_) => {
             return Err(Error::Internal(format!(
                 "infra process {pid} of pod {} did not exit within {}s of SIGKILL",
@@ -186,23 +141,18 @@ pub async fn stop(pod_dir: &Path, pid: i32) -> Result<()> {
     // itself, or one whose keeper is gone) is reaped by its parent, the
     // host's init or a first process about to exit, in its own time: a
     // zombie holds nothing of the pod, and nothing is won by waiting.
-    if keeper.is_none() {
+    let Some(keeper) = keeper else {
         return Ok(());
-    }
+    };
     let deadline = tokio::time::Instant::now() + REAP_WAIT;
-    while pidfd_signal(fd.get_ref(), pid, 0)? {
+    while pidfd.send_signal(0)? {
         if tokio::time::Instant::now() >= deadline {
             tracing::debug!(pid, "infra process exited but is not reaped yet");
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    if let Some(keeper) = keeper {
-        // SAFETY: as above, for the keeper's pidfd.
-        let fd = unsafe { AsyncFd::register_with_interest(keeper, Interest::READABLE) }
-            .map_err(|e| Error::io(format!("watch keeper of {pid}"), e.into_parts().1))?;
-        let _ = tokio::time::timeout(REAP_WAIT, fd.readable()).await;
-    }
+    let _ = tokio::time::timeout(REAP_WAIT, keeper.exited()).await;
     Ok(())
 }
 
@@ -243,47 +193,6 @@ pub fn is_infra_of(pid: i32, pod_dir: &Path) -> bool {
     let mut args = cmdline.split(|&b| b == 0).skip(1);
     args.next() == Some(INFRA_ARG.as_bytes())
         && args.next().map(|a| Path::new(OsStr::from_bytes(a))) == Some(pod_dir)
-}
-
-/// A pidfd for `pid`; `None` if there is no such process.
-fn pidfd_open(pid: i32) -> Result<Option<OwnedFd>> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1;
-    // it touches no memory of ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::ESRCH) {
-            return Ok(None);
-        }
-        return Err(Error::io(format!("pidfd_open infra process {pid}"), err));
-    }
-    let fd = i32::try_from(fd).map_err(|_| Error::Internal(format!("pidfd_open returned {fd}")))?;
-    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
-}
-
-/// Sends `signal` (0: none, only a check) through a pidfd, which cannot
-/// hit a process that reused the PID. False when the process is gone.
-fn pidfd_signal(pidfd: &OwnedFd, pid: i32, signal: i32) -> Result<bool> {
-    // SAFETY: pidfd_send_signal reads only the fd and the signal number (no
-    // siginfo is passed); the fd is valid for the borrow.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if r < 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::ESRCH) {
-            return Ok(false);
-        }
-        return Err(Error::io(format!("signal infra process {pid}"), err));
-    }
-    Ok(true)
 }
 
 #[cfg(test)]

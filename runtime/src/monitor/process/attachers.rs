@@ -185,6 +185,15 @@ mod tests {
         }
     }
 
+    impl Fake {
+        fn with_room(room: usize) -> Fake {
+            Fake {
+                room: Cell::new(room),
+                ..Fake::default()
+            }
+        }
+    }
+
     fn attacher() -> Attacher {
         Attacher {
             fd: std::fs::File::open("/dev/null").unwrap().into(),
@@ -195,10 +204,7 @@ mod tests {
 
     #[test]
     fn what_the_container_does_not_take_is_held_and_stops_reading() {
-        let fake = Fake {
-            room: Cell::new(3),
-            ..Fake::default()
-        };
+        let fake = Fake::with_room(3);
         let mut stdin = Stdin::new(Some(&fake), false);
         let mut a = attacher();
         stdin.send(&mut a, b"hello");
@@ -216,10 +222,7 @@ mod tests {
 
     #[test]
     fn stdin_once_closes_when_the_first_sender_ends_or_goes() {
-        let fake = Fake {
-            room: Cell::new(100),
-            ..Fake::default()
-        };
+        let fake = Fake::with_room(100);
         // An attacher that never sent stdin ends nothing.
         let mut stdin = Stdin::new(Some(&fake), true);
         let mut quiet = attacher();
@@ -276,12 +279,7 @@ mod tests {
 
     #[test]
     fn a_full_pipe_is_no_error_and_a_gone_reader_is() {
-        let (r, w) = nix::unistd::pipe().unwrap();
-        nix::fcntl::fcntl(
-            &w,
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        )
-        .unwrap();
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
         let big = vec![0u8; 1 << 20];
         let first = w.write_some(&big).unwrap();
         assert!(first > 0 && first < big.len());

@@ -263,20 +263,7 @@ mod tests {
     #[test]
     fn the_exit_file_is_written_only_for_a_seen_end() {
         let dir = tempfile::tempdir().unwrap();
-        let config = MonitorConfig {
-            container_id: "c1".into(),
-            create_command: vec!["/bin/true".into()],
-            bundle: dir.path().into(),
-            pid_file: dir.path().join("pid"),
-            log_path: None,
-            exit_file: dir.path().join("exit"),
-            control_fifo: None,
-            oom_file: None,
-            console_socket: None,
-            stdin: false,
-            stdin_once: false,
-            attach_socket: None,
-        };
+        let config = MonitorConfig::for_test(dir.path());
         let mut unseen = Exits::new();
         unseen.created(INIT, Instant::now(), 1);
         assert_eq!(unseen.record(&config), 1);

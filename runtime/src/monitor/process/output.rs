@@ -354,12 +354,7 @@ mod tests {
 
     #[test]
     fn the_runtimes_words_are_captured_up_to_a_bound_and_the_pipe_drained() {
-        let (r, w) = nix::unistd::pipe().unwrap();
-        nix::fcntl::fcntl(
-            &r,
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        )
-        .unwrap();
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
         let (other, _) = nix::unistd::pipe().unwrap();
         let mut out: Outputs<Sink> = Outputs::new(r, other, None);
         let mut captured = b"x".repeat(MAX_CAPTURED - 3);
