@@ -5,19 +5,16 @@
 //! streamed exec (`crius_runtime::monitor::exec_main`).
 //!
 //! `crius-monitor pod-infra <pod state dir>`: the infra process of a pod
-//! that shares one PID namespace (`crius_runtime::sandbox::infra`).
+//! that shares one PID namespace (`crius_runtime::monitor::pod_infra`).
 
-use crius_runtime::sandbox::infra;
+use crius_runtime::monitor;
 
 fn main() {
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == infra::INFRA_ARG)
-    {
-        infra::main()
+    if monitor::is_pod_infra() {
+        monitor::infra_main()
     }
-    if crius_runtime::monitor::is_exec_helper() {
-        crius_runtime::monitor::exec_main()
+    if monitor::is_exec_helper() {
+        monitor::exec_main()
     }
-    crius_runtime::monitor::main()
+    monitor::main()
 }

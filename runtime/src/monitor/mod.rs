@@ -1,4 +1,15 @@
-//! The per-container monitor — both its process and the daemon's side.
+//! Every helper process crius runs beside the daemon — their bodies, all
+//! modes of the `crius-monitor` binary, and the daemon's side of them:
+//!
+//! - the per-container monitor ([`main`], in `process/`; spawned by
+//!   [`spawn`], waited for by [`wait_exit`]);
+//! - the parent of a streamed exec ([`exec_main`]);
+//! - the infra process of a pod that shares one PID namespace, and its
+//!   keeper ([`infra_main`], in [`pod_infra`]; started and stopped by
+//!   `crate::sandbox::infra`).
+//!
+//! The daemon starts each the same way (`helper`) and holds a detached
+//! one by a pidfd (`pidfd`), never by a bare PID.
 //!
 //! Each container runs under a small `crius-monitor` process (the job of
 //! conmon or containerd-shim). The monitor detaches from the daemon so it
@@ -9,8 +20,9 @@
 //!
 //! Daemon side: [`spawn`] starts a monitor and returns once the container is
 //! created; [`wait_exit`] waits for a monitor to go and reads its exit file.
-//! Monitor side: [`main`], the whole of the `crius-monitor` binary — plain
-//! std and nix, one blocking `poll` loop, no async runtime.
+//! Monitor side: [`main`], the container monitor's mode of the
+//! `crius-monitor` binary — plain std and nix, one blocking `poll` loop, no
+//! async runtime.
 
 pub mod attach;
 pub(crate) mod console;
@@ -18,18 +30,25 @@ pub mod control;
 pub mod cri_log;
 mod exec;
 mod exit_status;
+pub(crate) mod helper;
+mod pidfd;
+pub mod pod_infra;
 mod process;
 mod spawn;
 mod sync;
 mod trim;
 mod wait;
 
+#[cfg(test)]
+use std::path::Path;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 pub use exec::{EXEC_ARG, exec_main, is_exec_helper};
 pub use exit_status::{ExitStatus, read_exit_file};
+pub(crate) use pidfd::Pidfd;
+pub use pod_infra::{INFRA_ARG, infra_main, is_pod_infra};
 pub use process::main;
 pub use spawn::{Spawned, find_monitor_bin, spawn};
 pub use wait::wait_exit;
@@ -83,4 +102,26 @@ pub struct MonitorConfig {
     /// Where the monitor serves attach ([`attach`]); `None`: no attach.
     #[serde(default)]
     pub attach_socket: Option<PathBuf>,
+}
+
+#[cfg(test)]
+impl MonitorConfig {
+    /// A configuration for container `c1` whose create is `/bin/true` and
+    /// whose bundle, pid file and exit file are in `dir`; nothing else.
+    pub(crate) fn for_test(dir: &Path) -> MonitorConfig {
+        MonitorConfig {
+            container_id: "c1".into(),
+            create_command: vec!["/bin/true".into()],
+            bundle: dir.into(),
+            pid_file: dir.join("pid"),
+            log_path: None,
+            exit_file: dir.join("exit"),
+            control_fifo: None,
+            oom_file: None,
+            console_socket: None,
+            stdin: false,
+            stdin_once: false,
+            attach_socket: None,
+        }
+    }
 }

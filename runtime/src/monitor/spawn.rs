@@ -1,13 +1,10 @@
 //! Daemon side: starting a monitor, and finding its binary.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-
-use tokio::io::AsyncReadExt;
 
 use super::sync::Report;
-use super::{CONFIG_FILE, MonitorConfig, PID_FILE};
-use crate::error::{Error, IoContext, Result};
+use super::{CONFIG_FILE, MonitorConfig, PID_FILE, helper};
+use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::oci::find_executable;
 
@@ -55,35 +52,10 @@ pub async fn spawn(monitor_bin: &Path, config: &MonitorConfig, dir: &Path) -> Re
 
     // The first monitor process forks the real one and exits at once; the
     // real one keeps our stdout pipe until it reports.
-    let mut child = tokio::process::Command::new(monitor_bin)
-        .arg(&config_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context(|| format!("{what}: start monitor {}", monitor_bin.display()))?;
-    let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let (read_out, read_err, status) = tokio::join!(
-        async {
-            match stdout.as_mut() {
-                Some(s) => s.read_to_end(&mut out).await.map(drop),
-                None => Ok(()),
-            }
-        },
-        async {
-            match stderr.as_mut() {
-                Some(s) => s.read_to_end(&mut err).await.map(drop),
-                None => Ok(()),
-            }
-        },
-        child.wait(),
-    );
-    read_out.context(|| format!("{what}: read the monitor's report"))?;
-    read_err.context(|| format!("{what}: read the monitor's stderr"))?;
-    let status = status.context(|| format!("{what}: wait for the monitor"))?;
-
-    match Report::decode(&out) {
+    let mut command = tokio::process::Command::new(monitor_bin);
+    command.arg(&config_path);
+    let done = helper::run(command, &what, None).await?;
+    match Report::decode(&done.stdout) {
         Some(Report::Ok {
             container_pid,
             monitor_pid,
@@ -95,18 +67,10 @@ pub async fn spawn(monitor_bin: &Path, config: &MonitorConfig, dir: &Path) -> Re
             })
         }
         Some(Report::Error(message)) => Err(Error::External { what, message }),
-        None => {
-            let said = String::from_utf8_lossy(&err);
-            Err(Error::External {
-                what,
-                message: format!(
-                    "monitor {} {status} without reporting{}{}",
-                    monitor_bin.display(),
-                    if said.trim().is_empty() { "" } else { ": " },
-                    said.trim()
-                ),
-            })
-        }
+        None => Err(Error::External {
+            what,
+            message: format!("monitor {}", done.unreported(monitor_bin)),
+        }),
     }
 }
 
@@ -172,20 +136,7 @@ mod tests {
     #[tokio::test]
     async fn a_monitor_that_dies_without_reporting_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let config = MonitorConfig {
-            container_id: "c1".into(),
-            create_command: vec!["/bin/true".into()],
-            bundle: dir.path().into(),
-            pid_file: dir.path().join("pid"),
-            log_path: None,
-            exit_file: dir.path().join("exit"),
-            control_fifo: None,
-            oom_file: None,
-            console_socket: None,
-            stdin: false,
-            stdin_once: false,
-            attach_socket: None,
-        };
+        let config = MonitorConfig::for_test(dir.path());
         let err = spawn(Path::new("/bin/false"), &config, dir.path())
             .await
             .unwrap_err();

@@ -1,18 +1,15 @@
 //! Daemon side: waiting for a monitor that is not our child.
 //!
 //! The monitor detached from whichever daemon spawned it, so `waitpid` is no
-//! use; a pidfd becomes readable when the process ends, child or not.
+//! use; its [`Pidfd`] becomes readable when it ends, child or not.
 
 use std::ffi::OsStr;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
-
+use super::pidfd::Pidfd;
 use super::{ExitStatus, MonitorConfig, read_exit_file};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 
 /// Waits until the monitor `monitor_pid` has gone, then reads the exit
 /// status it recorded in `exit_file`. If the monitor is already gone (or
@@ -25,18 +22,11 @@ pub async fn wait_exit(monitor_pid: i32, exit_file: &Path) -> Result<ExitStatus>
             "invalid monitor pid {monitor_pid}"
         )));
     }
-    if let Some(pidfd) = pidfd_open(monitor_pid)? {
+    if let Some(pidfd) = Pidfd::open(monitor_pid, "monitor")? {
         // Check identity only after the pidfd is held: from then on the pid
         // cannot be reused under us, so a match means the pidfd is ours.
         if is_monitor_of(monitor_pid, exit_file) {
-            // SAFETY: an OwnedFd keeps its fd open and unchanged for as long
-            // as it lives, and the AsyncFd owns it from here on.
-            let fd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
-                .map_err(|e| Error::io(format!("watch monitor {monitor_pid}"), e.into_parts().1))?;
-            let _ready = fd
-                .readable()
-                .await
-                .context(|| format!("wait for monitor {monitor_pid}"))?;
+            pidfd.exited().await?;
         }
     }
     read_exit_file(exit_file)?.ok_or_else(|| Error::External {
@@ -46,23 +36,6 @@ pub async fn wait_exit(monitor_pid: i32, exit_file: &Path) -> Result<ExitStatus>
             exit_file.display()
         ),
     })
-}
-
-/// A pidfd for `pid`, or `None` if no such process exists.
-fn pidfd_open(pid: i32) -> Result<Option<OwnedFd>> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1;
-    // it touches no memory of ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::ESRCH) {
-            return Ok(None);
-        }
-        return Err(Error::io(format!("pidfd_open monitor {pid}"), err));
-    }
-    let fd = i32::try_from(fd).map_err(|_| Error::Internal(format!("pidfd_open returned {fd}")))?;
-    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// Whether `pid` is a monitor whose configuration names `exit_file`: its
