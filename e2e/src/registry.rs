@@ -12,12 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::token::TokenServer;
+pub use crate::token::{REGISTRY_PASSWORD, REGISTRY_USER};
 use crate::{Context, Result, err, free_port, log_tail, terminate};
 
-/// The user of a registry started with [`Registry::start_with_auth`].
-pub const REGISTRY_USER: &str = "crius-e2e";
-/// Its password: distinctive, so tests can look for leaks of it.
-pub const REGISTRY_PASSWORD: &str = "crius-e2e-Pa55word";
 /// `REGISTRY_USER:bcrypt(REGISTRY_PASSWORD)`.
 const HTPASSWD: &str = "crius-e2e:$2b$04$h3uYeUW5H2LymsfTjiNvHeHxc1WDCWYe9JA3XSf2IEzI6QuCf5W7G";
 

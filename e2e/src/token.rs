@@ -24,8 +24,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::json;
 
-use crate::registry::{REGISTRY_PASSWORD, REGISTRY_USER};
 use crate::{Context, Result, err};
+
+/// The user of a registry started with
+/// [`Registry::start_with_auth`](crate::Registry::start_with_auth).
+pub const REGISTRY_USER: &str = "crius-e2e";
+/// Its password: distinctive, so tests can look for leaks of it.
+pub const REGISTRY_PASSWORD: &str = "crius-e2e-Pa55word";
 
 /// The refresh token ("identity token") the token service accepts.
 pub const IDENTITY_TOKEN: &str = "crius-e2e-identity-token-7f3a";

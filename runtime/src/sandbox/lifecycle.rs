@@ -1,15 +1,12 @@
 //! RunPodSandbox, StopPodSandbox, RemovePodSandbox and the queries over
 //! pods.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-use nix::mount::{MsFlags, mount};
 
 use super::sysctl::{self, Kind, Sysctl};
 use super::{
-    CGROUP_RECORD_FILE, INFRA_CGROUP_LEAF, NamespaceMode, PodConfig, Sandbox, SandboxState, files,
-    infra, namespaces, network, quantity,
+    CGROUP_RECORD_FILE, INFRA_CGROUP_LEAF, NamespaceMode, PodConfig, Sandbox, SandboxFilter,
+    SandboxState, files, infra, namespaces, network, shm,
 };
 use crate::cgroups::CgroupDriver;
 use crate::error::{Error, IoContext, Result};
@@ -17,34 +14,6 @@ use crate::fsutil;
 use crate::layout::{self, Access};
 use crate::state::{new_id, now_nanos};
 use crate::{Runtime, crash};
-
-/// Pod annotation sizing its /dev/shm (a quantity: `256Mi`), over the
-/// configured `runtime.shm_size`.
-pub const SHM_SIZE_ANNOTATION: &str = "crius.io/shm-size";
-
-/// Which pods ListPodSandbox returns; empty fields match everything.
-#[derive(Debug, Clone, Default)]
-pub struct SandboxFilter {
-    /// Id or unique id prefix.
-    pub id: Option<String>,
-    /// Only pods in this state.
-    pub state: Option<SandboxState>,
-    /// Only pods carrying all of these labels.
-    pub labels: BTreeMap<String, String>,
-}
-
-impl SandboxFilter {
-    fn matches(&self, sb: &Sandbox) -> bool {
-        self.id
-            .as_ref()
-            .is_none_or(|id| sb.id.starts_with(id.as_str()))
-            && self.state.is_none_or(|s| s == sb.state)
-            && self
-                .labels
-                .iter()
-                .all(|(k, v)| sb.config.labels.get(k) == Some(v))
-    }
-}
 
 /// What starting the infra process made, for the record (and undoing).
 #[derive(Debug, Default)]
@@ -57,19 +26,6 @@ struct InfraParts {
 struct Plan {
     sysctls: Vec<Sysctl>,
     shm_bytes: u64,
-}
-
-/// The size of a pod's /dev/shm: the annotation, else the configured one.
-pub(crate) fn shm_size(config: &PodConfig, default: &str) -> Result<u64> {
-    let (what, value) = match config.annotations.get(SHM_SIZE_ANNOTATION) {
-        Some(v) => (format!("pod annotation {SHM_SIZE_ANNOTATION}"), v.as_str()),
-        None => ("runtime.shm_size".to_string(), default),
-    };
-    quantity::parse(value).filter(|b| *b > 0).ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "{what} {value:?} is not a positive size (such as 64Mi)"
-        ))
-    })
 }
 
 impl Runtime {
@@ -133,7 +89,7 @@ impl Runtime {
         network::ips(config)?;
         Ok(Plan {
             sysctls,
-            shm_bytes: shm_size(config, &self.config.runtime.shm_size)?,
+            shm_bytes: shm::shm_size(config, &self.config.runtime.shm_size)?,
         })
     }
 
@@ -252,7 +208,7 @@ impl Runtime {
         // /dev/shm shared by the pod's containers.
         if own_ipc {
             let shm = pod_dir.join("shm");
-            mount_shm(&shm, plan.shm_bytes)?;
+            shm::mount_shm(&shm, plan.shm_bytes)?;
             sb.shm = Some(shm);
         }
         crash::point(crash::RUNP_AFTER_NAMESPACES);
@@ -469,7 +425,7 @@ impl Runtime {
             namespaces::unpin(pin)?;
         }
         if let Some(shm) = &sb.shm {
-            unmount_shm(shm)?;
+            shm::unmount_shm(shm)?;
         }
         if let Some(pod_cgroup) = sb.pod_cgroup.clone() {
             let id = sb.id.clone();
@@ -513,7 +469,7 @@ impl Runtime {
             Err(e) => Err(e),
         };
         let unmounted = match (&stopped, &sb.shm) {
-            (Ok(()), Some(shm)) => unmount_shm(shm),
+            (Ok(()), Some(shm)) => shm::unmount_shm(shm),
             _ => Ok(()),
         };
         if stopped.is_ok() && unmounted.is_ok() {
@@ -652,22 +608,6 @@ fn node_hostname() -> Result<String> {
         .into_owned())
 }
 
-fn mount_shm(path: &Path, bytes: u64) -> Result<()> {
-    fsutil::create_dir_all(path)?;
-    mount(
-        Some("shm"),
-        path,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some(format!("mode=1777,size={bytes}").as_str()),
-    )
-    .context(|| format!("mount pod shm at {}", path.display()))
-}
-
-fn unmount_shm(path: &Path) -> Result<()> {
-    fsutil::unmount(path, "pod shm")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -682,22 +622,5 @@ mod tests {
             let e = check_cgroup_parent(&cgroups, bad).unwrap_err();
             assert!(e.to_string().contains("cgroup_parent"), "{bad}: {e}");
         }
-    }
-
-    #[test]
-    fn shm_size_from_annotation_or_config() {
-        let mut config = PodConfig::default();
-        assert_eq!(shm_size(&config, "64Mi").unwrap(), 64 << 20);
-        config
-            .annotations
-            .insert(SHM_SIZE_ANNOTATION.into(), "1Gi".into());
-        assert_eq!(shm_size(&config, "64Mi").unwrap(), 1 << 30);
-        config
-            .annotations
-            .insert(SHM_SIZE_ANNOTATION.into(), "huge".into());
-        let e = shm_size(&config, "64Mi").unwrap_err();
-        assert!(e.to_string().contains(SHM_SIZE_ANNOTATION), "{e}");
-        let e = shm_size(&PodConfig::default(), "0").unwrap_err();
-        assert!(e.to_string().contains("runtime.shm_size"), "{e}");
     }
 }

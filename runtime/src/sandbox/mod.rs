@@ -13,6 +13,7 @@ pub(crate) mod network;
 mod port_forward;
 mod quantity;
 mod recover;
+mod shm;
 mod sysctl;
 
 /// The leaf under a pod's cgroup that holds its infra process (cgroup v2
@@ -27,13 +28,37 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use lifecycle::{SHM_SIZE_ANNOTATION, SandboxFilter};
+pub use shm::SHM_SIZE_ANNOTATION;
+
+/// Which pods ListPodSandbox returns; empty fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxFilter {
+    /// Id or unique id prefix.
+    pub id: Option<String>,
+    /// Only pods in this state.
+    pub state: Option<SandboxState>,
+    /// Only pods carrying all of these labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl SandboxFilter {
+    pub(crate) fn matches(&self, sb: &Sandbox) -> bool {
+        self.id
+            .as_ref()
+            .is_none_or(|id| sb.id.starts_with(id.as_str()))
+            && self.state.is_none_or(|s| s == sb.state)
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| sb.config.labels.get(k) == Some(v))
+    }
+}
 pub use namespaces::user_namespaces_supported;
 
 /// Checks the sandbox-related settings, so that a bad config stops the
 /// daemon at start rather than failing every pod.
 pub(crate) fn check_settings(s: &crate::config::RuntimeSettings) -> crate::Result<()> {
-    lifecycle::shm_size(&PodConfig::default(), &s.shm_size).map(drop)
+    shm::shm_size(&PodConfig::default(), &s.shm_size).map(drop)
 }
 
 /// What RunPodSandbox asks for.
