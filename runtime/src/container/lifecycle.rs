@@ -3,15 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use super::{
-    Container, ContainerConfig, ContainerState, SecurityProfile, devices, rootfs, seccomp, spec,
-    staged, termination, user,
+    Container, ContainerConfig, ContainerState, SecurityProfile, StopSignal, devices, rootfs,
+    seccomp, spec, staged, termination, user,
 };
 use crate::crash;
 use crate::error::{Error, Result};
@@ -188,11 +187,7 @@ impl Runtime {
             monitor_pid: 0,
             log_path,
             runtime_handler: oci.name().to_string(),
-            stop_signal: if image.config.stop_signal.is_empty() {
-                "SIGTERM".into()
-            } else {
-                image.config.stop_signal.clone()
-            },
+            stop_signal: StopSignal::of_image(&image.id, &image.config.stop_signal),
             removed: false,
             user: None,
             oom_killed: false,
@@ -645,8 +640,7 @@ impl Runtime {
     ) -> Result<()> {
         let c = entry.get();
         if !timeout.is_zero() {
-            let signal = parse_signal(&c.stop_signal).unwrap_or(Signal::SIGTERM);
-            if let Err(e) = oci.kill(&c.id, signal as i32, false).await {
+            if let Err(e) = oci.kill(&c.id, c.stop_signal.number(), false).await {
                 tracing::debug!(container = %c.id, error = %e, "stop signal not delivered");
             }
             crash::point(crash::STOP_AFTER_SIGNAL);
@@ -802,31 +796,4 @@ fn apparmor_enabled() -> bool {
 fn apparmor_loaded(name: &str) -> bool {
     std::fs::read_to_string("/sys/kernel/security/apparmor/profiles")
         .is_ok_and(|all| all.lines().any(|l| l.split(" (").next() == Some(name)))
-}
-
-/// Parses "SIGTERM", "TERM" or "15".
-fn parse_signal(s: &str) -> Option<Signal> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).ok();
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    Signal::from_str(&name).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signals_by_name_or_number() {
-        assert_eq!(parse_signal("SIGTERM"), Some(Signal::SIGTERM));
-        assert_eq!(parse_signal("quit"), Some(Signal::SIGQUIT));
-        assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
-        assert_eq!(parse_signal("SIGNOPE"), None);
-    }
 }

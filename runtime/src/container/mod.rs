@@ -12,6 +12,7 @@ mod rootfs;
 pub mod seccomp;
 pub mod spec;
 mod staged;
+mod stop_signal;
 mod termination;
 mod user;
 
@@ -24,6 +25,7 @@ pub use attach::AttachSession;
 pub use exec::ExecOutput;
 pub use exec_session::{ExecExit, ExecRead, ExecSession, ExecStdio, ExecWrite, Terminal};
 pub use lifecycle::ContainerFilter;
+pub use stop_signal::StopSignal;
 pub use termination::PATH_ANNOTATION as TERMINATION_MESSAGE_PATH_ANNOTATION;
 pub use user::Identity;
 
@@ -271,7 +273,7 @@ pub struct Container {
     pub runtime_handler: String,
     /// The signal that asks it to stop (the image's StopSignal, else
     /// SIGTERM).
-    pub stop_signal: String,
+    pub stop_signal: StopSignal,
     /// The user its process runs as, resolved at creation.
     #[serde(default)]
     pub user: Option<Identity>,
