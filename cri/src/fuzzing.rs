@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crius_runtime::container::{Identity, spec};
 use crius_runtime::image::ImageConfig;
-use crius_runtime::sandbox::{Sandbox, SandboxState};
+use crius_runtime::sandbox::{NamespaceKind, Sandbox, SandboxState};
 use crius_runtime::validate;
 use k8s_cri::v1 as cri;
 use prost::Message;
@@ -46,9 +46,18 @@ pub fn create_container(req: cri::CreateContainerRequest) -> bool {
         ips: vec!["10.0.0.2".into()],
         runtime_handler: "runc".into(),
         namespaces: BTreeMap::from([
-            ("net".to_string(), PathBuf::from("/run/crius/pods/f/ns/net")),
-            ("ipc".to_string(), PathBuf::from("/run/crius/pods/f/ns/ipc")),
-            ("uts".to_string(), PathBuf::from("/run/crius/pods/f/ns/uts")),
+            (
+                NamespaceKind::Net,
+                PathBuf::from("/run/crius/pods/f/ns/net"),
+            ),
+            (
+                NamespaceKind::Ipc,
+                PathBuf::from("/run/crius/pods/f/ns/ipc"),
+            ),
+            (
+                NamespaceKind::Uts,
+                PathBuf::from("/run/crius/pods/f/ns/uts"),
+            ),
         ]),
         shm: Some(PathBuf::from("/run/crius/pods/f/shm")),
         files_dir: PathBuf::from("/var/lib/crius/pods/f"),

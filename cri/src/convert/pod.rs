@@ -216,7 +216,7 @@ pub fn sandbox_status(sb: &Sandbox) -> cri::PodSandboxStatus {
 /// crictl inspectp shows it (the keys containerd uses where they apply).
 pub fn sandbox_info(sb: &Sandbox) -> HashMap<String, String> {
     let netns = sb
-        .namespace("net")
+        .namespace(crius_runtime::sandbox::NamespaceKind::Net)
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     let info = serde_json::json!({

@@ -22,6 +22,7 @@ use crate::monitor::attach::ATTACH_SOCKET;
 use crate::monitor::control::{self, CONTROL_FIFO};
 use crate::monitor::{self, MonitorConfig};
 use crate::oci::OciRuntime;
+use crate::sandbox::NamespaceKind;
 use crate::sandbox::{Sandbox, SandboxState};
 use crate::state::{Entry, new_id, now_nanos};
 use crate::{Runtime, container_name_key};
@@ -236,7 +237,7 @@ impl Runtime {
         // In a user namespace, the shared layers are seen through
         // ID-mapped copies (their root-owned files owned by the pod's
         // root), and volumes likewise.
-        let userns = match (sb.namespace("user"), &sb.config.user_namespace) {
+        let userns = match (sb.namespace(NamespaceKind::User), &sb.config.user_namespace) {
             (Some(pin), Some(maps)) => Some((
                 std::fs::File::open(pin)
                     .map_err(|e| Error::io(format!("open user namespace {}", pin.display()), e))?,

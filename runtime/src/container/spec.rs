@@ -23,6 +23,7 @@ use super::user::Identity;
 use super::{ContainerConfig, Propagation, Resources, SecurityProfile, seccomp};
 use crate::error::{Error, Result};
 use crate::image::ImageConfig;
+use crate::sandbox::NamespaceKind;
 use crate::sandbox::{NamespaceMode, Sandbox};
 
 /// PATH when the image sets none (containerd's default).
@@ -513,10 +514,10 @@ fn namespaces(input: &SpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
     let sb = input.sandbox;
     let mut out = vec![namespace(LinuxNamespaceType::Mount, None)?];
     // The pod's user namespace, which owns its other namespaces.
-    if let Some(path) = sb.namespace("user") {
+    if let Some(path) = sb.namespace(NamespaceKind::User) {
         out.push(namespace(LinuxNamespaceType::User, Some(path))?);
     }
-    match (&input.pid_target, sb.namespace("pid")) {
+    match (&input.pid_target, sb.namespace(NamespaceKind::Pid)) {
         (Some(target), _) => out.push(namespace(LinuxNamespaceType::Pid, Some(target))?),
         (None, Some(pod)) => out.push(namespace(LinuxNamespaceType::Pid, Some(pod))?),
         // Records of older versions have no pod PID namespace even in
@@ -525,9 +526,9 @@ fn namespaces(input: &SpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
         (None, None) => out.push(namespace(LinuxNamespaceType::Pid, None)?),
     }
     for (kind, typ) in [
-        ("net", LinuxNamespaceType::Network),
-        ("ipc", LinuxNamespaceType::Ipc),
-        ("uts", LinuxNamespaceType::Uts),
+        (NamespaceKind::Net, LinuxNamespaceType::Network),
+        (NamespaceKind::Ipc, LinuxNamespaceType::Ipc),
+        (NamespaceKind::Uts, LinuxNamespaceType::Uts),
     ] {
         if let Some(path) = sb.namespace(kind) {
             out.push(namespace(typ, Some(path))?);
@@ -834,7 +835,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
     spec.set_hostname(
         input
             .sandbox
-            .namespace("uts")
+            .namespace(NamespaceKind::Uts)
             .map(|_| input.sandbox.hostname.clone()),
     );
     Ok(spec)
@@ -858,15 +859,15 @@ mod tests {
             runtime_handler: "runc".into(),
             namespaces: BTreeMap::from([
                 (
-                    "net".to_string(),
+                    NamespaceKind::Net,
                     PathBuf::from("/run/crius/pods/p1/ns/net"),
                 ),
                 (
-                    "ipc".to_string(),
+                    NamespaceKind::Ipc,
                     PathBuf::from("/run/crius/pods/p1/ns/ipc"),
                 ),
                 (
-                    "uts".to_string(),
+                    NamespaceKind::Uts,
                     PathBuf::from("/run/crius/pods/p1/ns/uts"),
                 ),
             ]),
@@ -1509,14 +1510,16 @@ mod tests {
         );
         // POD: the one the infra process holds, pinned.
         sb.config.namespaces.pid = NamespaceMode::Pod;
-        sb.namespaces
-            .insert("pid".into(), PathBuf::from("/run/crius/pods/p1/ns/pid"));
+        sb.namespaces.insert(
+            NamespaceKind::Pid,
+            PathBuf::from("/run/crius/pods/p1/ns/pid"),
+        );
         assert_eq!(
             pid_ns(&sb, None),
             Some(Some(PathBuf::from("/run/crius/pods/p1/ns/pid")))
         );
         // NODE: none of its own.
-        sb.namespaces.remove("pid");
+        sb.namespaces.remove(&NamespaceKind::Pid);
         sb.config.namespaces.pid = NamespaceMode::Node;
         assert_eq!(pid_ns(&sb, None), None);
     }

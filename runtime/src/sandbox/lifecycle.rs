@@ -12,6 +12,7 @@ use crate::cgroups::CgroupDriver;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::layout::{self, Access};
+use crate::sandbox::NamespaceKind;
 use crate::state::{new_id, now_nanos};
 use crate::{Runtime, crash};
 
@@ -185,10 +186,14 @@ impl Runtime {
             })
             .await
             .map_err(|e| Error::Internal(format!("namespace task: {e}")))??;
-            sb.namespaces.insert("user".into(), user_pin);
-            for (kind, pin) in [("net", pins.net), ("ipc", pins.ipc), ("uts", pins.uts)] {
+            sb.namespaces.insert(NamespaceKind::User, user_pin);
+            for (kind, pin) in [
+                (NamespaceKind::Net, pins.net),
+                (NamespaceKind::Ipc, pins.ipc),
+                (NamespaceKind::Uts, pins.uts),
+            ] {
                 if let Some(pin) = pin {
-                    sb.namespaces.insert(kind.into(), pin);
+                    sb.namespaces.insert(kind, pin);
                 }
             }
             tracing::debug!(pod = %sb.id, "pod namespaces created in its user namespace");
@@ -197,9 +202,13 @@ impl Runtime {
             tokio::task::spawn_blocking(move || namespaces::create_pinned(p, &h))
                 .await
                 .map_err(|e| Error::Internal(format!("namespace task: {e}")))??;
-            for (kind, pin) in [("net", pins.net), ("ipc", pins.ipc), ("uts", pins.uts)] {
+            for (kind, pin) in [
+                (NamespaceKind::Net, pins.net),
+                (NamespaceKind::Ipc, pins.ipc),
+                (NamespaceKind::Uts, pins.uts),
+            ] {
                 if let Some(pin) = pin {
-                    sb.namespaces.insert(kind.into(), pin);
+                    sb.namespaces.insert(kind, pin);
                 }
             }
             tracing::debug!(pod = %sb.id, "pod namespaces created");
@@ -217,7 +226,7 @@ impl Runtime {
         // PID namespace, the infra process: independent, so the infra
         // process starts while the plugins run.
         let network = async {
-            match sb.namespace("net") {
+            match sb.namespace(NamespaceKind::Net) {
                 Some(netns) => {
                     let began = std::time::Instant::now();
                     let ips = self.network.attach(pod_network(sb, netns)).await;
@@ -233,7 +242,7 @@ impl Runtime {
             let mut made = InfraParts::default();
             let started = match modes.pid == NamespaceMode::Pod {
                 true => {
-                    let userns = sb.namespace("user").map(PathBuf::as_path);
+                    let userns = sb.namespace(NamespaceKind::User).map(PathBuf::as_path);
                     self.start_infra(
                         &mut made,
                         sb.pod_cgroup.as_deref(),
@@ -250,7 +259,7 @@ impl Runtime {
         let (network, (made, started)) = tokio::join!(network, infra);
         sb.infra_pid = made.pid;
         if let Some(pin) = made.pin {
-            sb.namespaces.insert("pid".into(), pin);
+            sb.namespaces.insert(NamespaceKind::Pid, pin);
         }
         match network {
             Ok(ips) => sb.ips = ips.unwrap_or_default(),
@@ -307,7 +316,7 @@ impl Runtime {
         let pid = infra::start(&self.monitor_bin, pod_dir, userns).await?;
         made.pid = Some(pid);
         let pin = ns_dir.join("pid");
-        namespaces::pin_process_namespace(pid, "pid", &pin)?;
+        namespaces::pin_process_namespace(pid, NamespaceKind::Pid, &pin)?;
         made.pin = Some(pin);
         if let Some(pod_cgroup) = pod_cgroup {
             // Named in the pod directory too, for recovery after a crash
@@ -332,7 +341,7 @@ impl Runtime {
         if sb.network_released {
             return Ok(());
         }
-        if let Some(netns) = sb.namespace("net") {
+        if let Some(netns) = sb.namespace(NamespaceKind::Net) {
             self.network.detach(pod_network(sb, netns)).await?;
         }
         sb.network_released = true;
@@ -355,7 +364,7 @@ impl Runtime {
         // A failed ADD is rolled back by the CNI client, but a rollback
         // DEL that failed too leaves its attachment cached: DEL again.
         if sb.network_released
-            && sb.namespace("net").is_some()
+            && sb.namespace(NamespaceKind::Net).is_some()
             && self.network.is_attached(&sb.id).await.unwrap_or(true)
         {
             sb.network_released = false;
@@ -411,17 +420,17 @@ impl Runtime {
     /// namespace that owns it and the pod's state directory stay: the
     /// plugins need the namespace to find what to undo.
     async fn release_sandbox_files(&self, sb: &Sandbox) -> Result<()> {
-        for kind in ["ipc", "uts", "pid"] {
+        for kind in [NamespaceKind::Ipc, NamespaceKind::Uts, NamespaceKind::Pid] {
             if let Some(pin) = sb.namespace(kind) {
                 namespaces::unpin(pin)?;
             }
         }
-        let keep_netns = sb.namespace("net").is_some() && !sb.network_released;
-        if let Some(netns) = sb.namespace("net").filter(|_| !keep_netns) {
+        let keep_netns = sb.namespace(NamespaceKind::Net).is_some() && !sb.network_released;
+        if let Some(netns) = sb.namespace(NamespaceKind::Net).filter(|_| !keep_netns) {
             namespaces::remove_netns(&sb.id, netns)?;
         }
         // Last: it owns the others.
-        if let Some(pin) = sb.namespace("user").filter(|_| !keep_netns) {
+        if let Some(pin) = sb.namespace(NamespaceKind::User).filter(|_| !keep_netns) {
             namespaces::unpin(pin)?;
         }
         if let Some(shm) = &sb.shm {

@@ -53,7 +53,7 @@ impl SandboxFilter {
                 .all(|(k, v)| sb.config.labels.get(k) == Some(v))
     }
 }
-pub use namespaces::user_namespaces_supported;
+pub use namespaces::{NamespaceKind, user_namespaces_supported};
 
 /// Checks the sandbox-related settings, so that a bad config stops the
 /// daemon at start rather than failing every pod.
@@ -258,9 +258,9 @@ pub struct Sandbox {
     pub ips: Vec<String>,
     /// The RuntimeClass handler in use (resolved default included).
     pub runtime_handler: String,
-    /// Pinned namespaces, by kind ("net", "ipc", "uts", "pid", "user"); absent
-    /// when the node's is used (or, for "pid", one per container).
-    pub namespaces: BTreeMap<String, PathBuf>,
+    /// Pinned namespaces, by kind; absent when the node's is used (or,
+    /// for PID, one per container).
+    pub namespaces: BTreeMap<NamespaceKind, PathBuf>,
     /// The pod's /dev/shm (a tmpfs), when it has its own IPC namespace.
     pub shm: Option<PathBuf>,
     /// The pod's hostname, hosts and resolv.conf files.
@@ -287,8 +287,8 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// The pinned namespace of `kind`, if the pod has its own.
-    pub fn namespace(&self, kind: &str) -> Option<&PathBuf> {
-        self.namespaces.get(kind)
+    pub fn namespace(&self, kind: NamespaceKind) -> Option<&PathBuf> {
+        self.namespaces.get(&kind)
     }
 }
 

@@ -11,6 +11,44 @@ use nix::sched::{CloneFlags, unshare};
 
 use crate::error::{Error, IoContext, Result};
 
+/// A kind of namespace a pod may have of its own, named as in
+/// `/proc/<pid>/ns/` (and in pod records).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum NamespaceKind {
+    /// Network.
+    Net,
+    /// System V IPC and POSIX message queues.
+    Ipc,
+    /// Hostname.
+    Uts,
+    /// Process ids.
+    Pid,
+    /// User and group ids.
+    User,
+}
+
+impl NamespaceKind {
+    /// Its name in `/proc/<pid>/ns/`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NamespaceKind::Net => "net",
+            NamespaceKind::Ipc => "ipc",
+            NamespaceKind::Uts => "uts",
+            NamespaceKind::Pid => "pid",
+            NamespaceKind::User => "user",
+        }
+    }
+}
+
+impl std::fmt::Display for NamespaceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where a pod's new namespaces are pinned; `None` for those it does not
 /// get.
 #[derive(Debug, Clone, Default)]
@@ -62,7 +100,11 @@ fn pin_on_this_thread(pins: Pins, hostname: &str) -> Result<()> {
             .context(|| "bring lo up in the pod's network namespace")?;
     }
     let mut pinned: Vec<&Path> = Vec::new();
-    for (kind, pin) in [("net", &pins.net), ("ipc", &pins.ipc), ("uts", &pins.uts)] {
+    for (kind, pin) in [
+        (NamespaceKind::Net, &pins.net),
+        (NamespaceKind::Ipc, &pins.ipc),
+        (NamespaceKind::Uts, &pins.uts),
+    ] {
         let Some(pin) = pin else { continue };
         if let Err(e) = pin_namespace(kind, pin) {
             for p in pinned {
@@ -76,17 +118,17 @@ fn pin_on_this_thread(pins: Pins, hostname: &str) -> Result<()> {
 }
 
 /// Bind-mounts this thread's namespace of `kind` onto a new file at `pin`.
-fn pin_namespace(kind: &str, pin: &Path) -> Result<()> {
+fn pin_namespace(kind: NamespaceKind, pin: &Path) -> Result<()> {
     pin_from(&format!("/proc/thread-self/ns/{kind}"), kind, pin)
 }
 
 /// Bind-mounts the namespace of `kind` of process `pid` onto a new file
 /// at `pin`.
-pub fn pin_process_namespace(pid: i32, kind: &str, pin: &Path) -> Result<()> {
+pub fn pin_process_namespace(pid: i32, kind: NamespaceKind, pin: &Path) -> Result<()> {
     pin_from(&format!("/proc/{pid}/ns/{kind}"), kind, pin)
 }
 
-fn pin_from(source: &str, kind: &str, pin: &Path) -> Result<()> {
+fn pin_from(source: &str, kind: NamespaceKind, pin: &Path) -> Result<()> {
     fs::File::create(pin).context(|| format!("create namespace pin {}", pin.display()))?;
     let mounted = mount(
         Some(source),
@@ -214,9 +256,13 @@ pub fn create_pinned_in_userns(
             .write_all(b"m")
             .context(|| "signal the namespace maker")?;
         expect(b'n', "create the pod's namespaces in its user namespace")?;
-        pin_process_namespace(child.as_raw(), "user", user_pin)?;
+        pin_process_namespace(child.as_raw(), NamespaceKind::User, user_pin)?;
         pinned.push(user_pin.to_path_buf());
-        for (kind, pin) in [("net", &pins.net), ("ipc", &pins.ipc), ("uts", &pins.uts)] {
+        for (kind, pin) in [
+            (NamespaceKind::Net, &pins.net),
+            (NamespaceKind::Ipc, &pins.ipc),
+            (NamespaceKind::Uts, &pins.uts),
+        ] {
             if let Some(pin) = pin {
                 pin_process_namespace(child.as_raw(), kind, pin)?;
                 pinned.push(pin.clone());

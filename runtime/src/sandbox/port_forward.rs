@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::SandboxState;
 use crate::Runtime;
 use crate::error::{Error, Result};
+use crate::sandbox::NamespaceKind;
 
 /// How long connecting to the port may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,7 +30,7 @@ impl Runtime {
         if port == 0 {
             return Err(Error::InvalidArgument("port 0 cannot be forwarded".into()));
         }
-        let netns: Option<PathBuf> = sb.namespace("net").cloned();
+        let netns: Option<PathBuf> = sb.namespace(NamespaceKind::Net).cloned();
         let id = sb.id.clone();
         let connected =
             tokio::task::spawn_blocking(move || -> Result<std::io::Result<TcpStream>> {

@@ -24,6 +24,7 @@ use super::{CGROUP_RECORD_FILE, Sandbox, SandboxState, infra, namespaces};
 use crate::Runtime;
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::sandbox::NamespaceKind;
 use crate::state::is_id;
 
 impl Runtime {
@@ -51,7 +52,7 @@ impl Runtime {
         let pods: Vec<_> = self.sandboxes.all().iter().map(|e| e.get()).collect();
         let attached: Vec<String> = pods
             .iter()
-            .filter(|sb| sb.namespace("net").is_some() && !sb.network_released)
+            .filter(|sb| sb.namespace(NamespaceKind::Net).is_some() && !sb.network_released)
             .map(|sb| sb.id.clone())
             .collect();
         match self.network.collect(&attached).await {
@@ -167,8 +168,7 @@ impl Runtime {
             return Err(format!("shm {} is not the pod's", shm.display()));
         }
         for (kind, pin) in &sb.namespaces {
-            let known = ["net", "ipc", "uts", "pid", "user"].contains(&kind.as_str());
-            if !known || *pin != state.join("ns").join(kind) {
+            if *pin != state.join("ns").join(kind.as_str()) {
                 return Err(format!(
                     "namespace {kind} at {} is not the pod's",
                     pin.display()

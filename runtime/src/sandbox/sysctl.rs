@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use nix::sched::CloneFlags;
 
 use crate::error::{Error, IoContext, Result};
+use crate::sandbox::NamespaceKind;
 
 /// The namespace a sysctl belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,12 +30,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// The key of the pod's pinned namespace ("net", "ipc", "uts").
-    pub fn pin(self) -> &'static str {
+    /// The kind of the pod's pinned namespace it is set in.
+    pub fn pin(self) -> NamespaceKind {
         match self {
-            Kind::Net => "net",
-            Kind::Ipc => "ipc",
-            Kind::Uts => "uts",
+            Kind::Net => NamespaceKind::Net,
+            Kind::Ipc => NamespaceKind::Ipc,
+            Kind::Uts => NamespaceKind::Uts,
         }
     }
 

@@ -17,6 +17,7 @@ use crius_cni::ifstats::InterfaceStats;
 use crate::cgroups::CgroupDriver;
 pub use crate::cgroups::Memory;
 pub use crate::cgroups::detail::{BlkioDevice, Detail};
+use crate::sandbox::NamespaceKind;
 
 use crate::Runtime;
 use crate::container::{Container, ContainerFilter};
@@ -235,7 +236,7 @@ impl Runtime {
 
     fn read_pod(&self, sb: Sandbox) -> Result<PodStats> {
         let usage = self.stats.usage(&sb.cgroup_parent);
-        let interfaces = match sb.namespace("net") {
+        let interfaces = match sb.namespace(NamespaceKind::Net) {
             Some(pin) if sb.state == SandboxState::Ready => {
                 match crius_cni::ifstats::interface_stats(pin) {
                     Ok(all) => all.into_iter().filter(|i| i.name != "lo").collect(),
