@@ -21,6 +21,7 @@ mod auth;
 mod content;
 mod distribution;
 mod gc;
+mod http;
 mod layers;
 mod locks;
 mod manifest;

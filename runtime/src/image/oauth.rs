@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use super::distribution::{
+use super::http::{
     BearerChallenge, FetchError, MAX_TOKEN_BYTES, error_message, read_capped, token_from_json,
     within, without_url_queries,
 };

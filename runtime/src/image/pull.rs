@@ -20,8 +20,9 @@ use tokio::sync::mpsc;
 
 use super::auth::{Credentials, Login};
 use super::content::{Digest, Verifier};
-use super::distribution::{FetchError, Repository, bytes_in_words, error_chain};
+use super::distribution::Repository;
 use super::gc::Lease;
+use super::http::{FetchError, bytes_in_words, error_chain};
 use super::layers::{LayerSource, chain_ids};
 use super::manifest::{
     Compression, Manifest, Platform, is_image_config, parse_config, select_platform,
