@@ -33,7 +33,7 @@ mod store;
 mod stream;
 mod tmp;
 pub mod unpack;
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod unpack_fuzzing;
 
 use std::collections::{BTreeMap, HashSet};
