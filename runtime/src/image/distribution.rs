@@ -32,7 +32,7 @@ use super::auth::Login;
 use super::content::Digest;
 use super::http::{
     BearerChallenge, FetchError, MAX_TOKEN_BYTES, bytes_in_words, error_message, read_capped,
-    token_from_json, within, without_url_queries,
+    send_request, token_from_json, within, without_url_queries,
 };
 use super::manifest::ACCEPTED_MANIFESTS;
 use super::oauth;
@@ -167,15 +167,7 @@ impl Repository {
         let what = "GET /v2/".to_string();
         let url = format!("{}/v2/", self.base);
         within(self.timeout, &what, async {
-            let r = self
-                .http
-                .get(&url)
-                .send()
-                .await
-                .map_err(|source| FetchError::Transport {
-                    what: what.clone(),
-                    source,
-                })?;
+            let r = send_request(self.http.get(&url), &what).await?;
             let challenge = r
                 .headers()
                 .get_all(reqwest::header::WWW_AUTHENTICATE)
@@ -216,13 +208,7 @@ impl Repository {
             request = request.basic_auth(u, Some(p));
         }
         let body = within(self.timeout, &what, async {
-            let mut r = request
-                .send()
-                .await
-                .map_err(|source| FetchError::Transport {
-                    what: what.clone(),
-                    source,
-                })?;
+            let mut r = send_request(request, &what).await?;
             if !r.status().is_success() {
                 let status = r.status();
                 let message = error_message(&mut r).await.1;
@@ -310,13 +296,7 @@ async fn send(
     request: reqwest::RequestBuilder,
     what: &str,
 ) -> Result<reqwest::Response, FetchError> {
-    let mut r = request
-        .send()
-        .await
-        .map_err(|source| FetchError::Transport {
-            what: what.to_string(),
-            source,
-        })?;
+    let mut r = send_request(request, what).await?;
     let status = r.status();
     if status == reqwest::StatusCode::OK {
         return Ok(r);

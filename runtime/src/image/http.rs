@@ -142,6 +142,22 @@ pub async fn within<T>(
     }
 }
 
+/// Sends `request`: its answer (headers in, body not yet read), whatever
+/// its status; failing to connect, send or read is a
+/// [`FetchError::Transport`] about `what`.
+pub async fn send_request(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<reqwest::Response, FetchError> {
+    request
+        .send()
+        .await
+        .map_err(|source| FetchError::Transport {
+            what: what.to_string(),
+            source,
+        })
+}
+
 /// Reads a whole body of at most `cap` bytes; `limit` says what the cap
 /// is in errors.
 pub async fn read_capped(
