@@ -96,6 +96,26 @@ impl TarBuilder {
     }
 }
 
+/// The value of the xattr `key` of `path` itself (`lgetxattr(2)`); at
+/// most 64 bytes.
+fn get_xattr(path: &Path, key: &str) -> Vec<u8> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let c_key = CString::new(key).unwrap();
+    let mut v = [0u8; 64];
+    // SAFETY: valid NUL-terminated strings and a live buffer of the
+    // length passed.
+    let n = unsafe {
+        libc::lgetxattr(
+            c_path.as_ptr(),
+            c_key.as_ptr(),
+            v.as_mut_ptr().cast(),
+            v.len(),
+        )
+    };
+    assert!(n >= 0, "lgetxattr {key}: {}", io::Error::last_os_error());
+    v[..n as usize].to_vec()
+}
+
 fn apply(tar: &[u8]) -> (tempfile::TempDir, Result<(), UnpackError>) {
     let dir = tempfile::tempdir().unwrap();
     let r = apply_tar(tar, dir.path());
@@ -262,20 +282,7 @@ fn whiteouts_become_overlay_whiteouts() {
     assert!(wh.file_type().is_char_device());
     assert_eq!(wh.rdev(), 0);
     assert!(!root.join("etc/.wh.hello").exists());
-    let mut v = [0u8; 4];
-    let c_path = CString::new(root.join("cache").as_os_str().as_bytes()).unwrap();
-    let c_key = CString::new(OPAQUE_XATTR).unwrap();
-    // SAFETY: valid NUL-terminated strings and a live buffer.
-    let n = unsafe {
-        libc::lgetxattr(
-            c_path.as_ptr(),
-            c_key.as_ptr(),
-            v.as_mut_ptr().cast(),
-            v.len(),
-        )
-    };
-    assert_eq!(n, 1);
-    assert_eq!(v[0], b'y');
+    assert_eq!(get_xattr(&root.join("cache"), OPAQUE_XATTR), b"y");
     assert!(!root.join("cache/.wh..wh..opq").exists());
     assert_eq!(fs::read(root.join("cache/new")).unwrap(), b"n");
     // A whiteout does not hide what its own layer has.
@@ -298,19 +305,7 @@ fn xattrs_are_applied() {
         return; // filesystem without xattrs
     }
     r.unwrap();
-    let c_path = CString::new(dir.path().join("f").as_os_str().as_bytes()).unwrap();
-    let c_key = CString::new(key).unwrap();
-    let mut v = [0u8; 8];
-    // SAFETY: valid NUL-terminated strings and a live buffer.
-    let n = unsafe {
-        libc::lgetxattr(
-            c_path.as_ptr(),
-            c_key.as_ptr(),
-            v.as_mut_ptr().cast(),
-            v.len(),
-        )
-    };
-    assert_eq!(&v[..n as usize], b"v1");
+    assert_eq!(get_xattr(&dir.path().join("f"), key), b"v1");
 }
 
 #[test]
