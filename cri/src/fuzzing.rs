@@ -1,7 +1,8 @@
 //! The request → OCI spec path that a hostile client drives, as one
 //! function over raw protobuf bytes, for the cargo-fuzz target in
 //! `cri/fuzz` and for the pseudo-random test run by `cargo test`
-//! (`cri/tests/request_fuzz.rs`). Not part of the API.
+//! (`cri/tests/request_fuzz.rs`). Not part of the API: compiled only
+//! with the `fuzzing` feature.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 
 pub mod convert;
 pub mod error;
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod image;
 mod image_service;

@@ -21,6 +21,7 @@ mod auth;
 mod content;
 mod distribution;
 mod gc;
+mod http;
 mod layers;
 mod locks;
 mod manifest;
@@ -32,7 +33,7 @@ mod store;
 mod stream;
 mod tmp;
 pub mod unpack;
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod unpack_fuzzing;
 
 use std::collections::{BTreeMap, HashSet};

@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
-use super::distribution::{
-    BearerChallenge, FetchError, MAX_TOKEN_BYTES, error_message, read_capped, token_from_json,
-    within, without_url_queries,
+use super::http::{
+    BearerChallenge, FetchError, MAX_TOKEN_BYTES, error_message, read_capped, send_request,
+    token_from_json, within, without_url_queries,
 };
 
 /// The client id sent to token services.
@@ -40,15 +40,7 @@ pub async fn exchange(
     let realm = without_url_queries(&challenge.realm);
     let what = format!("POST {realm}");
     let body = within(timeout, &what, async {
-        let mut response = http
-            .post(&challenge.realm)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|source| FetchError::Transport {
-                what: what.clone(),
-                source,
-            })?;
+        let mut response = send_request(http.post(&challenge.realm).form(&form), &what).await?;
         let status = response.status();
         if !status.is_success() {
             // The message stays out: it may quote what was sent.

@@ -1,7 +1,8 @@
 //! What the unpacker's fuzz target (`runtime/fuzz`) and its twin in
 //! `cargo test` (`runtime/tests/unpack_fuzz.rs`) share: writing hostile
 //! tar entries, the sandbox the unpacking runs in, and the check that
-//! nothing escaped the layer. Not part of the API.
+//! nothing escaped the layer. Not part of the API: compiled only with
+//! the `fuzzing` feature.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
