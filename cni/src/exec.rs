@@ -203,10 +203,16 @@ pub(crate) fn calls_of(client: &Path) -> Vec<i32> {
         .collect()
 }
 
-/// Whether the environment of `pid` holds `CRIUS_CNI_CLIENT=<client>`.
+/// Whether `pid` is a plugin call of `client`: its environment holds
+/// `CRIUS_CNI_CLIENT=<client>` and it runs as this process's real user (a
+/// host user who sets the variable on a process of their own, even a
+/// setuid one, must not make the daemon wait for it, or kill it).
 pub(crate) fn is_call_of(pid: i32, client: &Path) -> bool {
     use std::io::Read;
     use std::os::unix::ffi::OsStrExt;
+    if real_uid_of(pid) != Some(nix::unistd::getuid().as_raw()) {
+        return false;
+    }
     let Ok(file) = std::fs::File::open(format!("/proc/{pid}/environ")) else {
         return false;
     };
@@ -218,6 +224,20 @@ pub(crate) fn is_call_of(pid: i32, client: &Path) -> bool {
     wanted.push(b'=');
     wanted.extend_from_slice(client.as_os_str().as_bytes());
     environ.split(|&b| b == 0).any(|var| var == wanted)
+}
+
+/// The real user id of `pid` (the first of /proc/<pid>/status's `Uid:`).
+fn real_uid_of(pid: i32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
 }
 
 /// Runs one plugin call. ADD returns the parsed result; the other

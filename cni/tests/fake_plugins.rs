@@ -738,6 +738,19 @@ async fn first_call_waits_for_calls_an_earlier_client_left_running() {
     env.write_conf("10-pods.conflist", two_plugins("pods", "1.0.0"));
     // Another client's call (another cache dir) is none of this one's.
     let mut foreign = call_of(&env.cache.join("other"), &env.bin, "exec sleep 1000");
+    // A process of another user naming this client is none of its calls
+    // either (it could only delay the daemon, or get itself killed).
+    let mut stranger = nix::unistd::Uid::effective().is_root().then(|| {
+        use std::os::unix::process::CommandExt;
+        let child = std::process::Command::new("sleep")
+            .arg("1000")
+            .uid(65534)
+            .gid(65534)
+            .env("CRIUS_CNI_CLIENT", &env.cache)
+            .spawn()
+            .unwrap();
+        Reaped(child)
+    });
     let mut orphan = call_of(
         &env.cache,
         &env.bin,
@@ -763,6 +776,13 @@ async fn first_call_waits_for_calls_an_earlier_client_left_running() {
         None,
         "a foreign process was touched"
     );
+    if let Some(stranger) = stranger.as_mut() {
+        assert_eq!(
+            stranger.0.try_wait().unwrap(),
+            None,
+            "another user's process was touched"
+        );
+    }
 }
 
 #[tokio::test]
