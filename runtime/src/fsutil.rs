@@ -91,7 +91,7 @@ pub fn remove_dir_all(path: &Path) -> Result<()> {
 pub fn remove_tree(path: &Path) -> Result<()> {
     let mounted = mounts_under(path)?;
     if let Some(first) = mounted.first() {
-        return Err(crate::Error::Internal(format!(
+        return Err(crate::error::Error::Internal(format!(
             "keeping {}: {} is still mounted there ({} mount(s) in all)",
             path.display(),
             first.display(),
@@ -152,7 +152,7 @@ pub fn unmount(path: &Path, what: &str) -> Result<()> {
     use nix::errno::Errno;
     match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
-        Err(e) => Err(crate::Error::io(
+        Err(e) => Err(crate::error::Error::io(
             format!("unmount {what} {}", path.display()),
             e.into(),
         )),
@@ -180,7 +180,12 @@ pub fn disk_usage(root: &Path) -> Result<DiskUsage> {
     let top = match fs::symlink_metadata(root) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(usage),
-        Err(e) => return Err(crate::Error::io(format!("stat {}", root.display()), e)),
+        Err(e) => {
+            return Err(crate::error::Error::io(
+                format!("stat {}", root.display()),
+                e,
+            ));
+        }
     };
     let dev = top.dev();
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
@@ -197,7 +202,12 @@ pub fn disk_usage(root: &Path) -> Result<DiskUsage> {
         let entries = match fs::read_dir(&path) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(crate::Error::io(format!("read {}", path.display()), e)),
+            Err(e) => {
+                return Err(crate::error::Error::io(
+                    format!("read {}", path.display()),
+                    e,
+                ));
+            }
         };
         for entry in entries.flatten() {
             if let Ok(m) = entry.metadata()
@@ -225,7 +235,7 @@ pub fn read_in_root(root: &Path, path: &str) -> Result<Option<Vec<u8>>> {
         Ok(fd) => fd,
         Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => return Ok(None),
         Err(e) => {
-            return Err(crate::Error::io(
+            return Err(crate::error::Error::io(
                 format!("open {path} in {}", root.display()),
                 e.into(),
             ));

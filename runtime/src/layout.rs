@@ -136,7 +136,7 @@ pub fn create_dir(path: &Path, access: Access) -> Result<()> {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => {
-            return Err(crate::Error::io(
+            return Err(crate::error::Error::io(
                 format!("create directory {}", path.display()),
                 e,
             ));
@@ -144,7 +144,7 @@ pub fn create_dir(path: &Path, access: Access) -> Result<()> {
     }
     let meta = std::fs::symlink_metadata(path).context(|| format!("stat {}", path.display()))?;
     if !meta.is_dir() {
-        return Err(crate::Error::Internal(format!(
+        return Err(crate::error::Error::Internal(format!(
             "{} should be a directory crius keeps, but is not one",
             path.display()
         )));
@@ -244,5 +244,38 @@ mod tests {
         create_dir(&pod, Access::Private).unwrap();
         let meta = std::fs::metadata(&pod).unwrap();
         assert_eq!((meta.mode() & 0o7777, meta.gid()), (0o700, 0));
+    }
+}
+
+/// Where each pod's and container's directories are, below crius's root
+/// (persistent) and state (volatile) directories. Every path of an object
+/// is derived from its id here.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// The persistent root.
+    pub root: PathBuf,
+    /// The volatile state directory.
+    pub state: PathBuf,
+}
+
+impl Dirs {
+    /// A pod's volatile directory: namespace pins, shm, infra files.
+    pub fn pod_state(&self, id: &str) -> PathBuf {
+        self.state.join("pods").join(id)
+    }
+
+    /// A pod's persistent directory: hostname, hosts, resolv.conf.
+    pub fn pod_root(&self, id: &str) -> PathBuf {
+        self.root.join("pods").join(id)
+    }
+
+    /// A container's bundle.
+    pub fn container_state(&self, id: &str) -> PathBuf {
+        self.state.join("containers").join(id)
+    }
+
+    /// A container's writable layer.
+    pub fn container_root(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
     }
 }

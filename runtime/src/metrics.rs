@@ -11,9 +11,8 @@ use prometheus::{
     Registry,
 };
 
-use crate::Runtime;
-use crate::container::ContainerState;
-use crate::sandbox::SandboxState;
+use crate::records::container::ContainerState;
+use crate::records::pod::SandboxState;
 
 /// Buckets of operations that take milliseconds to minutes.
 const LATENCY_BUCKETS: [f64; 15] = [
@@ -138,10 +137,18 @@ impl RuntimeMetrics {
     }
 }
 
+/// What the state gauges read when scraped.
+pub(crate) trait StateSource: Send + Sync {
+    /// The state of every pod.
+    fn pod_states(&self) -> Vec<SandboxState>;
+    /// The state and monitor PID of every container.
+    fn container_states(&self) -> Vec<(ContainerState, i32)>;
+}
+
 /// Gauges read when scraped: pods and containers by state, and the
 /// monitor processes' count and memory.
 pub(crate) struct StateCollector {
-    runtime: Weak<Runtime>,
+    runtime: Weak<dyn StateSource>,
     pods: IntGaugeVec,
     containers: IntGaugeVec,
     monitors: IntGauge,
@@ -151,7 +158,10 @@ pub(crate) struct StateCollector {
 
 impl StateCollector {
     /// Registers the collector over `runtime` in `registry`.
-    pub(crate) fn register(registry: &Registry, runtime: Weak<Runtime>) -> prometheus::Result<()> {
+    pub(crate) fn register(
+        registry: &Registry,
+        runtime: Weak<dyn StateSource>,
+    ) -> prometheus::Result<()> {
         let pods = IntGaugeVec::new(
             Opts::new(
                 "crius_pod_sandboxes",
@@ -207,8 +217,8 @@ impl Collector for StateCollector {
         for state in ["ready", "notready"] {
             self.pods.with_label_values(&[state]).set(0);
         }
-        for e in rt.sandboxes.all() {
-            let state = match e.lock().state {
+        for state in rt.pod_states() {
+            let state = match state {
                 SandboxState::Ready => "ready",
                 SandboxState::NotReady => "notready",
             };
@@ -219,11 +229,7 @@ impl Collector for StateCollector {
         }
         let (mut monitors, mut rss) = (0, 0);
         let page = page_size();
-        for e in rt.containers.all() {
-            let (state, monitor) = {
-                let c = e.lock();
-                (c.state, c.monitor_pid)
-            };
+        for (state, monitor) in rt.container_states() {
             let label = match state {
                 ContainerState::Created => "created",
                 ContainerState::Running => "running",

@@ -104,6 +104,23 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
         self.quarantine_file(&self.path(key)?)
     }
 
+    /// [`Table::quarantine`] for a record that cannot be trusted, saying
+    /// why in the log (`kind` names what the table holds). Its object's
+    /// directories are then left to start-up recovery, which removes only
+    /// what the id proves is the object's.
+    pub fn quarantine_logged(&self, kind: &str, key: &str, why: &str) {
+        match self.quarantine(key) {
+            Ok(to) => tracing::error!(
+                id = key, kind, why, quarantined = %to.display(),
+                "a stored record cannot be trusted; moved it to quarantine"
+            ),
+            Err(e) => tracing::error!(
+                id = key, kind, why, error = %e,
+                "a stored record cannot be trusted, and could not be moved to quarantine; ignoring it"
+            ),
+        }
+    }
+
     fn quarantine_file(&self, path: &Path) -> Result<PathBuf> {
         let table = self.dir.file_name().unwrap_or_default();
         let dir = self

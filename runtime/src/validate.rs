@@ -22,9 +22,9 @@
 
 use std::path::{Component, Path};
 
-use crate::container::ContainerConfig;
 use crate::error::{Error, Result};
-use crate::sandbox::PodConfig;
+use crate::records::container::{ContainerConfig, TERMINATION_MESSAGE_PATH_ANNOTATION};
+use crate::records::pod::PodConfig;
 
 /// Longest pod or container name, namespace or uid.
 pub const MAX_NAME: usize = 253;
@@ -346,7 +346,7 @@ pub fn container(config: &ContainerConfig) -> Result<()> {
     labels(&what("annotations"), &config.annotations)?;
     if let Some(path) = config
         .annotations
-        .get(crate::container::TERMINATION_MESSAGE_PATH_ANNOTATION)
+        .get(TERMINATION_MESSAGE_PATH_ANNOTATION)
         .filter(|p| !p.is_empty())
     {
         absolute_clean_path(&what("termination message path"), path)?;
@@ -390,8 +390,8 @@ pub fn exec_command(container: &str, cmd: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::{Device, Mount};
-    use crate::sandbox::DnsConfig;
+    use crate::records::container::{Device, Mount};
+    use crate::records::pod::DnsConfig;
 
     fn pod_ok() -> PodConfig {
         PodConfig {
@@ -497,7 +497,7 @@ mod tests {
         rejects(container(&c), "working_dir");
         let mut c = ctr_ok();
         c.annotations.insert(
-            crate::container::TERMINATION_MESSAGE_PATH_ANNOTATION.into(),
+            TERMINATION_MESSAGE_PATH_ANNOTATION.into(),
             "/dev/../etc/shadow".into(),
         );
         rejects(container(&c), "termination message path");

@@ -1,5 +1,5 @@
 //! Cgroups: the one home of what crius knows about them. Finding the
-//! hierarchies ([`mountinfo`]), the paths of pods and containers, making,
+//! hierarchies (`mountinfo`), the paths of pods and containers, making,
 //! filling and removing a pod's cgroup, and reading a cgroup's figures
 //! ([`stats`], [`detail`]) are behind [`CgroupDriver`], so that pods,
 //! containers and stats never touch cgroupfs themselves. [`Cgroupfs`]

@@ -73,7 +73,7 @@ impl Hierarchies {
     }
 
     /// Reads what the kernel reports for the cgroup at `path` (cgroupfs
-    /// path, e.g. "/crius/<pod>/<container>"). Figures whose files are
+    /// path, e.g. `/crius/<pod>/<container>`). Figures whose files are
     /// missing (no such cgroup, controller not mounted) are `None`.
     pub fn read(&self, path: &str) -> Sample {
         let rel = path.trim_start_matches('/');

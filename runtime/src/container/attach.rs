@@ -17,8 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::task::JoinHandle;
 
 use super::ContainerState;
+use super::Containers;
 use super::exec_session::{ExecExit, ExecRead, ExecStdio, ExecWrite};
-use crate::Runtime;
 use crate::error::{Error, Result};
 use crate::monitor::attach::{ATTACH_SOCKET, MAX_STDIN_PACKET, STDERR_TAG, STDOUT_TAG};
 use crate::monitor::control::{self, CONTROL_FIFO, Control};
@@ -64,18 +64,18 @@ impl Drop for Tasks {
     }
 }
 
-impl Runtime {
+impl Containers {
     /// Attaches to running container `id`'s stdio: the streams in `stdio`
     /// (`tty` is the container's own and is not changed here).
-    pub async fn attach(&self, id: &str, stdio: ExecStdio) -> Result<AttachSession> {
-        let c = self.containers.find(id)?.get();
+    pub(crate) async fn attach(&self, id: &str, stdio: ExecStdio) -> Result<AttachSession> {
+        let c = self.objects.find(id)?.get();
         if c.state != ContainerState::Running {
             return Err(Error::FailedPrecondition(format!(
                 "container {} is not running ({:?}); cannot attach to it",
                 c.id, c.state
             )));
         }
-        let path = self.container_state_dir(&c.id).join(ATTACH_SOCKET);
+        let path = self.dirs.container_state(&c.id).join(ATTACH_SOCKET);
         let fd = connect_attach(&path).map_err(|e| match e {
             Errno::ENOENT | Errno::ECONNREFUSED => Error::FailedPrecondition(format!(
                 "the monitor of container {} serves no attach socket (it has exited, or an \
@@ -178,9 +178,9 @@ impl Runtime {
 
     /// Sets the size of running container `id`'s terminal (through its
     /// monitor); a container without one ignores it.
-    pub fn resize_container_terminal(&self, id: &str, width: u16, height: u16) -> Result<()> {
-        let c = self.containers.find(id)?.get();
-        let fifo = self.container_state_dir(&c.id).join(CONTROL_FIFO);
+    pub(crate) fn resize_terminal(&self, id: &str, width: u16, height: u16) -> Result<()> {
+        let c = self.objects.find(id)?.get();
+        let fifo = self.dirs.container_state(&c.id).join(CONTROL_FIFO);
         control::send(&fifo, Control::Resize { width, height })
     }
 }

@@ -1,13 +1,12 @@
-//! What is done to a running container besides its lifecycle: ExecSync,
-//! UpdateContainerResources and ReopenContainerLog.
+//! ExecSync, and the start every exec shares: the process spec of a
+//! command run in a running container.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{Container, ContainerState, Resources, spec};
-use crate::Runtime;
+use super::Containers;
+use super::{Container, ContainerState};
 use crate::error::{Error, Result};
-use crate::monitor::control::{self, CONTROL_FIFO, Control};
 use crate::oci::OciRuntime;
 use crate::state::new_id;
 
@@ -16,8 +15,6 @@ pub use crate::oci::ExecOutput;
 /// The most of each output stream ExecSync returns (kubelet's own cap on
 /// what it reads back, 16 MiB).
 pub const MAX_EXEC_OUTPUT: usize = 16 << 20;
-/// How long a reopened log file may take to appear.
-const REOPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Writes the process an exec runs: the container's own (its user,
 /// groups, environment, working directory, capabilities, rlimits,
@@ -61,7 +58,7 @@ pub(super) struct ExecTarget<'a> {
     pub process_file: PathBuf,
 }
 
-impl Runtime {
+impl Containers {
     /// Checks that container `id` runs and `cmd` is not empty, and writes
     /// the process spec of an exec of `cmd` (with a terminal or not) into
     /// the container's directory: the common start of ExecSync and Exec.
@@ -71,7 +68,7 @@ impl Runtime {
         cmd: &[String],
         terminal: bool,
     ) -> Result<ExecTarget<'_>> {
-        let entry = self.containers.find(id)?;
+        let entry = self.objects.find(id)?;
         let c = entry.get();
         if c.state != ContainerState::Running {
             return Err(Error::FailedPrecondition(format!(
@@ -85,8 +82,8 @@ impl Runtime {
                 c.id
             )));
         }
-        let oci = self.oci_runtime(&c.runtime_handler)?;
-        let dir = self.container_state_dir(&c.id);
+        let oci = self.handlers.get(&c.runtime_handler)?;
+        let dir = self.dirs.container_state(&c.id);
         let name = new_id()?[..16].to_string();
         let pid_file = dir.join(format!("exec-{name}.pid"));
         let process_file = dir.join(format!("exec-{name}.json"));
@@ -102,7 +99,7 @@ impl Runtime {
     }
 }
 
-impl Runtime {
+impl Containers {
     /// Runs `cmd` in a running container and returns its output and exit
     /// code; with a `timeout` the command is killed when it expires and the
     /// error is [`Error::Timeout`].
@@ -124,68 +121,5 @@ impl Runtime {
             .await;
         let _ = crate::fsutil::remove_file(&process_file);
         out
-    }
-
-    /// Applies new resources to a created or running container and keeps
-    /// them in its record (ContainerStatus reports them).
-    pub async fn update_container_resources(&self, id: &str, resources: Resources) -> Result<()> {
-        let entry = self.containers.find(id)?;
-        let _op = entry.op().await;
-        let c = entry.get();
-        if !matches!(c.state, ContainerState::Created | ContainerState::Running) {
-            return Err(Error::FailedPrecondition(format!(
-                "container {} has exited; its resources cannot change",
-                c.id
-            )));
-        }
-        let linux = spec::linux_resources(
-            &resources,
-            self.config.runtime.pids_limit,
-            self.cgroups.unified(),
-        )?;
-        let oci = self.oci_runtime(&c.runtime_handler)?;
-        oci.update(&c.id, &linux).await?;
-        entry.update(|r| {
-            // The OOM score is the process's, not the cgroup's: it stays.
-            let oom_score_adj = r.config.resources.oom_score_adj;
-            r.config.resources = Resources {
-                oom_score_adj,
-                ..resources
-            };
-            self.save_container(r)
-        })?;
-        tracing::info!(container = %c.id, "container resources updated");
-        Ok(())
-    }
-
-    /// Asks the container's monitor to reopen its log file (after kubelet
-    /// renamed it for rotation) and waits until the new file exists.
-    pub async fn reopen_container_log(&self, id: &str) -> Result<()> {
-        let entry = self.containers.find(id)?;
-        let c = entry.get();
-        if c.state != ContainerState::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "container {} is not running; its log is not open",
-                c.id
-            )));
-        }
-        let Some(log) = c.log_path.clone() else {
-            return Ok(());
-        };
-        let fifo = self.container_state_dir(&c.id).join(CONTROL_FIFO);
-        control::send(&fifo, Control::ReopenLog)?;
-        let deadline = Instant::now() + REOPEN_TIMEOUT;
-        while !Path::new(&log).exists() {
-            if Instant::now() > deadline {
-                return Err(Error::Internal(format!(
-                    "container {}: the monitor did not reopen {} within {}s",
-                    c.id,
-                    log.display(),
-                    REOPEN_TIMEOUT.as_secs()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        Ok(())
     }
 }

@@ -23,8 +23,8 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{Signal, kill};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
+use super::Containers;
 use super::exec::ExecTarget;
-use crate::Runtime;
 use crate::error::{Error, IoContext, Result};
 use crate::monitor::EXEC_ARG;
 use crate::monitor::console::{ConsoleSocket, receive_fd, set_window_size};
@@ -113,9 +113,14 @@ impl Drop for Cleanup {
     }
 }
 
-impl Runtime {
+impl Containers {
     /// Starts `cmd` in running container `id` with the streams in `stdio`.
-    pub async fn exec(&self, id: &str, cmd: &[String], stdio: ExecStdio) -> Result<ExecSession> {
+    pub(crate) async fn exec(
+        &self,
+        id: &str,
+        cmd: &[String],
+        stdio: ExecStdio,
+    ) -> Result<ExecSession> {
         let ExecTarget {
             c,
             oci,

@@ -1,287 +1,234 @@
-//! Containers: the OCI spec built from the CRI config and the image, the
-//! rootfs on overlayfs, and the lifecycle through the monitor and the OCI
-//! runtime.
+//! The container part: the container table and each container's
+//! lifecycle, one verb a file (`create`, `start`, `stop`, `remove`,
+//! `update`, `reopen_log`, `exec`, `attach`, the exit watcher in `watch`):
+//! the OCI spec built from the CRI config and the image, the rootfs on
+//! overlayfs, the monitor and the OCI runtime.
 
+mod apparmor;
 mod attach;
+mod create;
 mod devices;
+pub mod events;
 mod exec;
 mod exec_session;
-mod lifecycle;
 mod recover;
+mod remove;
+mod reopen_log;
 mod rootfs;
 pub mod seccomp;
 pub mod spec;
 mod staged;
-mod stop_signal;
+mod start;
+mod status;
+mod stop;
 mod termination;
+mod update;
 mod user;
+mod watch;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use crate::cgroups::CgroupDriver;
+use crate::config::RuntimeSettings;
+use crate::error::Result;
+use crate::image::ImageStore;
+use crate::layout::Dirs;
+use crate::metrics::RuntimeMetrics;
+use crate::oci::Handlers;
+use crate::records::pod::Sandbox;
+use crate::state::{Entry, Objects, is_id};
+use crate::store::{Loaded, Table};
+use events::Events;
 
+pub(crate) use crate::records::container::is_done;
+pub use crate::records::container::{
+    Container, ContainerConfig, ContainerFilter, ContainerState, Device, Identity, Mount,
+    Propagation, Resources, SecurityContext, SecurityProfile, StopSignal, SupplementalGroupsPolicy,
+    TERMINATION_MESSAGE_PATH_ANNOTATION,
+};
 pub use attach::AttachSession;
 pub use exec::ExecOutput;
 pub use exec_session::{ExecExit, ExecRead, ExecSession, ExecStdio, ExecWrite, Terminal};
-pub use lifecycle::ContainerFilter;
-pub use stop_signal::StopSignal;
-pub use termination::PATH_ANNOTATION as TERMINATION_MESSAGE_PATH_ANNOTATION;
-pub use user::Identity;
 
-/// What CreateContainer asks for.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ContainerConfig {
-    /// Container name, unique in its pod per attempt.
-    pub name: String,
-    /// Attempt number.
-    pub attempt: u32,
-    /// The image as the user named it (reference or id).
-    pub image: String,
-    /// Overrides the image's Entrypoint.
-    pub command: Vec<String>,
-    /// Overrides the image's Cmd.
-    pub args: Vec<String>,
-    /// Overrides the image's WorkingDir.
-    pub working_dir: String,
-    /// Environment added to (and overriding) the image's.
-    pub envs: Vec<(String, String)>,
-    /// Bind mounts.
-    pub mounts: Vec<Mount>,
-    /// Host devices made available in the container.
-    #[serde(default)]
-    pub devices: Vec<Device>,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-    /// Annotations.
-    pub annotations: BTreeMap<String, String>,
-    /// Log file, relative to the pod's log directory; empty means none.
-    pub log_path: String,
-    /// Keep stdin open.
-    pub stdin: bool,
-    /// Close stdin after the first attach ends.
-    pub stdin_once: bool,
-    /// Allocate a terminal.
-    pub tty: bool,
-    /// Resource limits.
-    pub resources: Resources,
-    /// Identity and privileges.
-    pub security: SecurityContext,
-    /// The container whose PID namespace this one joins (CRI PID mode
-    /// TARGET, as kubelet asks for ephemeral containers); empty otherwise.
-    #[serde(default)]
-    pub pid_target_id: String,
+/// The reason of a container whose start failed (as Docker names it).
+const CANNOT_RUN: &str = "ContainerCannotRun";
+/// The exit code reported for a container that never ran (containerd's).
+const CANNOT_RUN_EXIT_CODE: i32 = 128;
+
+/// What the container part reads of the pods its containers run in. The
+/// node hands it the pod part's records through this, so that neither
+/// part reads the other's table.
+pub(crate) trait PodLookup: Send + Sync {
+    /// The record of pod `id`, if it exists.
+    fn pod(&self, id: &str) -> Option<Sandbox>;
 }
 
-impl ContainerConfig {
-    /// The name that must be unique within a pod.
-    pub fn unique_name(&self) -> String {
-        format!("{}_{}", self.name, self.attempt)
+/// The container part: the table of containers and their lifecycle
+/// through the monitor and the OCI runtime. A container names its pod by
+/// id; what it needs of the pod it is given ([`Containers::create`]) or
+/// asks through [`PodLookup`].
+pub(crate) struct Containers {
+    objects: Objects<Container>,
+    table: Table<Container>,
+    dirs: Dirs,
+    settings: RuntimeSettings,
+    handlers: Arc<Handlers>,
+    images: ImageStore,
+    cgroups: Arc<dyn CgroupDriver>,
+    /// The `crius-monitor` binary.
+    monitor_bin: PathBuf,
+    /// The daemon's own oom_score_adj; containers cannot go below it.
+    min_oom_score_adj: i32,
+    metrics: RuntimeMetrics,
+    /// Container lifecycle events, for GetContainerEvents subscribers.
+    events: Events,
+    pods: Arc<dyn PodLookup>,
+}
+
+/// What [`Containers::open`] is given.
+pub(crate) struct ContainersParts {
+    /// The table's directory (`<root>/meta/containers`).
+    pub table_dir: PathBuf,
+    /// crius's root and state.
+    pub dirs: Dirs,
+    /// The `[runtime]` settings.
+    pub settings: RuntimeSettings,
+    /// The OCI runtimes.
+    pub handlers: Arc<Handlers>,
+    /// The image store, for images and their layers.
+    pub images: ImageStore,
+    /// The cgroup driver.
+    pub cgroups: Arc<dyn CgroupDriver>,
+    /// The monitor binary.
+    pub monitor_bin: PathBuf,
+    /// The daemon's own oom_score_adj.
+    pub min_oom_score_adj: i32,
+    /// The runtime's metrics.
+    pub metrics: RuntimeMetrics,
+    /// The pods' records, as the node gives them.
+    pub pods: Arc<dyn PodLookup>,
+}
+
+impl Containers {
+    /// Opens the container table and loads the stored containers (a record
+    /// that cannot be trusted is quarantined), and resumes watching those
+    /// that were alive.
+    pub(crate) fn open(parts: ContainersParts) -> Result<Arc<Containers>> {
+        let containers = Arc::new(Containers {
+            objects: Objects::new("container"),
+            table: Table::open(parts.table_dir)?,
+            dirs: parts.dirs,
+            settings: parts.settings,
+            handlers: parts.handlers,
+            images: parts.images,
+            cgroups: parts.cgroups,
+            monitor_bin: parts.monitor_bin,
+            min_oom_score_adj: parts.min_oom_score_adj,
+            metrics: parts.metrics,
+            events: Events::new(),
+            pods: parts.pods,
+        });
+        let Loaded {
+            records,
+            unreadable,
+        } = containers.table.load_all()?;
+        for e in unreadable {
+            tracing::error!(error = %e, "skipping unreadable container record");
+        }
+        for (id, mut c) in records {
+            let checked = check_record(&id, &c).and_then(|()| {
+                containers
+                    .objects
+                    .reserve_name(&name_key(&c.sandbox_id, &c.config), &c.id)
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(why) = checked {
+                containers.table.quarantine_logged("container", &id, &why);
+                continue;
+            }
+            containers.lost_at_reboot(&mut c);
+            let entry = Entry::new(&id, c);
+            containers.objects.insert(entry.clone());
+            containers.watch_exit(entry);
+        }
+        Ok(containers)
+    }
+
+    /// Container lifecycle events.
+    pub(crate) fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// The chain ids of the layers containers use, for image garbage
+    /// collection. A container recorded before containers kept their
+    /// layers uses its image's, if the image is still there (it cannot
+    /// have been removed before RemoveImage existed).
+    pub(crate) fn layers_in_use(&self) -> std::collections::HashSet<String> {
+        let mut in_use = std::collections::HashSet::new();
+        for entry in self.objects.all() {
+            let c = entry.get();
+            if c.image_layers.is_empty() {
+                if let Ok(Some(image)) = self.images.get(&c.image_id) {
+                    in_use.extend(image.layers);
+                }
+            } else {
+                in_use.extend(c.image_layers);
+            }
+        }
+        in_use
+    }
+
+    /// Saves a container's record unless it has been removed. Called with
+    /// the record locked, so a late update cannot bring back a removed
+    /// container's file.
+    pub(super) fn save_container(&self, c: &Container) -> Result<()> {
+        if c.removed {
+            return Ok(());
+        }
+        self.table.put(&c.id, c)
+    }
+
+    /// [`save_container`](Self::save_container) for a state change that a
+    /// machine crash makes moot (started, exited: after a reboot the
+    /// container runs no more whatever the record says), without waiting
+    /// for the disk. Saves StartContainer two fsyncs.
+    pub(super) fn save_container_state(&self, c: &Container) -> Result<()> {
+        if c.removed {
+            return Ok(());
+        }
+        self.table.put_unsynced(&c.id, c)
     }
 }
 
-/// A bind mount into the container.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Mount {
-    /// Path in the container.
-    pub container_path: String,
-    /// Path on the host.
-    pub host_path: String,
-    /// Read-only.
-    pub readonly: bool,
-    /// Propagation.
-    pub propagation: Propagation,
-    /// Read-only all the way down (submounts too; needs kernel 5.12 and
-    /// an OCI runtime that knows `rro`).
-    #[serde(default)]
-    pub recursive_read_only: bool,
-    /// An image volume: the image (reference or id, pulled already) whose
-    /// file tree is mounted read-only at `container_path`; `host_path` is
-    /// then empty.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub image: String,
+/// The key under which a container's name is reserved: unique per pod.
+fn name_key(sandbox_id: &str, config: &ContainerConfig) -> String {
+    format!("{sandbox_id}/{}", config.unique_name())
 }
 
-/// A host device node given to the container.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Device {
-    /// Path in the container.
-    pub container_path: String,
-    /// The device node (or a directory of them) on the host.
-    pub host_path: String,
-    /// Cgroup permissions: a combination of `r`, `w` and `m`.
-    pub permissions: String,
+/// Whether a stored container record can be trusted: its id is the one
+/// it is stored under (every path of a container is derived from it) and
+/// the ids and PIDs it names have the form crius gives them.
+fn check_record(key: &str, c: &Container) -> std::result::Result<(), String> {
+    if c.id != key || !is_id(&c.id) {
+        return Err(format!("its id {:?} is not that of its file {key:?}", c.id));
+    }
+    if !is_id(&c.sandbox_id) {
+        return Err(format!(
+            "its pod id {:?} is not one crius makes",
+            c.sandbox_id
+        ));
+    }
+    if c.pid < 0 || c.monitor_pid < 0 {
+        return Err(format!(
+            "pid {} / monitor pid {} cannot be its processes",
+            c.pid, c.monitor_pid
+        ));
+    }
+    Ok(())
 }
 
-/// Mount propagation between host and container.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Propagation {
-    /// No propagation (rprivate).
-    #[default]
-    Private,
-    /// Host mounts appear in the container (rslave).
-    HostToContainer,
-    /// Both ways (rshared).
-    Bidirectional,
-}
-
-/// Linux resources of a container; zero means unset.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Resources {
-    /// CFS period, µs.
-    pub cpu_period: i64,
-    /// CFS quota, µs.
-    pub cpu_quota: i64,
-    /// CPU shares (relative weight).
-    pub cpu_shares: i64,
-    /// Memory limit, bytes.
-    pub memory_limit: i64,
-    /// Memory + swap limit, bytes.
-    pub memory_swap_limit: i64,
-    /// OOM score adjustment.
-    pub oom_score_adj: i64,
-    /// CPUs allowed ("0-3").
-    pub cpuset_cpus: String,
-    /// Memory nodes allowed.
-    pub cpuset_mems: String,
-    /// Hugepage limits: page size ("2MB", "1GB") and limit in bytes.
-    #[serde(default)]
-    pub hugepage_limits: Vec<(String, u64)>,
-    /// cgroup v2 files and values, written as they are (cgroup v2 hosts
-    /// only).
-    #[serde(default)]
-    pub unified: BTreeMap<String, String>,
-}
-
-/// Which security profile (seccomp or AppArmor) a container runs under.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SecurityProfile {
-    /// None: the process is not confined (what an absent profile means,
-    /// as with containerd).
-    #[default]
-    Unconfined,
-    /// The runtime's default profile.
-    RuntimeDefault,
-    /// A profile on the node: a file path for seccomp, a loaded profile
-    /// name for AppArmor.
-    Localhost(String),
-}
-
-/// How the container's supplementary groups are made.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SupplementalGroupsPolicy {
-    /// The groups the image's /etc/group gives the user, plus the
-    /// configured ones.
-    #[default]
-    Merge,
-    /// Only the configured groups.
-    Strict,
-}
-
-/// Identity and privileges of a container's process.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SecurityContext {
-    /// UID to run as; overrides the image's user.
-    pub run_as_user: Option<i64>,
-    /// GID to run as.
-    pub run_as_group: Option<i64>,
-    /// User name to run as (looked up in the image's /etc/passwd).
-    pub run_as_username: String,
-    /// Extra groups.
-    pub supplemental_groups: Vec<i64>,
-    /// Root filesystem read-only.
-    pub readonly_rootfs: bool,
-    /// Set no_new_privs.
-    pub no_new_privs: bool,
-    /// Capabilities to add ("NET_ADMIN" or "CAP_NET_ADMIN"; "ALL").
-    pub add_capabilities: Vec<String>,
-    /// Capabilities to drop.
-    pub drop_capabilities: Vec<String>,
-    /// Privileged: every capability, the host's devices, no masked or
-    /// read-only paths, no seccomp or AppArmor confinement, writable
-    /// sysfs and cgroupfs.
-    #[serde(default)]
-    pub privileged: bool,
-    /// Paths to mask; empty means the runtime's defaults.
-    #[serde(default)]
-    pub masked_paths: Vec<String>,
-    /// Paths to make read-only; empty means the runtime's defaults.
-    #[serde(default)]
-    pub readonly_paths: Vec<String>,
-    /// The seccomp profile.
-    #[serde(default)]
-    pub seccomp: SecurityProfile,
-    /// The AppArmor profile (ignored where the kernel has no AppArmor).
-    #[serde(default)]
-    pub apparmor: SecurityProfile,
-    /// How supplementary groups are made.
-    #[serde(default)]
-    pub supplemental_groups_policy: SupplementalGroupsPolicy,
-}
-
-/// Lifecycle state of a container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ContainerState {
-    /// Created, not started.
-    Created,
-    /// Its process runs.
-    Running,
-    /// Its process has exited.
-    Exited,
-    /// Lost track of it.
-    Unknown,
-}
-
-/// A container as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Container {
-    /// 64-hex id.
-    pub id: String,
-    /// Its pod.
-    pub sandbox_id: String,
-    /// What it was created from.
-    pub config: ContainerConfig,
-    /// The image's id ("sha256:…").
-    pub image_id: String,
-    /// The image reference it resolved to (a repo digest when known).
-    pub image_ref: String,
-    /// Chain ids of the image layers its rootfs stacks, base first: kept
-    /// by image garbage collection while the container exists.
-    #[serde(default)]
-    pub image_layers: Vec<String>,
-    /// State.
-    pub state: ContainerState,
-    /// Times, Unix nanoseconds; 0 means not yet.
-    pub created_at: i64,
-    /// When it started.
-    pub started_at: i64,
-    /// When it exited.
-    pub finished_at: i64,
-    /// Exit code (128 + signal when killed).
-    pub exit_code: i32,
-    /// Brief CamelCase reason for the state ("Completed", "Error").
-    pub reason: String,
-    /// Human-readable detail.
-    pub message: String,
-    /// PID of the container's init (host PID namespace).
-    pub pid: i32,
-    /// PID of its monitor.
-    pub monitor_pid: i32,
-    /// Absolute log file path, if any.
-    pub log_path: Option<PathBuf>,
-    /// The OCI runtime handler running it.
-    pub runtime_handler: String,
-    /// The signal that asks it to stop (the image's StopSignal, else
-    /// SIGTERM).
-    pub stop_signal: StopSignal,
-    /// The user its process runs as, resolved at creation.
-    #[serde(default)]
-    pub user: Option<Identity>,
-    /// Whether the kernel OOM-killed a process of it.
-    #[serde(default)]
-    pub oom_killed: bool,
-    /// Set when RemoveContainer has taken it away, so that a late exit
-    /// notice does not bring its record back.
-    #[serde(skip)]
-    pub removed: bool,
+/// The file a container's monitor writes its exit status to.
+fn exit_file(bundle: &Path) -> PathBuf {
+    bundle.join("exit")
 }

@@ -19,8 +19,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::Containers;
 use super::{Container, ContainerState, rootfs};
-use crate::Runtime;
 use crate::error::Result;
 use crate::fsutil;
 use crate::monitor::CONFIG_FILE;
@@ -32,12 +32,12 @@ const MONITOR_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The exit code of a container lost with the node (containerd's).
 const LOST_EXIT_CODE: i32 = 255;
 
-impl Runtime {
+impl Containers {
     /// Records `c` as exited if the node restarted under it (see the
     /// module docs); whether it did.
     pub(crate) fn lost_at_reboot(&self, c: &mut Container) -> bool {
         if !matches!(c.state, ContainerState::Created | ContainerState::Running)
-            || self.container_state_dir(&c.id).exists()
+            || self.dirs.container_state(&c.id).exists()
         {
             return false;
         }
@@ -62,14 +62,14 @@ impl Runtime {
     /// Cleans up after containers a crash left half-made, and records
     /// starts a crash kept from being recorded. Failures are logged: the
     /// daemon starts anyway.
-    pub(crate) async fn recover_containers(&self) {
-        let entries = self.containers.all();
+    pub(crate) async fn recover(&self) {
+        let entries = self.objects.all();
         for entry in &entries {
             let c = entry.get();
             if c.state != ContainerState::Created {
                 continue;
             }
-            let Ok(oci) = self.oci_runtime(&c.runtime_handler) else {
+            let Ok(oci) = self.handlers.get(&c.runtime_handler) else {
                 continue;
             };
             match oci.state(&c.id).await {
@@ -98,8 +98,8 @@ impl Runtime {
         let known: BTreeSet<String> = entries.iter().map(|e| e.id().to_string()).collect();
         let mut orphans = BTreeSet::new();
         for base in [
-            self.config.state.join("containers"),
-            self.config.root.join("containers"),
+            self.dirs.state.join("containers"),
+            self.dirs.root.join("containers"),
         ] {
             let Ok(dirs) = std::fs::read_dir(&base) else {
                 continue;
@@ -134,10 +134,10 @@ impl Runtime {
     /// every handler: the record that named one is gone), monitor, rootfs
     /// mount, directories.
     async fn remove_orphan_container(&self, id: &str) -> Result<()> {
-        for oci in self.oci.values() {
+        for oci in self.handlers.all() {
             oci.delete(id, true).await?;
         }
-        let bundle = self.container_state_dir(id);
+        let bundle = self.dirs.container_state(id);
         kill_monitors(id, &bundle).await?;
         rootfs::unmount_image_volumes(&bundle)?;
         rootfs::unmount_rootfs(&bundle.join("rootfs"))?;
@@ -145,7 +145,7 @@ impl Runtime {
         // through a recursive removal that could reach host files.
         super::staged::release(&bundle)?;
         fsutil::remove_tree(&bundle)?;
-        fsutil::remove_tree(&self.container_root_dir(id))
+        fsutil::remove_tree(&self.dirs.container_root(id))
     }
 }
 
@@ -161,7 +161,7 @@ pub(super) async fn kill_monitors(id: &str, bundle: &Path) -> Result<()> {
         let deadline = Instant::now() + MONITOR_EXIT_TIMEOUT;
         while Path::new(&format!("/proc/{pid}")).exists() && is_monitor_of(pid, bundle) {
             if Instant::now() > deadline {
-                return Err(crate::Error::Internal(format!(
+                return Err(crate::error::Error::Internal(format!(
                     "monitor {pid} of unfinished container {id} did not exit within {}s of SIGKILL",
                     MONITOR_EXIT_TIMEOUT.as_secs()
                 )));

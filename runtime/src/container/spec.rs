@@ -24,12 +24,11 @@ pub use capabilities::{capabilities, capabilities_in_mask};
 pub use resources::linux_resources;
 
 use super::devices::DeviceNode;
-use super::user::Identity;
-use super::{ContainerConfig, Propagation, SecurityProfile, seccomp};
+use super::{ContainerConfig, Identity, Propagation, SecurityProfile, seccomp};
 use crate::error::{Error, Result};
 use crate::image::ImageConfig;
-use crate::sandbox::NamespaceKind;
-use crate::sandbox::{NamespaceMode, Sandbox};
+use crate::records::pod::NamespaceKind;
+use crate::records::pod::{NamespaceMode, Sandbox};
 
 /// PATH when the image sets none (containerd's default).
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -619,7 +618,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
     if let Some(userns) = &input.sandbox.config.user_namespace {
         // The runtime joins the pod's user namespace by path; runc checks
         // that the mappings given match it.
-        let maps = |m: &[crate::sandbox::IdMapping]| {
+        let maps = |m: &[crate::records::pod::IdMapping]| {
             m.iter()
                 .map(|m| {
                     LinuxIdMappingBuilder::default()

@@ -12,8 +12,7 @@ use std::path::Path;
 
 use super::ContainerConfig;
 
-/// The annotation naming the termination message file in the container.
-pub const PATH_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePath";
+pub use crate::records::container::TERMINATION_MESSAGE_PATH_ANNOTATION as PATH_ANNOTATION;
 /// The annotation carrying the policy: `File` or `FallbackToLogsOnError`.
 pub const POLICY_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePolicy";
 /// The most of the file kept (kubelet's limit per container).
@@ -118,7 +117,7 @@ pub fn log_tail(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::Mount;
+    use crate::records::container::Mount;
 
     fn config(dir: &Path, policy: &str) -> ContainerConfig {
         let mut c = ContainerConfig::default();

@@ -4,22 +4,9 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use super::{SecurityContext, SupplementalGroupsPolicy};
+use super::{Identity, SecurityContext, SupplementalGroupsPolicy};
 use crate::error::{Error, Result};
 use crate::fsutil::read_in_root;
-
-/// The resolved identity of a container process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    /// User id.
-    pub uid: u32,
-    /// Primary group id.
-    pub gid: u32,
-    /// Supplementary groups.
-    pub additional_gids: Vec<u32>,
-}
 
 /// One line of /etc/passwd.
 struct PasswdEntry {

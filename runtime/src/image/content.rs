@@ -182,7 +182,7 @@ impl ContentStore {
             Ok(data)
         })
         .await
-        .map_err(|e| crate::Error::Internal(format!("store blob {digest}: {e}")))?
+        .map_err(|e| crate::error::Error::Internal(format!("store blob {digest}: {e}")))?
         .map(|data| (digest, data))
     }
 }
@@ -202,7 +202,7 @@ fn write_verified(path: &Path, data: &[u8], digest: &Digest) -> Result<()> {
         .context(|| format!("fsync {}", path.display()))?;
     drop(file);
     verify_file(path, digest).map_err(|why| {
-        crate::Error::Internal(format!(
+        crate::error::Error::Internal(format!(
             "blob {digest} written to {} reads back wrong: {why}",
             path.display()
         ))
@@ -211,7 +211,7 @@ fn write_verified(path: &Path, data: &[u8], digest: &Digest) -> Result<()> {
         .context(|| format!("stat {}", path.display()))?
         .len();
     if len != data.len() as u64 {
-        return Err(crate::Error::Internal(format!(
+        return Err(crate::error::Error::Internal(format!(
             "blob {digest} written to {} is {len} bytes, not {}",
             path.display(),
             data.len()
@@ -249,7 +249,10 @@ impl ContentStore {
         match fs::read(&path) {
             Ok(data) => Ok(Some(data)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(crate::Error::io(format!("read {}", path.display()), e)),
+            Err(e) => Err(crate::error::Error::io(
+                format!("read {}", path.display()),
+                e,
+            )),
         }
     }
 
@@ -282,7 +285,7 @@ impl ContentStore {
         match fs::rename(&from, &to) {
             Ok(()) => Ok(Some(to)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(crate::Error::io(
+            Err(e) => Err(crate::error::Error::io(
                 format!("remove blob {}", from.display()),
                 e,
             )),
@@ -340,7 +343,7 @@ mod tests {
         // The ingest directory gone: the temp file cannot be made.
         fs::remove_dir(dir.path().join("ingest")).unwrap();
         let e = rt().block_on(store.put(b"m".to_vec())).unwrap_err();
-        assert!(matches!(e, crate::Error::Io { .. }), "{e}");
+        assert!(matches!(e, crate::error::Error::Io { .. }), "{e}");
         assert!(e.to_string().contains("ingest"), "{e}");
         assert_eq!(count(&dir.path().join("blobs/sha256")), 0);
     }

@@ -6,7 +6,7 @@
 //! - the parent of a streamed exec ([`exec_main`]);
 //! - the infra process of a pod that shares one PID namespace, and its
 //!   keeper ([`infra_main`], in [`pod_infra`]; started and stopped by
-//!   `crate::sandbox::infra`).
+//!   the daemon, by the pod part).
 //!
 //! The daemon starts each the same way (`helper`) and holds a detached
 //! one by a pidfd (`pidfd`), never by a bare PID.

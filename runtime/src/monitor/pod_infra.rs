@@ -8,7 +8,7 @@
 //! `crius-monitor` binary, which every node running crius already has
 //! beside the daemon. Like a monitor it detaches, so it outlives daemon
 //! restarts. The daemon's side (start, stop, find) is
-//! `crate::sandbox::infra`.
+//! in the pod part (`sandbox/infra.rs`).
 //!
 //! What it does (see [`infra_main`]):
 //! 1. The first process forks a keeper and exits once the keeper has

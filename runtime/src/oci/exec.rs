@@ -160,7 +160,7 @@ impl OciRuntime {
     /// The argv of `<runtime> exec --detach` for the process described by
     /// `process_file`, writing its pid to `pid_file` and, with a terminal,
     /// sending the terminal's master to `console_socket` — for
-    /// [`crate::monitor::EXEC_ARG`]'s helper to run.
+    /// the monitor's exec helper to run.
     pub fn exec_detached_command(
         &self,
         id: &str,

@@ -15,6 +15,7 @@ pub(crate) use exec::read_pid;
 pub(crate) use lookup::find_executable;
 pub(crate) use message::{logged_errors, runtime_message};
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -22,8 +23,80 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::RuntimeSettings;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+
+/// The configured OCI runtimes (RuntimeClass handlers) by name, with the
+/// default one.
+#[derive(Debug)]
+pub struct Handlers {
+    default: String,
+    by_name: BTreeMap<String, OciRuntime>,
+}
+
+impl Handlers {
+    /// The handlers of `settings`, each with its `--root` below `state`
+    /// unless it names one. A handler whose binary is missing is left out
+    /// (logged), unless it is the default.
+    pub fn open(settings: &RuntimeSettings, state: &Path) -> Result<Handlers> {
+        let timeout = Duration::from_secs(settings.oci_timeout_secs);
+        let mut by_name = BTreeMap::new();
+        for (name, handler) in &settings.handlers {
+            let root = if handler.root.as_os_str().is_empty() {
+                state.join("runtime").join(name)
+            } else {
+                handler.root.clone()
+            };
+            match OciRuntime::new(name, &handler.path, &root, timeout) {
+                Ok(r) => {
+                    by_name.insert(name.clone(), r);
+                }
+                Err(e) if *name != settings.default_runtime => {
+                    tracing::warn!(handler = %name, error = %e, "runtime handler unavailable");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !by_name.contains_key(&settings.default_runtime) {
+            return Err(Error::InvalidArgument(format!(
+                "default runtime {:?} is not among the configured handlers",
+                settings.default_runtime
+            )));
+        }
+        Ok(Handlers {
+            default: settings.default_runtime.clone(),
+            by_name,
+        })
+    }
+
+    /// The OCI runtime for a handler name ("" means the default).
+    pub fn get(&self, handler: &str) -> Result<&OciRuntime> {
+        let name = if handler.is_empty() {
+            &self.default
+        } else {
+            handler
+        };
+        self.by_name.get(name).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "runtime handler {name:?} is not configured (have: {})",
+                self.by_name.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    /// Every handler's runtime.
+    pub fn all(&self) -> impl Iterator<Item = &OciRuntime> {
+        self.by_name.values()
+    }
+
+    /// The handler names, the default first.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = vec![self.default.clone()];
+        names.extend(self.by_name.keys().filter(|k| **k != self.default).cloned());
+        names
+    }
+}
 
 /// One OCI runtime binary with its state directory.
 #[derive(Debug, Clone)]

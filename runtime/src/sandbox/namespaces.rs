@@ -10,44 +10,7 @@ use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 
 use crate::error::{Error, IoContext, Result};
-
-/// A kind of namespace a pod may have of its own, named as in
-/// `/proc/<pid>/ns/` (and in pod records).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum NamespaceKind {
-    /// Network.
-    Net,
-    /// System V IPC and POSIX message queues.
-    Ipc,
-    /// Hostname.
-    Uts,
-    /// Process ids.
-    Pid,
-    /// User and group ids.
-    User,
-}
-
-impl NamespaceKind {
-    /// Its name in `/proc/<pid>/ns/`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NamespaceKind::Net => "net",
-            NamespaceKind::Ipc => "ipc",
-            NamespaceKind::Uts => "uts",
-            NamespaceKind::Pid => "pid",
-            NamespaceKind::User => "user",
-        }
-    }
-}
-
-impl std::fmt::Display for NamespaceKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::records::pod::NamespaceKind;
 
 /// Where a pod's new namespaces are pinned; `None` for those it does not
 /// get.

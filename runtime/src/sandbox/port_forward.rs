@@ -7,20 +7,23 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::SandboxState;
-use crate::Runtime;
+use super::{Pods, SandboxState};
 use crate::error::{Error, Result};
-use crate::sandbox::NamespaceKind;
+use crate::records::pod::NamespaceKind;
 
 /// How long connecting to the port may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl Runtime {
+impl Pods {
     /// Connects to `port` on the loopback of pod `sandbox_id` (127.0.0.1,
     /// then ::1 if nothing listens there), in the pod's network namespace
     /// or, for a pod on the node's network, the node's.
-    pub async fn port_forward(&self, sandbox_id: &str, port: u16) -> Result<tokio::net::TcpStream> {
-        let sb = self.pod_sandbox(sandbox_id)?;
+    pub(crate) async fn port_forward(
+        &self,
+        sandbox_id: &str,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream> {
+        let sb = self.get(sandbox_id)?;
         if sb.state != SandboxState::Ready {
             return Err(Error::FailedPrecondition(format!(
                 "pod sandbox {} is not ready",

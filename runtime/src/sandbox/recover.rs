@@ -20,26 +20,25 @@
 
 use std::collections::BTreeSet;
 
-use super::{CGROUP_RECORD_FILE, Sandbox, SandboxState, infra, namespaces};
-use crate::Runtime;
+use super::{CGROUP_RECORD_FILE, Pods, Sandbox, SandboxState, infra, namespaces};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::sandbox::NamespaceKind;
+use crate::records::pod::NamespaceKind;
 use crate::state::is_id;
 
-impl Runtime {
+impl Pods {
     /// Cleans up after pods that a crash left half-made or half-removed.
     /// Failures are logged: the daemon starts anyway.
-    pub(crate) async fn recover_sandboxes(&self) {
-        for entry in self.sandboxes.all() {
+    pub(crate) async fn recover(&self) {
+        for entry in self.objects.all() {
             let sb = entry.get();
-            if sb.state != SandboxState::Ready || self.pod_state_dir(&sb.id).exists() {
+            if sb.state != SandboxState::Ready || self.dirs.pod_state(&sb.id).exists() {
                 continue;
             }
             let mut lost = sb.clone();
             lost.state = SandboxState::NotReady;
             lost.infra_pid = None;
-            match self.sandbox_table.put(&sb.id, &lost) {
+            match self.table.put(&sb.id, &lost) {
                 Ok(()) => {
                     entry.update(|s| *s = lost);
                     tracing::warn!(pod = %sb.id, "pod sandbox lost with a node restart (its state directory is gone); recorded as not ready");
@@ -49,7 +48,7 @@ impl Runtime {
                 }
             }
         }
-        let pods: Vec<_> = self.sandboxes.all().iter().map(|e| e.get()).collect();
+        let pods: Vec<_> = self.objects.all().iter().map(|e| e.get()).collect();
         let attached: Vec<String> = pods
             .iter()
             .filter(|sb| sb.namespace(NamespaceKind::Net).is_some() && !sb.network_released)
@@ -68,10 +67,7 @@ impl Runtime {
         }
         let known: BTreeSet<&str> = pods.iter().map(|sb| sb.id.as_str()).collect();
         let mut orphans = BTreeSet::new();
-        for base in [
-            self.config.state.join("pods"),
-            self.config.root.join("pods"),
-        ] {
+        for base in [self.dirs.state.join("pods"), self.dirs.root.join("pods")] {
             let Ok(entries) = std::fs::read_dir(&base) else {
                 continue;
             };
@@ -105,7 +101,7 @@ impl Runtime {
     /// Undoes what a pod without a record left (see the module docs):
     /// only what its id proves is its own.
     async fn remove_orphan_pod(&self, id: &str) -> Result<()> {
-        let dir = self.pod_state_dir(id);
+        let dir = self.dirs.pod_state(id);
         infra::stop_all(&dir).await?;
         let ns = dir.join("ns");
         for kind in ["ipc", "uts", "pid"] {
@@ -142,7 +138,7 @@ impl Runtime {
             blocking(move || cgroups.remove_pod_cgroup(&path, &id)).await?;
         }
         fsutil::remove_tree(&dir)?;
-        fsutil::remove_tree(&self.pod_root_dir(id))
+        fsutil::remove_tree(&self.dirs.pod_root(id))
     }
 
     /// Whether a stored pod record can be trusted: its id is the one it
@@ -155,8 +151,8 @@ impl Runtime {
                 sb.id
             ));
         }
-        let state = self.pod_state_dir(&sb.id);
-        if sb.files_dir != self.pod_root_dir(&sb.id) {
+        let state = self.dirs.pod_state(&sb.id);
+        if sb.files_dir != self.dirs.pod_root(&sb.id) {
             return Err(format!(
                 "files_dir {} is not the pod's",
                 sb.files_dir.display()

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use nix::sched::CloneFlags;
 
 use crate::error::{Error, IoContext, Result};
-use crate::sandbox::NamespaceKind;
+use crate::records::pod::NamespaceKind;
 
 /// The namespace a sysctl belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -17,13 +17,12 @@ use crius_cni::ifstats::InterfaceStats;
 use crate::cgroups::CgroupDriver;
 pub use crate::cgroups::Memory;
 pub use crate::cgroups::detail::{BlkioDevice, Detail};
-use crate::sandbox::NamespaceKind;
+use crate::records::pod::NamespaceKind;
 
-use crate::Runtime;
-use crate::container::{Container, ContainerFilter};
-use crate::error::{Error, Result};
 use crate::fsutil::{self, DiskUsage};
-use crate::sandbox::{Sandbox, SandboxFilter, SandboxState};
+use crate::layout::Dirs;
+use crate::records::container::Container;
+use crate::records::pod::{Sandbox, SandboxState};
 use crate::state::now_nanos;
 
 /// What the kernel reports for one cgroup, with CPU use turned into a rate.
@@ -100,15 +99,17 @@ pub struct PodStats {
 #[derive(Debug)]
 pub(crate) struct StatsState {
     cgroups: Arc<dyn CgroupDriver>,
+    dirs: Dirs,
     /// cgroup path → (timestamp, cumulative CPU ns) of the last read.
     previous: Mutex<HashMap<String, (i64, u64)>>,
 }
 
 impl StatsState {
     /// Stats read through `cgroups`.
-    pub(crate) fn new(cgroups: Arc<dyn CgroupDriver>) -> StatsState {
+    pub(crate) fn new(cgroups: Arc<dyn CgroupDriver>, dirs: Dirs) -> StatsState {
         StatsState {
             cgroups,
+            dirs,
             previous: Mutex::new(HashMap::new()),
         }
     }
@@ -134,6 +135,66 @@ impl StatsState {
         }
     }
 
+    /// The figures of container `c` of pod `sb`.
+    pub(crate) fn read_container(&self, sb: &Sandbox, c: Container) -> ContainerStats {
+        let usage = self.usage(&container_cgroup(self.cgroups.as_ref(), sb, &c));
+        let upper = self.dirs.container_root(&c.id).join("upper");
+        let writable_layer = match fsutil::disk_usage(&upper) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::debug!(container = %c.id, error = %e, "writable layer usage");
+                None
+            }
+        };
+        ContainerStats {
+            container: c,
+            usage,
+            writable_layer,
+            layer_fs: FsCapacity::of(&self.dirs.root),
+            layer_mountpoint: self.dirs.root.clone(),
+        }
+    }
+
+    /// The figures of pod `sb` and of `containers`, its containers.
+    pub(crate) fn read_pod(&self, sb: Sandbox, containers: Vec<Container>) -> PodStats {
+        let usage = self.usage(&sb.cgroup_parent);
+        let interfaces = match sb.namespace(NamespaceKind::Net) {
+            Some(pin) if sb.state == SandboxState::Ready => {
+                match crius_cni::ifstats::interface_stats(pin) {
+                    Ok(all) => all.into_iter().filter(|i| i.name != "lo").collect(),
+                    Err(e) => {
+                        tracing::debug!(pod = %sb.id, error = %e, "pod network counters");
+                        Vec::new()
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
+        let containers = containers
+            .into_iter()
+            .map(|c| self.read_container(&sb, c))
+            .collect();
+        PodStats {
+            sandbox: sb,
+            usage,
+            interfaces,
+            containers,
+        }
+    }
+
+    /// Drops the CPU samples of pods and containers that are gone: all
+    /// but those of `pods`, each with its containers.
+    pub(crate) fn forget_gone(&self, pods: &[(Sandbox, Vec<Container>)]) {
+        let mut live = HashSet::new();
+        for (sb, containers) in pods {
+            for c in containers {
+                live.insert(container_cgroup(self.cgroups.as_ref(), sb, c));
+            }
+            live.insert(sb.cgroup_parent.clone());
+        }
+        self.retain(&live);
+    }
+
     /// Forgets the samples of cgroups not in `live`.
     fn retain(&self, live: &HashSet<String>) {
         let mut prev = self.previous.lock().unwrap_or_else(|p| p.into_inner());
@@ -155,135 +216,6 @@ fn nano_cores(t0: i64, u0: u64, t1: i64, u1: u64) -> Option<u64> {
 /// The cgroup of a container of `sb`.
 fn container_cgroup(cgroups: &dyn CgroupDriver, sb: &Sandbox, c: &Container) -> String {
     cgroups.container_cgroup(&sb.cgroup_parent, &c.id)
-}
-
-impl Runtime {
-    /// The figures of one container (id or unique prefix).
-    pub async fn container_stats(self: &Arc<Self>, id: &str) -> Result<ContainerStats> {
-        let c = self.container(id)?;
-        let sb = self.pod_sandbox(&c.sandbox_id)?;
-        let rt = Arc::clone(self);
-        blocking(move || Ok(rt.read_container(&sb, c))).await
-    }
-
-    /// The figures of the containers matching `filter`, oldest first.
-    pub async fn list_container_stats(
-        self: &Arc<Self>,
-        filter: ContainerFilter,
-    ) -> Result<Vec<ContainerStats>> {
-        let rt = Arc::clone(self);
-        blocking(move || {
-            let pods: HashMap<String, Sandbox> = rt
-                .list_pod_sandboxes(&SandboxFilter::default())
-                .into_iter()
-                .map(|sb| (sb.id.clone(), sb))
-                .collect();
-            let out = rt
-                .list_containers(&filter)
-                .into_iter()
-                .filter_map(|c| {
-                    let sb = pods.get(&c.sandbox_id)?;
-                    Some(rt.read_container(sb, c))
-                })
-                .collect();
-            rt.forget_gone();
-            Ok(out)
-        })
-        .await
-    }
-
-    /// The figures of one pod (id or unique prefix) and its containers.
-    pub async fn pod_stats(self: &Arc<Self>, id: &str) -> Result<PodStats> {
-        let sb = self.pod_sandbox(id)?;
-        let rt = Arc::clone(self);
-        blocking(move || rt.read_pod(sb)).await
-    }
-
-    /// The figures of the pods matching `filter`, oldest first.
-    pub async fn list_pod_stats(self: &Arc<Self>, filter: SandboxFilter) -> Result<Vec<PodStats>> {
-        let rt = Arc::clone(self);
-        blocking(move || {
-            let mut out = Vec::new();
-            for sb in rt.list_pod_sandboxes(&filter) {
-                out.push(rt.read_pod(sb)?);
-            }
-            rt.forget_gone();
-            Ok(out)
-        })
-        .await
-    }
-
-    fn read_container(&self, sb: &Sandbox, c: Container) -> ContainerStats {
-        let usage = self
-            .stats
-            .usage(&container_cgroup(self.cgroups.as_ref(), sb, &c));
-        let upper = self.container_root_dir(&c.id).join("upper");
-        let writable_layer = match fsutil::disk_usage(&upper) {
-            Ok(u) => Some(u),
-            Err(e) => {
-                tracing::debug!(container = %c.id, error = %e, "writable layer usage");
-                None
-            }
-        };
-        ContainerStats {
-            container: c,
-            usage,
-            writable_layer,
-            layer_fs: FsCapacity::of(&self.config.root),
-            layer_mountpoint: self.config.root.clone(),
-        }
-    }
-
-    fn read_pod(&self, sb: Sandbox) -> Result<PodStats> {
-        let usage = self.stats.usage(&sb.cgroup_parent);
-        let interfaces = match sb.namespace(NamespaceKind::Net) {
-            Some(pin) if sb.state == SandboxState::Ready => {
-                match crius_cni::ifstats::interface_stats(pin) {
-                    Ok(all) => all.into_iter().filter(|i| i.name != "lo").collect(),
-                    Err(e) => {
-                        tracing::debug!(pod = %sb.id, error = %e, "pod network counters");
-                        Vec::new()
-                    }
-                }
-            }
-            _ => Vec::new(),
-        };
-        let mut containers: Vec<Container> = self
-            .pod_containers(&sb.id)
-            .iter()
-            .map(|e| e.get())
-            .collect();
-        containers.sort_by_key(|c| c.created_at);
-        let containers = containers
-            .into_iter()
-            .map(|c| self.read_container(&sb, c))
-            .collect();
-        Ok(PodStats {
-            sandbox: sb,
-            usage,
-            interfaces,
-            containers,
-        })
-    }
-
-    /// Drops the CPU samples of pods and containers that are gone.
-    fn forget_gone(&self) {
-        let mut live = HashSet::new();
-        for sb in self.list_pod_sandboxes(&SandboxFilter::default()) {
-            for e in self.pod_containers(&sb.id) {
-                live.insert(container_cgroup(self.cgroups.as_ref(), &sb, &e.get()));
-            }
-            live.insert(sb.cgroup_parent);
-        }
-        self.stats.retain(&live);
-    }
-}
-
-/// Runs file-reading work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("stats task: {e}")))?
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use oci_spec::runtime::{
 };
 
 use super::spec_error;
-use crate::container::Resources;
 use crate::error::{Error, Result};
+use crate::records::container::Resources;
 
 /// The cgroup resources of a container: CPU, memory, hugepages, pids and
 /// `unified`. Also what UpdateContainerResources hands the OCI runtime.

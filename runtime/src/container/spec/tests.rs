@@ -1,8 +1,8 @@
 use super::capabilities::{ALL_CAPABILITIES, DEFAULT_CAPABILITIES};
 use super::*;
 use crate::container::devices::DeviceNode;
-use crate::container::{Mount as CriMount, SecurityContext};
-use crate::sandbox::{PodConfig, SandboxState};
+use crate::records::container::{Mount as CriMount, SecurityContext};
+use crate::records::pod::{PodConfig, SandboxState};
 use std::collections::BTreeMap;
 
 fn sandbox() -> Sandbox {
@@ -357,7 +357,7 @@ fn capabilities_are_limited_to_what_crius_holds() {
 
 #[test]
 fn unified_needs_cgroup_v2() {
-    let mut r = crate::container::Resources::default();
+    let mut r = crate::records::container::Resources::default();
     r.unified.insert("memory.high".into(), "1000000".into());
     assert!(matches!(
         linux_resources(&r, 0, false),
@@ -595,7 +595,7 @@ fn oom_score_adj_is_clamped_to_the_daemons_own() {
 #[test]
 fn resources_and_security_land_in_the_spec() {
     let c = ContainerConfig {
-        resources: crate::container::Resources {
+        resources: crate::records::container::Resources {
             cpu_shares: 512,
             cpu_quota: 50000,
             cpu_period: 100000,

@@ -9,7 +9,8 @@ use serde_json::{Map, Value, json};
 
 use super::{Collected, NetworkBackend, NetworkStatus, POD_IFNAME, PodNetwork};
 use crate::error::{Error, Result};
-use crate::sandbox::{PodConfig, quantity};
+use crate::records::pod::PodConfig;
+use crate::sandbox::quantity;
 
 /// Pod annotations asking for traffic shaping (Kubernetes'), in bits per
 /// second; handed to plugins declaring the `bandwidth` capability.
@@ -219,14 +220,14 @@ mod tests {
             namespace: "ns".into(),
             uid: "u".into(),
             port_mappings: vec![
-                crate::sandbox::PortMapping {
+                crate::records::pod::PortMapping {
                     protocol: "udp".into(),
                     container_port: 53,
                     host_port: 5353,
                     host_ip: "127.0.0.1".into(),
                 },
                 // No host port: nothing to map.
-                crate::sandbox::PortMapping {
+                crate::records::pod::PortMapping {
                     protocol: "tcp".into(),
                     container_port: 80,
                     host_port: 0,

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, watch};
 
-use crate::Runtime;
-use crate::container::Container;
-use crate::sandbox::Sandbox;
-use crate::state::now_nanos;
+use super::PodLookup;
+use crate::records::container::Container;
+use crate::records::pod::Sandbox;
+use crate::state::{Objects, now_nanos};
 
 /// How many events a subscriber may fall behind before it is dropped.
 pub const BACKLOG: usize = 1024;
@@ -70,32 +70,37 @@ impl Events {
             closed: watch::channel(false).0,
         }
     }
-}
 
-impl Runtime {
     /// Subscribes to container events from now on.
-    pub fn subscribe_events(&self) -> Subscription {
+    pub(crate) fn subscribe(&self) -> Subscription {
         Subscription {
-            events: self.events.tx.subscribe(),
-            closed: self.events.closed.subscribe(),
+            events: self.tx.subscribe(),
+            closed: self.closed.subscribe(),
         }
     }
 
     /// Ends every event subscription (the daemon is stopping).
-    pub fn close_events(&self) {
-        self.events.closed.send_replace(true);
+    pub(crate) fn close(&self) {
+        self.closed.send_replace(true);
     }
 
     /// Sends an event about `c` to the subscribers, if there are any.
-    pub(crate) fn emit_container_event(&self, c: &Container, kind: ContainerEventKind) {
-        if self.events.tx.receiver_count() == 0 {
+    pub(crate) fn emit(
+        &self,
+        pods: &dyn PodLookup,
+        containers: &Objects<Container>,
+        c: &Container,
+        kind: ContainerEventKind,
+    ) {
+        if self.tx.receiver_count() == 0 {
             return;
         }
-        let sandbox = self.pod_sandbox(&c.sandbox_id).ok();
-        let mut containers: Vec<Container> = self
-            .pod_containers(&c.sandbox_id)
+        let sandbox = pods.pod(&c.sandbox_id);
+        let mut containers: Vec<Container> = containers
+            .all()
             .iter()
             .map(|e| e.get())
+            .filter(|x| x.sandbox_id == c.sandbox_id)
             .collect();
         match containers.iter_mut().find(|x| x.id == c.id) {
             Some(x) => *x = c.clone(),
@@ -103,7 +108,7 @@ impl Runtime {
         }
         containers.sort_by_key(|x| x.created_at);
         // No subscriber left since the check: nothing to do.
-        let _ = self.events.tx.send(Arc::new(ContainerEvent {
+        let _ = self.tx.send(Arc::new(ContainerEvent {
             container_id: c.id.clone(),
             kind,
             at: now_nanos(),

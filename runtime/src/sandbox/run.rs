@@ -1,20 +1,22 @@
-//! RunPodSandbox, StopPodSandbox, RemovePodSandbox and the queries over
-//! pods.
+//! RunPodSandbox: the pod's namespaces, network, cgroup and files, made
+//! in named steps (plan → prepare → record), each undone in one place
+//! ([`Pods::release_sandbox`]) when a later one fails.
 
 use std::path::{Path, PathBuf};
 
 use super::sysctl::{self, Kind, Sysctl};
 use super::{
-    CGROUP_RECORD_FILE, INFRA_CGROUP_LEAF, NamespaceMode, PodConfig, Sandbox, SandboxFilter,
-    SandboxState, files, infra, namespaces, network, shm,
+    CGROUP_RECORD_FILE, INFRA_CGROUP_LEAF, NamespaceMode, PodConfig, Pods, Sandbox, SandboxState,
+    files, infra, namespaces, network, pod_network, shm,
 };
 use crate::cgroups::CgroupDriver;
+use crate::crash;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::layout::{self, Access};
-use crate::sandbox::NamespaceKind;
+use crate::oci::Handlers;
+use crate::records::pod::NamespaceKind;
 use crate::state::{new_id, now_nanos};
-use crate::{Runtime, crash};
 
 /// What starting the infra process made, for the record (and undoing).
 #[derive(Debug, Default)]
@@ -29,10 +31,10 @@ struct Plan {
     shm_bytes: u64,
 }
 
-impl Runtime {
+impl Pods {
     /// Checks the parts of a pod request that can be wrong, so that a bad
     /// request fails before anything is made.
-    fn plan_sandbox(&self, config: &PodConfig) -> Result<Plan> {
+    fn plan(&self, config: &PodConfig) -> Result<Plan> {
         for (field, value) in [
             ("name", &config.name),
             ("uid", &config.uid),
@@ -90,25 +92,24 @@ impl Runtime {
         network::ips(config)?;
         Ok(Plan {
             sysctls,
-            shm_bytes: shm::shm_size(config, &self.config.runtime.shm_size)?,
+            shm_bytes: shm::shm_size(config, &self.settings.shm_size)?,
         })
     }
 
     /// Creates a pod sandbox: its namespaces, network, cgroup and files.
     /// Returns its id. On failure nothing of it is left.
-    pub async fn run_pod_sandbox(&self, config: PodConfig) -> Result<String> {
+    /// `handlers` resolve its RuntimeClass handler (the default when it
+    /// names none).
+    pub(crate) async fn run(&self, config: PodConfig, handlers: &Handlers) -> Result<String> {
         let began = std::time::Instant::now();
-        let plan = self.plan_sandbox(&config)?;
-        let handler = self
-            .oci_runtime(&config.runtime_handler)?
-            .name()
-            .to_string();
+        let plan = self.plan(&config)?;
+        let handler = handlers.get(&config.runtime_handler)?.name().to_string();
         let id = new_id()?;
         let name = config.unique_name();
-        self.sandboxes.reserve_name(&name, &id)?;
+        self.objects.reserve_name(&name, &id)?;
         tracing::debug!(pod = %id, name = %name, "creating pod sandbox");
         let parent = if config.cgroup_parent.is_empty() {
-            self.config.runtime.default_cgroup_parent.clone()
+            self.settings.default_cgroup_parent.clone()
         } else {
             config.cgroup_parent.clone()
         };
@@ -117,7 +118,7 @@ impl Runtime {
             id: id.clone(),
             state: SandboxState::NotReady,
             created_at: now_nanos(),
-            files_dir: self.pod_root_dir(&id),
+            files_dir: self.dirs.pod_root(&id),
             cgroup_parent: pod_cgroup.clone(),
             pod_cgroup: Some(pod_cgroup),
             config,
@@ -128,9 +129,9 @@ impl Runtime {
             Ok(()) => {
                 sb.state = SandboxState::Ready;
                 crash::point(crash::RUNP_BEFORE_RECORD);
-                if let Err(e) = self.sandbox_table.put(&id, &sb) {
+                if let Err(e) = self.table.put(&id, &sb) {
                     self.release_sandbox(&sb).await;
-                    self.sandboxes.release_name(&name, &id);
+                    self.objects.release_name(&name, &id);
                     return Err(e);
                 }
                 tracing::info!(pod = %id, name = %name, ips = ?sb.ips, "pod sandbox ready");
@@ -139,21 +140,21 @@ impl Runtime {
                     .with_label_values(&["pod_sandbox"])
                     .inc();
                 self.metrics.phase("pod_sandbox", began);
-                self.sandboxes.insert(crate::state::Entry::new(&id, sb));
+                self.objects.insert(crate::state::Entry::new(&id, sb));
                 Ok(id)
             }
             Err(e) => {
                 self.release_sandbox(&sb).await;
-                self.sandboxes.release_name(&name, &id);
+                self.objects.release_name(&name, &id);
                 Err(e)
             }
         }
     }
 
     /// The steps of RunPodSandbox; each records what it made in `sb` so
-    /// that [`Runtime::release_sandbox`] can undo exactly that.
+    /// that [`Pods::release_sandbox`] can undo exactly that.
     async fn set_up_sandbox(&self, sb: &mut Sandbox, plan: &Plan) -> Result<()> {
-        let pod_dir = self.pod_state_dir(&sb.id);
+        let pod_dir = self.dirs.pod_state(&sb.id);
         let ns_dir = pod_dir.join("ns");
         // Root's only; in a user namespace the pod's root may pass too
         // (the runtime, inside it, reaches the pins and files).
@@ -334,251 +335,6 @@ impl Runtime {
         tracing::debug!(pid, "infra process started");
         Ok(())
     }
-
-    /// Detaches the pod from its network unless that was done already;
-    /// records that it was.
-    async fn release_sandbox_network(&self, sb: &mut Sandbox) -> Result<()> {
-        if sb.network_released {
-            return Ok(());
-        }
-        if let Some(netns) = sb.namespace(NamespaceKind::Net) {
-            self.network.detach(pod_network(sb, netns)).await?;
-        }
-        sb.network_released = true;
-        Ok(())
-    }
-
-    /// Kills the infra process, if the pod has one still.
-    async fn stop_infra(&self, sb: &mut Sandbox) -> Result<()> {
-        if let Some(pid) = sb.infra_pid {
-            infra::stop(&self.pod_state_dir(&sb.id), pid).await?;
-            sb.infra_pid = None;
-        }
-        Ok(())
-    }
-
-    /// Undoes everything [`Runtime::set_up_sandbox`] made, logging what
-    /// fails; used when RunPodSandbox fails half-way.
-    async fn release_sandbox(&self, sb: &Sandbox) {
-        let mut sb = sb.clone();
-        // A failed ADD is rolled back by the CNI client, but a rollback
-        // DEL that failed too leaves its attachment cached: DEL again.
-        if sb.network_released
-            && sb.namespace(NamespaceKind::Net).is_some()
-            && self.network.is_attached(&sb.id).await.unwrap_or(true)
-        {
-            sb.network_released = false;
-        }
-        let network = self.release_sandbox_network(&mut sb).await;
-        if let Err(e) = &network {
-            tracing::warn!(pod = %sb.id, error = %e, "releasing pod network; its network namespace is kept until a CNI DEL succeeds (retried every cni.teardown_retry_secs and at start-up)");
-        }
-        // Whatever infra process the start got to make, known PID or not.
-        if let Err(e) = infra::stop_all(&self.pod_state_dir(&sb.id)).await {
-            tracing::warn!(pod = %sb.id, error = %e, "stopping pod infra process");
-        }
-        sb.infra_pid = None;
-        if let Err(e) = self.release_sandbox_files(&sb).await {
-            tracing::warn!(pod = %sb.id, error = %e, "releasing pod files");
-        }
-        if network.is_err() {
-            self.lock_teardowns().insert(sb.id.clone(), sb);
-        }
-    }
-
-    fn lock_teardowns(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Sandbox>> {
-        self.teardowns.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Tries again to detach the pods whose failed start could not be
-    /// undone (see [`Runtime::release_sandbox`]); those it can are
-    /// removed for good.
-    pub(crate) async fn retry_failed_teardowns(&self) {
-        let pending = std::mem::take(&mut *self.lock_teardowns());
-        for (id, mut sb) in pending {
-            let done = match self.release_sandbox_network(&mut sb).await {
-                Ok(()) => self.release_sandbox_files(&sb).await,
-                Err(e) => Err(e),
-            };
-            match done {
-                Ok(()) => {
-                    tracing::info!(pod = %id, "tore down the network of a pod whose start failed")
-                }
-                Err(e) => {
-                    tracing::debug!(pod = %id, error = %e, "network teardown of a failed pod start still fails");
-                    self.lock_teardowns().insert(id, sb);
-                }
-            }
-        }
-    }
-
-    /// Removes the namespace pins (the network one last), the shm mount,
-    /// the pod's cgroup and its directories. While a CNI DEL is still owed
-    /// (`network_released` unset), the network namespace, the user
-    /// namespace that owns it and the pod's state directory stay: the
-    /// plugins need the namespace to find what to undo.
-    async fn release_sandbox_files(&self, sb: &Sandbox) -> Result<()> {
-        for kind in [NamespaceKind::Ipc, NamespaceKind::Uts, NamespaceKind::Pid] {
-            if let Some(pin) = sb.namespace(kind) {
-                namespaces::unpin(pin)?;
-            }
-        }
-        let keep_netns = sb.namespace(NamespaceKind::Net).is_some() && !sb.network_released;
-        if let Some(netns) = sb.namespace(NamespaceKind::Net).filter(|_| !keep_netns) {
-            namespaces::remove_netns(&sb.id, netns)?;
-        }
-        // Last: it owns the others.
-        if let Some(pin) = sb.namespace(NamespaceKind::User).filter(|_| !keep_netns) {
-            namespaces::unpin(pin)?;
-        }
-        if let Some(shm) = &sb.shm {
-            shm::unmount_shm(shm)?;
-        }
-        if let Some(pod_cgroup) = sb.pod_cgroup.clone() {
-            let id = sb.id.clone();
-            let cgroups = self.cgroups.clone();
-            tokio::task::spawn_blocking(move || cgroups.remove_pod_cgroup(&pod_cgroup, &id))
-                .await
-                .map_err(|e| Error::Internal(format!("cgroup task: {e}")))??;
-        }
-        fsutil::remove_tree(&self.pod_root_dir(&sb.id))?;
-        if keep_netns {
-            return Err(Error::FailedPrecondition(format!(
-                "pod sandbox {}: its network is not torn down yet; its network namespace is kept",
-                sb.id
-            )));
-        }
-        fsutil::remove_tree(&self.pod_state_dir(&sb.id))
-    }
-
-    /// Stops a pod: stops its containers, tears its network down (once)
-    /// and kills its infra process. Stopping a stopped pod, or one that is
-    /// gone, is fine (the CRI makes Stop idempotent).
-    pub async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
-        let entry = match self.sandboxes.find(id) {
-            Err(Error::NotFound { .. }) => return Ok(()),
-            r => r?,
-        };
-        let _op = entry.op().await;
-        let id = entry.id().to_string();
-        for c in self.pod_containers(&id) {
-            self.stop_container(c.id(), std::time::Duration::ZERO)
-                .await?;
-        }
-        let mut sb = entry.get();
-        let before = sb.clone();
-        let released = self.release_sandbox_network(&mut sb).await;
-        if released.is_ok() {
-            crash::point(crash::STOPP_AFTER_NETWORK);
-        }
-        let stopped = match released {
-            Ok(()) => self.stop_infra(&mut sb).await,
-            Err(e) => Err(e),
-        };
-        let unmounted = match (&stopped, &sb.shm) {
-            (Ok(()), Some(shm)) => shm::unmount_shm(shm),
-            _ => Ok(()),
-        };
-        if stopped.is_ok() && unmounted.is_ok() {
-            sb.state = SandboxState::NotReady;
-        }
-        // Whatever was done is recorded, even when a later step failed.
-        if sb != before {
-            self.sandbox_table.put(&id, &sb)?;
-            entry.update(|s| *s = sb.clone());
-            if sb.state != before.state {
-                tracing::info!(pod = %id, "pod sandbox stopped");
-            }
-        }
-        stopped.and(unmounted)
-    }
-
-    /// Removes a pod and its containers (stopping what still runs, and
-    /// tearing its network down if Stop did not). Removing a pod that is
-    /// gone is fine.
-    pub async fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
-        let entry = match self.sandboxes.find(id) {
-            Err(Error::NotFound { .. }) => return Ok(()),
-            r => r?,
-        };
-        let _op = entry.op().await;
-        let id = entry.id().to_string();
-        if self.sandboxes.find(&id).is_err() {
-            return Ok(()); // removed while we waited
-        }
-        for c in self.pod_containers(&id) {
-            self.remove_container(c.id()).await?;
-        }
-        let mut sb = entry.get();
-        let released = self.release_sandbox_network(&mut sb).await;
-        if sb.network_released && !entry.lock().network_released {
-            // Not repeated if a later step fails and kubelet retries.
-            self.sandbox_table.put(&id, &sb)?;
-            entry.update(|s| s.network_released = true);
-        }
-        released?;
-        crash::point(crash::REMOVEP_AFTER_NETWORK);
-        self.stop_infra(&mut sb).await?;
-        self.release_sandbox_files(&sb).await?;
-        crash::point(crash::REMOVEP_AFTER_FILES);
-        self.sandbox_table.delete(&id)?;
-        self.sandboxes.remove(&id);
-        self.sandboxes.release_name(&sb.config.unique_name(), &id);
-        tracing::info!(pod = %id, "pod sandbox removed");
-        Ok(())
-    }
-
-    /// The PID namespace a new container of pod `sb` joins when it names a
-    /// target container (CRI PID mode TARGET): that container's, which
-    /// must be in the same pod and running.
-    pub(crate) fn pid_target_namespace(
-        &self,
-        sb: &Sandbox,
-        config: &crate::container::ContainerConfig,
-    ) -> Result<Option<std::path::PathBuf>> {
-        let target_id = &config.pid_target_id;
-        if target_id.is_empty() {
-            return Ok(None);
-        }
-        let target = self.containers.find(target_id)?.get();
-        if target.sandbox_id != sb.id {
-            return Err(Error::InvalidArgument(format!(
-                "container {:?}: PID namespace target {} is in another pod",
-                config.name, target.id
-            )));
-        }
-        let path = std::path::PathBuf::from(format!("/proc/{}/ns/pid", target.pid));
-        if target.state != crate::container::ContainerState::Running
-            || target.pid <= 0
-            || !path.exists()
-        {
-            return Err(Error::FailedPrecondition(format!(
-                "container {:?}: PID namespace target {} is not running",
-                config.name, target.id
-            )));
-        }
-        Ok(Some(path))
-    }
-
-    /// A pod by id or unique id prefix.
-    pub fn pod_sandbox(&self, id: &str) -> Result<Sandbox> {
-        Ok(self.sandboxes.find(id)?.get())
-    }
-
-    /// The pods matching `filter`, oldest first.
-    pub fn list_pod_sandboxes(&self, filter: &SandboxFilter) -> Vec<Sandbox> {
-        let mut out: Vec<Sandbox> = self
-            .sandboxes
-            .all()
-            .iter()
-            .map(|e| e.get())
-            .filter(|sb| filter.matches(sb))
-            .collect();
-        out.sort_by_key(|sb| sb.created_at);
-        out
-    }
 }
 
 /// A cgroup parent must be one the cgroup driver can make the pod's
@@ -587,16 +343,6 @@ fn check_cgroup_parent(cgroups: &dyn CgroupDriver, parent: &str) -> Result<()> {
     cgroups.check_parent(parent).map_err(|why| {
         Error::InvalidArgument(format!("pod sandbox linux.cgroup_parent {parent:?}: {why}"))
     })
-}
-
-/// What the network backend is told of pod `sb`, whose network namespace
-/// is pinned at `netns`.
-fn pod_network<'a>(sb: &'a Sandbox, netns: &'a Path) -> network::PodNetwork<'a> {
-    network::PodNetwork {
-        id: &sb.id,
-        config: &sb.config,
-        netns,
-    }
 }
 
 /// Wraps an error of a pod's set-up with the pod it concerns.

@@ -1,10 +1,8 @@
-//! Image removal and garbage collection at the runtime level, where the
+//! RemoveImage and image garbage collection at the node level, where the
 //! image store meets the containers: a layer a container still uses stays
 //! until the container is removed, even when its image is gone.
 
-use std::collections::HashSet;
-
-use crate::Runtime;
+use super::Runtime;
 use crate::error::Result;
 use crate::image::Collected;
 
@@ -26,7 +24,9 @@ impl Runtime {
     /// Deletes the layers and blobs that no image and no container uses
     /// (nor any pull or container creation under way).
     pub async fn collect_image_garbage(&self) -> Result<Collected> {
-        self.images.collect_garbage(|| self.layers_in_use()).await
+        self.images
+            .collect_garbage(|| self.containers.layers_in_use())
+            .await
     }
 
     /// Collection whose failure only warrants a warning (after
@@ -36,24 +36,5 @@ impl Runtime {
         if let Err(e) = self.collect_image_garbage().await {
             tracing::warn!(error = %e, "image garbage collection failed");
         }
-    }
-
-    /// The chain ids of the layers containers use. A container recorded
-    /// before containers kept their layers uses its image's, if the image
-    /// is still there (it cannot have been removed before RemoveImage
-    /// existed).
-    fn layers_in_use(&self) -> HashSet<String> {
-        let mut in_use = HashSet::new();
-        for entry in self.containers.all() {
-            let c = entry.get();
-            if c.image_layers.is_empty() {
-                if let Ok(Some(image)) = self.images.get(&c.image_id) {
-                    in_use.extend(image.layers);
-                }
-            } else {
-                in_use.extend(c.image_layers);
-            }
-        }
-        in_use
     }
 }

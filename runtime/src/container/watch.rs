@@ -1,0 +1,88 @@
+//! Following a container until its monitor reports its exit, then
+//! recording how it ended.
+
+use std::sync::Arc;
+
+use super::events::ContainerEventKind;
+use super::{CANNOT_RUN, Container, ContainerState, Containers, exit_file, is_done, termination};
+use crate::monitor;
+use crate::state::{Entry, now_nanos};
+
+impl Containers {
+    /// Follows a container until its monitor reports its exit, then
+    /// records it.
+    pub(crate) fn watch_exit(self: &Arc<Self>, entry: Arc<Entry<Container>>) {
+        let c = entry.get();
+        if is_done(&c) {
+            return;
+        }
+        let rt = Arc::clone(self);
+        tokio::spawn(async move {
+            let exit = exit_file(&rt.dirs.container_state(&c.id));
+            let status = monitor::wait_exit(c.monitor_pid, &exit).await;
+            let saved = entry.update(|r| {
+                match &status {
+                    // A start that failed has said why; the kill that
+                    // followed is no news.
+                    _ if r.reason == CANNOT_RUN => {}
+                    Ok(st) => {
+                        r.state = ContainerState::Exited;
+                        r.exit_code = st.exit_code;
+                        r.finished_at = st.finished_at;
+                        r.oom_killed = st.oom_killed;
+                        r.reason = if st.oom_killed {
+                            "OOMKilled"
+                        } else if st.exit_code == 0 {
+                            "Completed"
+                        } else {
+                            "Error"
+                        }
+                        .into();
+                        r.message =
+                            termination::message(&r.config, r.log_path.as_deref(), st.exit_code);
+                    }
+                    Err(e) => {
+                        r.state = ContainerState::Unknown;
+                        r.finished_at = now_nanos();
+                        r.reason = "Unknown".into();
+                        r.message = format!("lost track of the container: {e}");
+                    }
+                }
+                rt.save_container_state(r)
+            });
+            let ended = entry.get();
+            if ended.reason != CANNOT_RUN {
+                rt.metrics
+                    .container_exits
+                    .with_label_values(&[ended.reason.as_str()])
+                    .inc();
+            }
+            if ended.oom_killed {
+                rt.metrics.oom_kills.inc();
+            }
+            rt.events.emit(
+                rt.pods.as_ref(),
+                &rt.objects,
+                &ended,
+                ContainerEventKind::Stopped,
+            );
+            if status.is_ok()
+                && let Ok(oci) = rt.handlers.get(&ended.runtime_handler)
+                && let Err(e) = rt.kill_leftovers(&ended, oci).await
+            {
+                tracing::warn!(container = %c.id, error = %e, "killing what the container's init left");
+            }
+            match (status, saved) {
+                (Ok(st), Ok(())) => {
+                    tracing::info!(container = %c.id, exit_code = st.exit_code, "container exited")
+                }
+                (Err(e), _) => {
+                    tracing::error!(container = %c.id, error = %e, "waiting for container exit")
+                }
+                (_, Err(e)) => {
+                    tracing::error!(container = %c.id, error = %e, "saving container exit")
+                }
+            }
+        });
+    }
+}
