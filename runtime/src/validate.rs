@@ -180,6 +180,33 @@ fn labels<'a>(what: &str, map: impl IntoIterator<Item = (&'a String, &'a String)
     Ok(())
 }
 
+/// The streams asked of an Exec or Attach to container `container_id`
+/// (`method` names the call), checked as kubelet and containerd do: at
+/// least one stream, and no stderr with a terminal (a terminal has one
+/// output).
+pub fn stdio(
+    method: &str,
+    container_id: &str,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+) -> Result<()> {
+    if !(stdin || stdout || stderr) {
+        return Err(invalid(
+            format!("{method} to container {container_id:?}"),
+            "one of stdin, stdout and stderr must be set",
+        ));
+    }
+    if tty && stderr {
+        return Err(invalid(
+            format!("{method} to container {container_id:?}"),
+            "tty and stderr cannot both be set",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a RunPodSandbox request (see the module docs).
 pub fn pod(config: &PodConfig) -> Result<()> {
     name("pod sandbox metadata.name", &config.name)?;

@@ -6,17 +6,13 @@
 use std::sync::Arc;
 
 use crius_runtime::Runtime;
-use crius_runtime::container::ExecStdio;
 use k8s_cri::v1::{AttachRequest, AttachResponse};
-use tokio::sync::mpsc;
 use tonic::Status;
 
-use super::exec::{check_stdio, running_container};
+use super::exec::{Streams, exec_stdio, forward_resizes, stream_target};
 use crate::error::{missing, url_status};
 use crate::streaming::StreamingServer;
-use crate::streaming::backend::{
-    AttachBackend, AttachSpec, BackendError, BoxFuture, ProcessIo, TerminalSize,
-};
+use crate::streaming::backend::{AttachBackend, AttachSpec, BackendError, BoxFuture, ProcessIo};
 
 /// Handles Attach.
 pub fn handle(
@@ -27,21 +23,24 @@ pub fn handle(
     if req.container_id.is_empty() {
         return Err(missing("container_id"));
     }
-    let stdio = check_stdio(
+    let t = stream_target(
+        rt,
+        streaming,
         "Attach",
+        "attach to",
         &req.container_id,
-        req.stdin,
-        req.stdout,
-        req.stderr,
-        req.tty,
+        Streams {
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+            tty: req.tty,
+        },
     )?;
-    let id = running_container(rt, &req.container_id, "attach to")?;
-    let server =
-        streaming.ok_or_else(|| Status::unavailable("the streaming server is not running"))?;
-    let url = server
+    let url = t
+        .server
         .attach_url(AttachSpec {
-            container_id: id,
-            stdio,
+            container_id: t.id,
+            stdio: t.stdio,
         })
         .map_err(url_status)?;
     Ok(AttachResponse { url })
@@ -54,29 +53,17 @@ pub struct RuntimeAttach(pub Arc<Runtime>);
 impl AttachBackend for RuntimeAttach {
     fn attach(&self, spec: AttachSpec) -> BoxFuture<'_, Result<ProcessIo, BackendError>> {
         Box::pin(async move {
-            let stdio = ExecStdio {
-                stdin: spec.stdio.stdin,
-                stdout: spec.stdio.stdout,
-                stderr: spec.stdio.stderr,
-                tty: spec.stdio.tty,
-            };
             let session = self
                 .0
-                .attach(&spec.container_id, stdio)
+                .attach(&spec.container_id, exec_stdio(&spec.stdio))
                 .await
                 .map_err(|e| BackendError::new(e.to_string()))?;
             let resize = spec.stdio.tty.then(|| {
-                let (tx, mut rx) = mpsc::channel::<TerminalSize>(8);
                 let rt = self.0.clone();
                 let id = spec.container_id.clone();
-                tokio::spawn(async move {
-                    while let Some(size) = rx.recv().await {
-                        if let Err(e) = rt.resize_container_terminal(&id, size.width, size.height) {
-                            tracing::debug!(container = %id, "attach: resize: {e}");
-                        }
-                    }
-                });
-                tx
+                forward_resizes("attach", move |size| {
+                    rt.resize_container_terminal(&id, size.width, size.height)
+                })
             });
             let exit = session.exit;
             Ok(ProcessIo {

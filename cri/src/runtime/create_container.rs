@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crius_runtime::Runtime;
+use crius_runtime::container::SentPodConfig;
 use k8s_cri::v1::{CreateContainerRequest, CreateContainerResponse, NamespaceMode};
 use tonic::Status;
 
@@ -17,10 +18,8 @@ pub async fn handle(
     if req.pod_sandbox_id.is_empty() {
         return Err(missing("pod_sandbox_id"));
     }
-    // kubelet sends the pod's config along. Containers follow the pod's
-    // user namespace as RunPodSandbox made it; a config asking for one the
-    // pod does not have must not get containers running as the node's
-    // root.
+    // kubelet sends the pod's config along; the runtime checks what it
+    // says against the pod as RunPodSandbox made it.
     let userns = req
         .sandbox_config
         .as_ref()
@@ -28,19 +27,12 @@ pub async fn handle(
         .and_then(|l| l.security_context.as_ref())
         .and_then(|sc| sc.namespace_options.as_ref())
         .and_then(|ns| ns.userns_options.as_ref());
-    if userns.is_some_and(|u| u.mode == NamespaceMode::Pod as i32) {
-        let pod = rt.pod_sandbox(&req.pod_sandbox_id).map_err(to_status)?;
-        if pod.config.user_namespace.is_none() {
-            return Err(Status::invalid_argument(format!(
-                "the pod config sent asks for a user namespace (hostUsers: false), \
-                 but pod sandbox {} was created without one",
-                pod.id
-            )));
-        }
-    }
+    let sent = SentPodConfig {
+        user_namespace: userns.is_some_and(|u| u.mode == NamespaceMode::Pod as i32),
+    };
     let config = convert::container_config(req.config)?;
     let container_id = rt
-        .create_container(&req.pod_sandbox_id, config)
+        .create_container(&req.pod_sandbox_id, config, &sent)
         .await
         .map_err(to_status)?;
     Ok(CreateContainerResponse { container_id })

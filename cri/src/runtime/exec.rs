@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use crius_runtime::Runtime;
-use crius_runtime::container::{ContainerState, ExecStdio};
+use crius_runtime::container::ExecStdio;
+use crius_runtime::validate;
 use k8s_cri::v1::{ExecRequest, ExecResponse};
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -28,66 +29,101 @@ pub fn handle(
     if req.cmd.is_empty() {
         return Err(missing("cmd"));
     }
-    let stdio = check_stdio(
+    let t = stream_target(
+        rt,
+        streaming,
         "Exec",
+        "exec in",
         &req.container_id,
-        req.stdin,
-        req.stdout,
-        req.stderr,
-        req.tty,
+        Streams {
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+            tty: req.tty,
+        },
     )?;
-    let id = running_container(rt, &req.container_id, "exec in")?;
-    let server =
-        streaming.ok_or_else(|| Status::unavailable("the streaming server is not running"))?;
-    let url = server
+    let url = t
+        .server
         .exec_url(ExecSpec {
-            container_id: id,
+            container_id: t.id,
             cmd: req.cmd,
-            stdio,
+            stdio: t.stdio,
         })
         .map_err(url_status)?;
     Ok(ExecResponse { url })
 }
 
-/// The streams of an Exec or Attach request, checked as kubelet and
-/// containerd do: at least one stream, and no stderr with a terminal (a
-/// terminal has one output).
-pub(crate) fn check_stdio(
+/// What an Exec or Attach hands out once checked: the running
+/// container's full id, the streams granted, and the streaming server
+/// that serves the URL.
+pub(crate) struct StreamTarget<'a> {
+    pub id: String,
+    pub stdio: StdioOptions,
+    pub server: &'a StreamingServer,
+}
+
+/// The streams asked of an Exec or Attach.
+pub(crate) struct Streams {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+/// Checks an Exec or Attach (`method`) of container `container_id`
+/// through the runtime: the streams asked, and that the container runs
+/// (`verb` says what is to be done in it).
+pub(crate) fn stream_target<'a>(
+    rt: &Runtime,
+    streaming: Option<&'a StreamingServer>,
     method: &str,
+    verb: &str,
     container_id: &str,
-    stdin: bool,
-    stdout: bool,
-    stderr: bool,
-    tty: bool,
-) -> Result<StdioOptions, Status> {
-    if !(stdin || stdout || stderr) {
-        return Err(Status::invalid_argument(format!(
-            "{method} to container {container_id:?}: one of stdin, stdout and stderr must be set"
-        )));
-    }
-    if tty && stderr {
-        return Err(Status::invalid_argument(format!(
-            "{method} to container {container_id:?}: tty and stderr cannot both be set"
-        )));
-    }
-    Ok(StdioOptions {
-        stdin,
-        stdout,
-        stderr,
-        tty,
+    s: Streams,
+) -> Result<StreamTarget<'a>, Status> {
+    validate::stdio(method, container_id, s.stdin, s.stdout, s.stderr, s.tty).map_err(to_status)?;
+    let id = rt
+        .running_container(container_id, verb)
+        .map_err(to_status)?;
+    let server =
+        streaming.ok_or_else(|| Status::unavailable("the streaming server is not running"))?;
+    Ok(StreamTarget {
+        id,
+        stdio: StdioOptions {
+            stdin: s.stdin,
+            stdout: s.stdout,
+            stderr: s.stderr,
+            tty: s.tty,
+        },
+        server,
     })
 }
 
-/// The full id of container `id`, which must be running.
-pub(crate) fn running_container(rt: &Runtime, id: &str, verb: &str) -> Result<String, Status> {
-    let c = rt.container(id).map_err(to_status)?;
-    if c.state != ContainerState::Running {
-        return Err(Status::failed_precondition(format!(
-            "container {} is not running ({:?}); cannot {verb} it",
-            c.id, c.state
-        )));
+/// The runtime's stdio options for the streams a session was granted.
+pub(crate) fn exec_stdio(o: &StdioOptions) -> ExecStdio {
+    ExecStdio {
+        stdin: o.stdin,
+        stdout: o.stdout,
+        stderr: o.stderr,
+        tty: o.tty,
     }
-    Ok(c.id)
+}
+
+/// A channel whose terminal sizes go to `resize` (logged if it fails),
+/// for as long as the session holds the sender.
+pub(crate) fn forward_resizes(
+    what: &'static str,
+    resize: impl Fn(TerminalSize) -> crius_runtime::Result<()> + Send + 'static,
+) -> mpsc::Sender<TerminalSize> {
+    let (tx, mut rx) = mpsc::channel::<TerminalSize>(8);
+    tokio::spawn(async move {
+        while let Some(size) = rx.recv().await {
+            if let Err(e) = resize(size) {
+                tracing::debug!("{what}: resize: {e}");
+            }
+        }
+    });
+    tx
 }
 
 /// Runs exec sessions' commands through the runtime.
@@ -97,27 +133,13 @@ pub struct RuntimeExec(pub Arc<Runtime>);
 impl ExecBackend for RuntimeExec {
     fn exec(&self, spec: ExecSpec) -> BoxFuture<'_, Result<ProcessIo, BackendError>> {
         Box::pin(async move {
-            let stdio = ExecStdio {
-                stdin: spec.stdio.stdin,
-                stdout: spec.stdio.stdout,
-                stderr: spec.stdio.stderr,
-                tty: spec.stdio.tty,
-            };
             let session = self
                 .0
-                .exec(&spec.container_id, &spec.cmd, stdio)
+                .exec(&spec.container_id, &spec.cmd, exec_stdio(&spec.stdio))
                 .await
                 .map_err(|e| BackendError::new(e.to_string()))?;
             let resize = session.terminal.map(|terminal| {
-                let (tx, mut rx) = mpsc::channel::<TerminalSize>(8);
-                tokio::spawn(async move {
-                    while let Some(size) = rx.recv().await {
-                        if let Err(e) = terminal.resize(size.width, size.height) {
-                            tracing::debug!("exec: resize: {e}");
-                        }
-                    }
-                });
-                tx
+                forward_resizes("exec", move |size| terminal.resize(size.width, size.height))
             });
             let exit = session.exit;
             Ok(ProcessIo {

@@ -25,6 +25,19 @@ use crate::oci::OciRuntime;
 use crate::records::pod::{NamespaceKind, Sandbox};
 use crate::state::{Entry, new_id, now_nanos};
 
+/// What [`Containers::prepare_rootfs`] made, for the spec and the monitor.
+struct Rootfs {
+    /// The bundle (the container's state directory).
+    bundle: PathBuf,
+    /// The rootfs mount point in it.
+    dir: PathBuf,
+    /// The config with image volumes' mount points as host paths, when it
+    /// has image volumes.
+    spec_config: Option<ContainerConfig>,
+    /// Staged copies of mounts, by index in the config.
+    staged_mounts: BTreeMap<usize, PathBuf>,
+}
+
 /// The socket the runtime sends a container's terminal to, in its bundle.
 const CONSOLE_SOCKET: &str = "console.sock";
 
@@ -32,11 +45,6 @@ impl Containers {
     /// The first step of CreateContainer: what can be wrong in the request
     /// itself, before the pod is looked at or anything is made.
     pub(crate) fn check(config: &ContainerConfig) -> Result<()> {
-        if config.name.is_empty() {
-            return Err(Error::InvalidArgument(
-                "container metadata.name is empty".into(),
-            ));
-        }
         crate::validate::container(config)
     }
 
@@ -52,72 +60,22 @@ impl Containers {
         pid_target: Option<PathBuf>,
         config: ContainerConfig,
     ) -> Result<String> {
-        let image = self
-            .images
-            .get(&config.image)?
-            .ok_or_else(|| Error::not_found("image", config.image.clone()))?;
-        // Keeps the layers from image garbage collection until the
-        // container is recorded below.
-        let _layers_hold = self.images.hold(&image);
-        // The images of image volumes, in the order of their mounts; held
-        // like the container's own.
-        let volumes = config
-            .mounts
-            .iter()
-            .filter(|m| !m.image.is_empty())
-            .map(|m| {
-                self.images.get(&m.image)?.ok_or_else(|| {
-                    Error::not_found(
-                        "image",
-                        format!("{} (image volume at {})", m.image, m.container_path),
-                    )
-                })
-            })
-            .collect::<Result<Vec<Image>>>()?;
-        let _volume_holds: Vec<_> = volumes.iter().map(|i| self.images.hold(i)).collect();
+        // Step: plan. The images (the container's and those of its image
+        // volumes, in the order of their mounts), held from image garbage
+        // collection until the container is recorded; the runtime; the id
+        // and name; the record.
+        let (image, volumes) = self.resolve_images(&config)?;
+        let _holds: Vec<_> = std::iter::once(&image)
+            .chain(&volumes)
+            .map(|i| self.images.hold(i))
+            .collect();
         let oci = self.handlers.get(&sb.runtime_handler)?;
         let id = new_id()?;
         let key = name_key(&sb.id, &config);
         self.objects.reserve_name(&key, &id)?;
-        let log_path = match (
-            sb.config.log_directory.as_os_str().is_empty(),
-            config.log_path.is_empty(),
-        ) {
-            (false, false) => Some(sb.config.log_directory.join(&config.log_path)),
-            _ => None,
-        };
-        let mut c = Container {
-            id: id.clone(),
-            sandbox_id: sb.id.clone(),
-            image_id: image.id.clone(),
-            image_ref: image
-                .repo_digests
-                .first()
-                .cloned()
-                .unwrap_or_else(|| image.id.clone()),
-            image_layers: image
-                .layers
-                .iter()
-                .chain(volumes.iter().flat_map(|v| v.layers.iter()))
-                .cloned()
-                .collect(),
-            state: ContainerState::Created,
-            created_at: now_nanos(),
-            started_at: 0,
-            finished_at: 0,
-            exit_code: 0,
-            reason: String::new(),
-            message: String::new(),
-            pid: 0,
-            monitor_pid: 0,
-            log_path,
-            runtime_handler: oci.name().to_string(),
-            stop_signal: StopSignal::of_image(&image.id, &image.config.stop_signal),
-            removed: false,
-            user: None,
-            oom_killed: false,
-            config,
-        };
+        let mut c = new_record(&id, sb, &image, &volumes, oci, config);
+        // Steps: prepare (rootfs, spec, monitor), then commit the record;
+        // a failure of either undoes all of it.
         let began = std::time::Instant::now();
         let made = self
             .set_up_container(sb, &image, &volumes, &mut c, oci, pid_target)
@@ -134,6 +92,8 @@ impl Containers {
         tracing::info!(container = %id, pod = %sb.id, name = %c.config.name, "container created");
         self.metrics.created.with_label_values(&["container"]).inc();
         self.metrics.phase("container_create", began);
+        // Hook point: NRI's PostCreateContainer will be told here. Then the
+        // container is listed and followed.
         let entry = Entry::new(&id, c);
         self.objects.insert(entry.clone());
         self.events.emit(
@@ -146,8 +106,36 @@ impl Containers {
         Ok(id)
     }
 
-    /// The steps of CreateContainer; each records what it made in `c`.
-    pub(super) async fn set_up_container(
+    /// The image a container is made from and those of its image volumes,
+    /// in the order of their mounts.
+    fn resolve_images(&self, config: &ContainerConfig) -> Result<(Image, Vec<Image>)> {
+        let image = self
+            .images
+            .get(&config.image)?
+            .ok_or_else(|| Error::not_found("image", config.image.clone()))?;
+        // The images of image volumes, in the order of their mounts; held
+        // like the container's own.
+        let volumes = config
+            .mounts
+            .iter()
+            .filter(|m| !m.image.is_empty())
+            .map(|m| {
+                self.images.get(&m.image)?.ok_or_else(|| {
+                    Error::not_found(
+                        "image",
+                        format!("{} (image volume at {})", m.image, m.container_path),
+                    )
+                })
+            })
+            .collect::<Result<Vec<Image>>>()?;
+        Ok((image, volumes))
+    }
+
+    /// The steps of CreateContainer after the plan, each recording in `c`
+    /// what it made so that [`Containers::release_container`] can undo it:
+    /// the rootfs and mounts, the OCI spec, then the monitor running the
+    /// runtime's `create`.
+    async fn set_up_container(
         &self,
         sb: &Sandbox,
         image: &Image,
@@ -157,6 +145,33 @@ impl Containers {
         pid_target: Option<PathBuf>,
     ) -> Result<()> {
         let began = std::time::Instant::now();
+        let rootfs = self.prepare_rootfs(sb, image, volumes, c)?;
+        let (spec, cgroups_path) = self.build_spec(sb, image, c, &rootfs, pid_target)?;
+        // Hook point: this is where NRI's CreateContainer will see the
+        // container and adjust `spec` before the runtime sees it.
+        let prepared = began.elapsed();
+        self.start_monitor(c, oci, &rootfs.bundle, &spec, &cgroups_path)
+            .await?;
+        tracing::debug!(
+            container = %c.id,
+            prepare_ms = prepared.as_secs_f64() * 1000.0,
+            create_ms = (began.elapsed() - prepared).as_secs_f64() * 1000.0,
+            "rootfs and spec made; monitor ran the runtime's create"
+        );
+        Ok(())
+    }
+
+    /// Step: the container's bundle, its rootfs (an overlay of the image's
+    /// layers, ID-mapped in a user namespace), its image volumes, the
+    /// missing host paths of its mounts, and the staged copies of mounts
+    /// that must be recursively read-only or ID-mapped.
+    fn prepare_rootfs(
+        &self,
+        sb: &Sandbox,
+        image: &Image,
+        volumes: &[Image],
+        c: &Container,
+    ) -> Result<Rootfs> {
         let bundle = self.dirs.container_state(&c.id);
         let rootfs_dir = bundle.join("rootfs");
         // Root's only (it holds the rootfs); in a user namespace the
@@ -226,7 +241,26 @@ impl Containers {
                 .map_err(|e| mount_error(&m.container_path, e))?;
             staged_mounts.insert(i, staged);
         }
-        let identity = user::resolve(&rootfs_dir, &image.config.user, &c.config.security)?;
+        Ok(Rootfs {
+            bundle,
+            dir: rootfs_dir,
+            spec_config,
+            staged_mounts,
+        })
+    }
+
+    /// Step: the OCI spec, from the CRI config over the image's config:
+    /// the user (recorded in `c`), devices, seccomp and AppArmor profiles,
+    /// rlimits, the cgroup. Returns it with the container's cgroup path.
+    fn build_spec(
+        &self,
+        sb: &Sandbox,
+        image: &Image,
+        c: &mut Container,
+        rootfs: &Rootfs,
+        pid_target: Option<PathBuf>,
+    ) -> Result<(oci_spec::runtime::Spec, String)> {
+        let identity = user::resolve(&rootfs.dir, &image.config.user, &c.config.security)?;
         let security = &c.config.security;
         let mut device_nodes = devices::resolve(&c.config.devices)?;
         if security.privileged {
@@ -255,7 +289,7 @@ impl Containers {
             .collect::<Result<Vec<_>>>()?;
         let cgroups_path = self.cgroups.container_cgroup(&sb.cgroup_parent, &c.id);
         let spec = spec::build(&spec::SpecInput {
-            config: spec_config.as_ref().unwrap_or(&c.config),
+            config: rootfs.spec_config.as_ref().unwrap_or(&c.config),
             image: &image.config,
             sandbox: sb,
             identity: &identity,
@@ -269,16 +303,29 @@ impl Containers {
             rlimits: &rlimits,
             pids_limit: self.settings.pids_limit,
             available_capabilities: own_capabilities(),
-            staged_mounts: &staged_mounts,
+            staged_mounts: &rootfs.staged_mounts,
         })?;
         c.user = Some(identity);
+        Ok((spec, cgroups_path))
+    }
+
+    /// Step: writes the spec into the bundle and starts the container's
+    /// monitor, which runs the OCI runtime's `create` (recorded in `c`: the
+    /// container's and the monitor's PIDs).
+    async fn start_monitor(
+        &self,
+        c: &mut Container,
+        oci: &OciRuntime,
+        bundle: &Path,
+        spec: &oci_spec::runtime::Spec,
+        cgroups_path: &str,
+    ) -> Result<()> {
         let spec_json = serde_json::to_vec(&spec)
             .map_err(|e| Error::Internal(format!("encode OCI spec of container {}: {e}", c.id)))?;
         fsutil::replace_file(&bundle.join("config.json"), &spec_json)?;
         if let Some(dir) = c.log_path.as_ref().and_then(|p| p.parent()) {
             fsutil::create_dir_all(dir)?;
         }
-        let prepared = began.elapsed();
         let pid_file = bundle.join("pid");
         let control_fifo = bundle.join(CONTROL_FIFO);
         control::create_fifo(&control_fifo)?;
@@ -286,31 +333,28 @@ impl Containers {
         let create_command = match &console_socket {
             // Relative to the bundle, the runtime's working directory: the
             // absolute path may be too long for a socket address.
-            Some(_) => oci.create_command_with_console(
-                &c.id,
-                &bundle,
-                &pid_file,
-                Path::new(CONSOLE_SOCKET),
-            ),
-            None => oci.create_command(&c.id, &bundle, &pid_file),
+            Some(_) => {
+                oci.create_command_with_console(&c.id, bundle, &pid_file, Path::new(CONSOLE_SOCKET))
+            }
+            None => oci.create_command(&c.id, bundle, &pid_file),
         };
         let spawned = monitor::spawn(
             &self.monitor_bin,
             &MonitorConfig {
                 container_id: c.id.clone(),
                 create_command,
-                bundle: bundle.clone(),
+                bundle: bundle.to_path_buf(),
                 pid_file,
                 log_path: c.log_path.clone(),
-                exit_file: exit_file(&bundle),
+                exit_file: exit_file(bundle),
                 control_fifo: Some(control_fifo),
-                oom_file: self.cgroups.oom_file(&cgroups_path),
+                oom_file: self.cgroups.oom_file(cgroups_path),
                 console_socket,
                 stdin: c.config.stdin,
                 stdin_once: c.config.stdin_once,
                 attach_socket: Some(bundle.join(ATTACH_SOCKET)),
             },
-            &bundle,
+            bundle,
         )
         .await?;
         c.pid = spawned.container_pid;
@@ -318,16 +362,10 @@ impl Containers {
         // The container's mount namespace has its own copies now. Ours, in
         // the node's mount namespace, would keep the host's directories
         // busy (a mount point in the same namespace cannot be removed).
-        if let Err(e) = staged::release(&bundle) {
+        if let Err(e) = staged::release(bundle) {
             tracing::warn!(container = %c.id, error = %e, "releasing staged mounts");
         }
         crash::point(crash::CREATE_AFTER_MONITOR);
-        tracing::debug!(
-            container = %c.id,
-            prepare_ms = prepared.as_secs_f64() * 1000.0,
-            create_ms = (began.elapsed() - prepared).as_secs_f64() * 1000.0,
-            "rootfs and spec made; monitor ran the runtime's create"
-        );
         Ok(())
     }
 
@@ -425,4 +463,55 @@ fn own_capabilities() -> Option<&'static oci_spec::runtime::Capabilities> {
         Some(spec::capabilities_in_mask(mask))
     })
     .as_ref()
+}
+
+/// The record of a new container `id` of pod `sb`, before anything of it
+/// is made.
+fn new_record(
+    id: &str,
+    sb: &Sandbox,
+    image: &Image,
+    volumes: &[Image],
+    oci: &OciRuntime,
+    config: ContainerConfig,
+) -> Container {
+    let log_path = match (
+        sb.config.log_directory.as_os_str().is_empty(),
+        config.log_path.is_empty(),
+    ) {
+        (false, false) => Some(sb.config.log_directory.join(&config.log_path)),
+        _ => None,
+    };
+    Container {
+        id: id.to_string(),
+        sandbox_id: sb.id.clone(),
+        image_id: image.id.clone(),
+        image_ref: image
+            .repo_digests
+            .first()
+            .cloned()
+            .unwrap_or_else(|| image.id.clone()),
+        image_layers: image
+            .layers
+            .iter()
+            .chain(volumes.iter().flat_map(|v| v.layers.iter()))
+            .cloned()
+            .collect(),
+        state: ContainerState::Created,
+        created_at: now_nanos(),
+        started_at: 0,
+        finished_at: 0,
+        exit_code: 0,
+        reason: String::new(),
+        message: String::new(),
+        pid: 0,
+        monitor_pid: 0,
+        log_path,
+        runtime_handler: oci.name().to_string(),
+        stop_signal: StopSignal::of_image(&image.id, &image.config.stop_signal),
+        removed: false,
+        user: None,
+        oom_killed: false,
+        config,
+    }
 }

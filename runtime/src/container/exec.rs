@@ -100,10 +100,9 @@ impl Containers {
 }
 
 impl Containers {
-    /// Runs `cmd` in a running container and returns its output and exit
-    /// code; with a `timeout` the command is killed when it expires and the
-    /// error is [`Error::Timeout`].
-    pub async fn exec_sync(
+    /// ExecSync: runs `cmd` in running container `id`, its output bounded,
+    /// killed at `timeout` ([`Error::Timeout`]).
+    pub(crate) async fn exec_sync(
         &self,
         id: &str,
         cmd: &[String],

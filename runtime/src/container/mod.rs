@@ -44,8 +44,8 @@ use events::Events;
 pub(crate) use crate::records::container::is_done;
 pub use crate::records::container::{
     Container, ContainerConfig, ContainerFilter, ContainerState, Device, Identity, Mount,
-    Propagation, Resources, SecurityContext, SecurityProfile, StopSignal, SupplementalGroupsPolicy,
-    TERMINATION_MESSAGE_PATH_ANNOTATION,
+    Propagation, Resources, SecurityContext, SecurityProfile, SentPodConfig, StopSignal,
+    SupplementalGroupsPolicy, TERMINATION_MESSAGE_PATH_ANNOTATION,
 };
 pub use attach::AttachSession;
 pub use exec::ExecOutput;

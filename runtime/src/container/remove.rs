@@ -22,6 +22,7 @@ impl Containers {
         if entry.lock().removed {
             return Ok(false);
         }
+        // Hook point: NRI's RemoveContainer will be told here.
         self.stop_entry(&entry, Duration::ZERO).await?;
         let c = entry.get();
         let oci = self.handlers.get(&c.runtime_handler)?;

@@ -31,6 +31,7 @@ impl Containers {
         }
         let oci = self.handlers.get(&c.runtime_handler)?;
         let started_at = now_nanos();
+        // Hook point: NRI's StartContainer will be called here.
         crash::point(crash::START_BEFORE_RUNTIME);
         let began = std::time::Instant::now();
         if let Err(e) = oci.start_created(&c.id, c.pid).await {
@@ -54,6 +55,8 @@ impl Containers {
             return Err(e);
         }
         crash::point(crash::START_AFTER_RUNTIME);
+        // Hook point: NRI's PostStartContainer will be told once the
+        // record says running, below.
         entry.update(|r| {
             // The exit watcher may already have seen it finish.
             if r.state == ContainerState::Created {

@@ -24,6 +24,7 @@ impl Containers {
             r => r?,
         };
         let _op = entry.op().await;
+        // Hook point: NRI's StopContainer will be called here.
         self.stop_entry(&entry, timeout).await
     }
 

@@ -20,6 +20,8 @@ impl Containers {
         let linux =
             spec::linux_resources(&resources, self.settings.pids_limit, self.cgroups.unified())?;
         let oci = self.handlers.get(&c.runtime_handler)?;
+        // Hook points: NRI's UpdateContainer will be called before the
+        // runtime's update, PostUpdateContainer told after.
         oci.update(&c.id, &linux).await?;
         entry.update(|r| {
             // The OOM score is the process's, not the cgroup's: it stays.

@@ -11,19 +11,34 @@ use crate::container::events::Subscription;
 use crate::container::{AttachSession, Containers, ExecOutput, ExecSession, ExecStdio};
 use crate::error::{Error, Result};
 use crate::records::container::{
-    Container, ContainerConfig, ContainerFilter, ContainerState, Resources,
+    Container, ContainerConfig, ContainerFilter, ContainerState, Resources, SentPodConfig,
 };
 use crate::records::pod::{Sandbox, SandboxState};
 
 impl Runtime {
     /// Creates a container in a ready pod: its rootfs, its OCI bundle and
     /// its monitor, which runs the OCI runtime's `create`. Returns its id.
-    /// On failure nothing of it is left.
+    /// On failure nothing of it is left. `sent` is what the request's copy
+    /// of the pod config says of the pod.
     pub async fn create_container(
         &self,
         sandbox_id: &str,
         config: ContainerConfig,
+        sent: &SentPodConfig,
     ) -> Result<String> {
+        // Containers follow the pod's user namespace as RunPodSandbox
+        // made it; a config asking for one the pod does not have must not
+        // get containers running as the node's root.
+        if sent.user_namespace {
+            let pod = self.pods.get(sandbox_id)?;
+            if pod.config.user_namespace.is_none() {
+                return Err(Error::InvalidArgument(format!(
+                    "the pod config sent asks for a user namespace (hostUsers: false), \
+                     but pod sandbox {} was created without one",
+                    pod.id
+                )));
+            }
+        }
         Containers::check(&config)?;
         let pod = self.pods.find(sandbox_id)?;
         // Holding the pod's lock (shared: containers of one pod are made
@@ -68,6 +83,19 @@ impl Runtime {
             )));
         }
         Ok(Some(path))
+    }
+
+    /// The full id of container `id` (or unique prefix), which must be
+    /// running for what `verb` says is to be done ("exec in").
+    pub fn running_container(&self, id: &str, verb: &str) -> Result<String> {
+        let c = self.containers.get(id)?;
+        if c.state != ContainerState::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running ({:?}); cannot {verb} it",
+                c.id, c.state
+            )));
+        }
+        Ok(c.id)
     }
 
     /// Starts a created container.

@@ -26,6 +26,8 @@ impl Runtime {
         for c in self.containers.of_pod(entry.id()) {
             self.containers.stop(&c, Duration::ZERO).await?;
         }
+        // Hook point: NRI's StopPodSandbox will be called here, once every
+        // container of the pod has exited.
         self.pods.stop(&entry).await
     }
 
@@ -43,6 +45,7 @@ impl Runtime {
         for c in self.containers.of_pod(entry.id()) {
             self.remove_container(&c).await?;
         }
+        // Hook point: NRI's RemovePodSandbox will be told here.
         self.pods.remove(&entry).await
     }
 

@@ -9,6 +9,14 @@ use serde::{Deserialize, Serialize};
 
 pub use super::stop_signal::StopSignal;
 
+/// What CreateContainer's copy of the pod config (kubelet sends it along)
+/// says that the runtime checks against the pod as it was made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentPodConfig {
+    /// It asks for a user namespace of the pod's own (`hostUsers: false`).
+    pub user_namespace: bool,
+}
+
 /// The annotation naming the termination message file in the container.
 pub const TERMINATION_MESSAGE_PATH_ANNOTATION: &str =
     "io.kubernetes.container.terminationMessagePath";

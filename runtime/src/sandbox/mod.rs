@@ -6,7 +6,7 @@
 //! `crius-monitor`, see [`infra`]), to be that namespace's init.
 
 mod files;
-pub mod infra;
+mod infra;
 mod namespaces;
 pub(crate) mod network;
 mod port_forward;

@@ -35,17 +35,6 @@ impl Pods {
     /// Checks the parts of a pod request that can be wrong, so that a bad
     /// request fails before anything is made.
     fn plan(&self, config: &PodConfig) -> Result<Plan> {
-        for (field, value) in [
-            ("name", &config.name),
-            ("uid", &config.uid),
-            ("namespace", &config.namespace),
-        ] {
-            if value.is_empty() {
-                return Err(Error::InvalidArgument(format!(
-                    "pod sandbox metadata.{field} is empty"
-                )));
-            }
-        }
         crate::validate::pod(config)?;
         let modes = &config.namespaces;
         if modes.pid == NamespaceMode::Target {
@@ -125,7 +114,12 @@ impl Pods {
             runtime_handler: handler,
             ..Default::default()
         };
+        // Step: prepare. Everything of the pod is made; a failure undoes
+        // what was (release_sandbox).
         match self.set_up_sandbox(&mut sb, &plan).await {
+            // Hook point: NRI's RunPodSandbox will be called here, the pod
+            // made but neither recorded, listed nor ready; a failing hook
+            // will undo it like a failed step. Then: commit the record.
             Ok(()) => {
                 sb.state = SandboxState::Ready;
                 crash::point(crash::RUNP_BEFORE_RECORD);
@@ -173,48 +167,7 @@ impl Pods {
             node_hostname()?
         };
 
-        // Network, IPC and UTS: fresh namespaces pinned for the pod's life.
-        let pins = namespaces::Pins {
-            net: own_net.then(|| ns_dir.join("net")),
-            ipc: own_ipc.then(|| ns_dir.join("ipc")),
-            uts: own_net.then(|| ns_dir.join("uts")),
-        };
-        if let Some(userns) = sb.config.user_namespace.clone() {
-            let user_pin = ns_dir.join("user");
-            let (p, h, u) = (pins.clone(), sb.hostname.clone(), user_pin.clone());
-            tokio::task::spawn_blocking(move || {
-                namespaces::create_pinned_in_userns(&userns, &u, &p, &h)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("namespace task: {e}")))??;
-            sb.namespaces.insert(NamespaceKind::User, user_pin);
-            for (kind, pin) in [
-                (NamespaceKind::Net, pins.net),
-                (NamespaceKind::Ipc, pins.ipc),
-                (NamespaceKind::Uts, pins.uts),
-            ] {
-                if let Some(pin) = pin {
-                    sb.namespaces.insert(kind, pin);
-                }
-            }
-            tracing::debug!(pod = %sb.id, "pod namespaces created in its user namespace");
-        } else if pins.net.is_some() || pins.ipc.is_some() {
-            let (p, h) = (pins.clone(), sb.hostname.clone());
-            tokio::task::spawn_blocking(move || namespaces::create_pinned(p, &h))
-                .await
-                .map_err(|e| Error::Internal(format!("namespace task: {e}")))??;
-            for (kind, pin) in [
-                (NamespaceKind::Net, pins.net),
-                (NamespaceKind::Ipc, pins.ipc),
-                (NamespaceKind::Uts, pins.uts),
-            ] {
-                if let Some(pin) = pin {
-                    sb.namespaces.insert(kind, pin);
-                }
-            }
-            tracing::debug!(pod = %sb.id, "pod namespaces created");
-        }
-
+        self.make_namespaces(sb, &ns_dir, own_net, own_ipc).await?;
         // /dev/shm shared by the pod's containers.
         if own_ipc {
             let shm = pod_dir.join("shm");
@@ -273,26 +226,7 @@ impl Pods {
         started?;
         crash::point(crash::RUNP_AFTER_NETWORK);
 
-        // Sysctls, now that the interfaces exist (per-interface ones).
-        for kind in [Kind::Net, Kind::Ipc, Kind::Uts] {
-            let of_kind: Vec<Sysctl> = plan
-                .sysctls
-                .iter()
-                .filter(|s| s.kind == kind)
-                .cloned()
-                .collect();
-            if of_kind.is_empty() {
-                continue;
-            }
-            let pin = sb.namespace(kind.pin()).cloned().ok_or_else(|| {
-                Error::Internal(format!("pod {} has no {} namespace", sb.id, kind.pin()))
-            })?;
-            tokio::task::spawn_blocking(move || sysctl::apply(kind, &pin, &of_kind))
-                .await
-                .map_err(|e| Error::Internal(format!("sysctl task: {e}")))?
-                .map_err(|e| pod_error(&sb.id, e))?;
-        }
-
+        apply_sysctls(sb, plan).await?;
         files::write(
             &sb.files_dir,
             &files::PodFiles {
@@ -302,6 +236,55 @@ impl Pods {
                 host_network: !own_net,
             },
         )
+    }
+
+    /// Step: the pod's own network, IPC and UTS namespaces (in its user
+    /// namespace, if it has one), pinned under `ns_dir` for the pod's
+    /// life and recorded in `sb`.
+    async fn make_namespaces(
+        &self,
+        sb: &mut Sandbox,
+        ns_dir: &Path,
+        own_net: bool,
+        own_ipc: bool,
+    ) -> Result<()> {
+        let pins = namespaces::Pins {
+            net: own_net.then(|| ns_dir.join("net")),
+            ipc: own_ipc.then(|| ns_dir.join("ipc")),
+            uts: own_net.then(|| ns_dir.join("uts")),
+        };
+        let (p, h) = (pins.clone(), sb.hostname.clone());
+        let made = match sb.config.user_namespace.clone() {
+            Some(userns) => {
+                let user_pin = ns_dir.join("user");
+                let u = user_pin.clone();
+                tokio::task::spawn_blocking(move || {
+                    namespaces::create_pinned_in_userns(&userns, &u, &p, &h)
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("namespace task: {e}")))??;
+                sb.namespaces.insert(NamespaceKind::User, user_pin);
+                "pod namespaces created in its user namespace"
+            }
+            None if pins.net.is_some() || pins.ipc.is_some() => {
+                tokio::task::spawn_blocking(move || namespaces::create_pinned(p, &h))
+                    .await
+                    .map_err(|e| Error::Internal(format!("namespace task: {e}")))??;
+                "pod namespaces created"
+            }
+            None => return Ok(()),
+        };
+        for (kind, pin) in [
+            (NamespaceKind::Net, pins.net),
+            (NamespaceKind::Ipc, pins.ipc),
+            (NamespaceKind::Uts, pins.uts),
+        ] {
+            if let Some(pin) = pin {
+                sb.namespaces.insert(kind, pin);
+            }
+        }
+        tracing::debug!(pod = %sb.id, "{made}");
+        Ok(())
     }
 
     /// Starts the pod's infra process, pins its PID namespace and puts it
@@ -335,6 +318,30 @@ impl Pods {
         tracing::debug!(pid, "infra process started");
         Ok(())
     }
+}
+
+/// Step: the pod's sysctls, in the namespaces they belong to, now that the
+/// interfaces exist (per-interface ones).
+async fn apply_sysctls(sb: &Sandbox, plan: &Plan) -> Result<()> {
+    for kind in [Kind::Net, Kind::Ipc, Kind::Uts] {
+        let of_kind: Vec<Sysctl> = plan
+            .sysctls
+            .iter()
+            .filter(|s| s.kind == kind)
+            .cloned()
+            .collect();
+        if of_kind.is_empty() {
+            continue;
+        }
+        let pin = sb.namespace(kind.pin()).cloned().ok_or_else(|| {
+            Error::Internal(format!("pod {} has no {} namespace", sb.id, kind.pin()))
+        })?;
+        tokio::task::spawn_blocking(move || sysctl::apply(kind, &pin, &of_kind))
+            .await
+            .map_err(|e| Error::Internal(format!("sysctl task: {e}")))?
+            .map_err(|e| pod_error(&sb.id, e))?;
+    }
+    Ok(())
 }
 
 /// A cgroup parent must be one the cgroup driver can make the pod's
