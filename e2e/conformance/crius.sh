@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# crius.sh start|stop: runs crius for the conformance harness.
+#
+# start: writes $CONF_WORK/crius/crius.toml (root, state and socket under
+#   the work root, the harness's CNI network, registry mirrors sending
+#   registry.k8s.io, k8s.gcr.io, gcr.io and docker.io to the harness's
+#   registry, its own cgroup parent, room for the connections critest
+#   leaves open) and starts crius with it. Prints the
+#   endpoint: unix://$CONF_WORK/crius/state/crius.sock.
+# stop: removes every pod left through the socket, stops crius (SIGTERM,
+#   the pid recorded at start), kills the monitors a failure may have left
+#   (only those whose command line names this work root's crius directory),
+#   and unmounts what is left under it.
+#
+# Environment: CONF_WORK (from setup.sh); CRIUS and CRIUS_MONITOR (default
+# target/release/ of this repository); CRICTL.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+need_root
+load_work
+
+D=$CONF_WORK/crius
+EP=unix://$D/state/crius.sock
+PIDF=$CONF_WORK/pids/crius
+CGROUP_PARENT=/crius-conformance
+
+case "${1:-}" in
+start)
+    alive "$PIDF" && die "crius already runs (pid $(cat "$PIDF"))"
+    bin=$(crius_bin)
+    monitor=$(crius_monitor_bin)
+    mkdir -p "$D/root" "$D/state"
+    chmod 0711 "$D"
+    step "writing $D/crius.toml"
+    cat > "$D/crius.toml" <<EOF
+# crius for the conformance harness (written by crius.sh; every option not
+# here is crius's default, see deploy/crius.toml).
+root = "$D/root"
+state = "$D/state"
+metrics_listen = "none"
+
+[runtime]
+monitor_path = "$monitor"
+default_cgroup_parent = "$CGROUP_PARENT"
+
+# critest opens two connections (runtime, image) for every spec and never
+# closes them (its AfterEach drops the client): some 280 over a run, past
+# the default cap of 128, after which crius closes new ones at once.
+[grpc]
+max_connections = 1024
+
+[cni]
+conf_dir = "$CONF_NET_DIR"
+bin_dirs = ["/usr/lib/cni"]
+
+# critest pulls by upstream names; the harness's registry serves them all.
+[registry.mirrors]
+"registry.k8s.io" = ["http://$REGISTRY"]
+"k8s.gcr.io" = ["http://$REGISTRY"]
+"gcr.io" = ["http://$REGISTRY"]
+"docker.io" = ["http://$REGISTRY"]
+EOF
+    step "starting $bin"
+    setsid "$bin" --config "$D/crius.toml" > "$CONF_WORK/logs/crius.log" 2>&1 < /dev/null &
+    echo $! > "$PIDF"
+    wait_cri "$EP" "$CONF_WORK/logs/crius.log"
+    step "crius $(cri "$EP" version | awk '/RuntimeVersion/ { print $2 }') runs, pid $(cat "$PIDF")"
+    echo "$EP"
+    ;;
+stop)
+    if alive "$PIDF"; then
+        step "removing the pods left in crius"
+        cri "$EP" rmp --all --force >/dev/null 2>&1 || step "rmp failed (see what is left below)"
+        stop_pid "$PIDF" crius
+    fi
+    kill_owned 'crius-monitor' "$D/"
+    umount_under "$D"
+    # The cgroups of the pods crius ran, if any are left empty.
+    for c in /sys/fs/cgroup/*"$CGROUP_PARENT" /sys/fs/cgroup"$CGROUP_PARENT"; do
+        [ -d "$c" ] || continue
+        find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || step "cgroup $c is not empty"
+    done
+    ;;
+*)
+    echo "usage: crius.sh start|stop" >&2
+    exit 2
+    ;;
+esac
