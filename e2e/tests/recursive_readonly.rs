@@ -19,7 +19,10 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use tonic::Code;
 
 /// A host directory with a tmpfs mounted at `tmpfs/` inside it, unmounted
-/// and removed on drop (also when the test fails).
+/// and removed on drop (also when the test fails). The directory is a
+/// shared mount of its own, as every hostPath is on a systemd node (where
+/// `/` is shared): a copy crius makes of it must not take the host's
+/// submounts along when it goes.
 struct HostTree {
     dir: tempfile::TempDir,
 }
@@ -27,6 +30,22 @@ struct HostTree {
 impl HostTree {
     fn new() -> HostTree {
         let dir = tempfile::tempdir().unwrap();
+        mount(
+            Some(dir.path()),
+            dir.path(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        mount(
+            None::<&str>,
+            dir.path(),
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .unwrap();
         std::fs::create_dir(dir.path().join("tmpfs")).unwrap();
         mount(
             Some("none"),
@@ -51,7 +70,17 @@ impl HostTree {
 impl Drop for HostTree {
     fn drop(&mut self) {
         let _ = umount2(&self.submount(), MntFlags::MNT_DETACH);
+        let _ = umount2(self.dir.path(), MntFlags::MNT_DETACH);
     }
+}
+
+/// Whether `path` is a mount point in the node's mount namespace.
+fn is_mount_point(path: &Path) -> bool {
+    let path = path.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(&*path))
 }
 
 fn volume(host: &Path, readonly: bool, rro: bool, propagation: MountPropagation) -> Mount {
@@ -142,6 +171,12 @@ async fn recursive_read_only(handler: &str, pod_name: &str) {
         .filter(|l| l.contains(&node_dir) && l.contains("staged"))
         .collect();
     assert!(staged.is_empty(), "{staged:?}");
+    // … and releasing it left the host's own submount where it was.
+    assert!(
+        is_mount_point(&host.submount()),
+        "the host's tmpfs at {} was unmounted with crius's copy",
+        host.submount().display()
+    );
     assert!(status.mounts[0].recursive_read_only, "{:?}", status.mounts);
     let lines = common::stdout(&w.log_path(&pod, "rro"));
     assert_eq!(

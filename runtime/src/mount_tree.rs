@@ -18,6 +18,8 @@ const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 /// `mount_setattr` attribute: ID-mapped through `userns_fd`.
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+/// `mount_attr.propagation`: private (`MS_PRIVATE`, as `mount(2)` has it).
+const PROPAGATION_PRIVATE: u64 = 0x0004_0000;
 /// `move_mount` flag: the source is the fd itself.
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
 
@@ -50,7 +52,14 @@ pub struct DetachedTree {
 
 impl DetachedTree {
     /// Clones the mount at `path` with every mount below it (as an rbind
-    /// would).
+    /// would), private all the way down.
+    ///
+    /// A clone of a shared mount joins its peer group (as a bind mount
+    /// does), and then unmounting the clone's submounts would propagate
+    /// back and unmount the host's own: on a systemd node, where `/` is
+    /// shared, releasing a staged copy of a hostPath would unmount a tmpfs
+    /// the host has beneath it. So the copy leaves every peer group before
+    /// anything else is done with it (as runc does for its own copies).
     pub fn clone_recursive(path: &Path) -> Result<Self> {
         let c = c_path(path)?;
         let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as u32;
@@ -62,11 +71,19 @@ impl DetachedTree {
         }
         let fd = i32::try_from(fd)
             .map_err(|_| Error::Internal(format!("open_tree returned fd {fd}")))?;
-        Ok(Self {
+        let tree = Self {
             // SAFETY: the kernel just gave us this fd; nothing else owns it.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             source: path.display().to_string(),
-        })
+        };
+        tree.set_attr(
+            &MountAttr {
+                propagation: PROPAGATION_PRIVATE,
+                ..Default::default()
+            },
+            "private",
+        )?;
+        Ok(tree)
     }
 
     fn set_attr(&self, attr: &MountAttr, what: &str) -> Result<()> {
