@@ -47,6 +47,8 @@ impl ConnectionBudget {
 pub struct CriConnectInfo {
     /// The connection's request budget.
     pub budget: ConnectionBudget,
+    /// Its calls under way, for its place under the cap.
+    pub activity: std::sync::Arc<crate::places::Activity>,
 }
 
 /// Wraps every request body in the budget of its connection.

@@ -55,8 +55,13 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GrpcSettings {
-    /// Connections at once; a further one is closed as it comes.
+    /// Connections at once; past it, one idle at least
+    /// `yield_after_idle_secs` gives way to a new one, or the new one is
+    /// closed as it comes.
     pub max_connections: usize,
+    /// Seconds a connection must have had no call under way to give its
+    /// place to a new one at the cap; 0: any idle one.
+    pub yield_after_idle_secs: u64,
     /// Calls one connection may have under way at once.
     pub max_concurrent_streams: u32,
     /// The largest request message, bytes.
@@ -76,6 +81,7 @@ impl Default for GrpcSettings {
         let messages = crius_cri::MessageLimits::default();
         GrpcSettings {
             max_connections: 128,
+            yield_after_idle_secs: 5,
             max_concurrent_streams: 256,
             max_request_bytes: messages.max_request,
             max_response_bytes: messages.max_response,
@@ -294,6 +300,7 @@ impl Config {
         }
         Ok(crate::server::GrpcLimits {
             max_connections: g.max_connections,
+            yield_after_idle: std::time::Duration::from_secs(g.yield_after_idle_secs),
             max_concurrent_streams: g.max_concurrent_streams,
             messages: crius_cri::MessageLimits {
                 max_request: g.max_request_bytes,
@@ -518,14 +525,16 @@ mod tests {
         let p = Path::new("crius.toml");
         let l = Config::default().grpc_limits().unwrap();
         assert_eq!(l.max_connections, 128);
+        assert_eq!(l.yield_after_idle, std::time::Duration::from_secs(5));
         assert_eq!(l.messages.max_response, 16 << 20);
         let c = Config::parse(
-            "[grpc]\nmax_connections = 4\nhandshake_timeout_secs = 1\n",
+            "[grpc]\nmax_connections = 4\nhandshake_timeout_secs = 1\nyield_after_idle_secs = 0\n",
             p,
         )
         .unwrap();
         let l = c.grpc_limits().unwrap();
         assert_eq!(l.max_connections, 4);
+        assert_eq!(l.yield_after_idle, std::time::Duration::ZERO);
         assert_eq!(l.handshake_timeout, std::time::Duration::from_secs(1));
         for bad in [
             "[grpc]\nmax_connections = 0\n",

@@ -5,6 +5,7 @@ mod authority;
 mod budget;
 mod config;
 mod metrics;
+mod places;
 mod server;
 
 use std::process::ExitCode;

@@ -2,7 +2,9 @@
 //! the `[grpc]` limits, and stop gracefully on SIGTERM/SIGINT.
 //!
 //! What one client can make the daemon hold is bounded: connections (past
-//! the cap a new one is closed at once), streams per connection (HTTP/2
+//! the cap the connection idle the longest gives way, or when none has
+//! been idle long enough the new one is closed at once: [`crate::places`]),
+//! streams per connection (HTTP/2
 //! SETTINGS_MAX_CONCURRENT_STREAMS: a client waits for a free one), flow
 //! control windows, frame and header list sizes, message sizes, the bytes
 //! of a connection's unfinished requests ([`crate::budget`]), and resets a
@@ -24,13 +26,13 @@ use crius_runtime::Runtime;
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::server::Connected;
 
 use crate::authority::AnyAuthority;
 use crate::budget::{ConnectionBudget, CriConnectInfo, RequestBudgetLayer};
 use crate::metrics::{GrpcMetricsLayer, Metrics};
+use crate::places::{CallsLayer, Place, Places, Taken};
 
 /// How long in-flight calls may run on after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -59,8 +61,12 @@ const BUDGET_SLACK: usize = 64 * 1024;
 /// The `[grpc]` limits of the CRI socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GrpcLimits {
-    /// Connections at once; a further one is closed as it comes.
+    /// Connections at once; past it, one idle at least `yield_after_idle`
+    /// gives way to a new one, or the new one is closed as it comes.
     pub max_connections: usize,
+    /// How long a connection must have had no call under way to give its
+    /// place to a new one at the cap.
+    pub yield_after_idle: Duration,
     /// Calls one connection may have under way at once.
     pub max_concurrent_streams: u32,
     /// The largest messages taken and sent.
@@ -95,8 +101,8 @@ pub enum ServeError {
 }
 
 /// One accepted connection: holds its place under the connection cap
-/// until it ends, closes itself if the client does not begin HTTP/2 in
-/// time, and lets the client name any `:authority`.
+/// until it ends or gives the place away, closes itself if the client does
+/// not begin HTTP/2 in time, and lets the client name any `:authority`.
 #[derive(Debug)]
 struct CriConnection {
     io: AnyAuthority<UnixStream>,
@@ -104,17 +110,17 @@ struct CriConnection {
     handshake: Option<Pin<Box<tokio::time::Sleep>>>,
     read: u64,
     budget: ConnectionBudget,
-    _place: OwnedSemaphorePermit,
+    place: Place,
 }
 
 impl CriConnection {
-    fn new(stream: UnixStream, place: OwnedSemaphorePermit, limits: &GrpcLimits) -> Self {
+    fn new(stream: UnixStream, place: Place, limits: &GrpcLimits) -> Self {
         CriConnection {
             io: AnyAuthority::new(stream),
             handshake: Some(Box::pin(tokio::time::sleep(limits.handshake_timeout))),
             read: 0,
             budget: ConnectionBudget::new(limits.messages.max_request.saturating_add(BUDGET_SLACK)),
-            _place: place,
+            place,
         }
     }
 }
@@ -125,6 +131,7 @@ impl Connected for CriConnection {
     fn connect_info(&self) -> CriConnectInfo {
         CriConnectInfo {
             budget: self.budget.clone(),
+            activity: std::sync::Arc::clone(self.place.activity()),
         }
     }
 }
@@ -136,6 +143,11 @@ impl AsyncRead for CriConnection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if this.place.activity().poll_closing(cx) {
+            // It gave its place to a newer connection: the end of the
+            // stream closes it (the client dials again for its next call).
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
         this.read += (buf.filled().len() - before) as u64;
@@ -183,46 +195,43 @@ impl AsyncWrite for CriConnection {
     }
 }
 
-/// Counts connections closed for the cap and logs them, at most once every
-/// [`REFUSED_LOG_EVERY`].
-#[derive(Debug)]
-struct Refusals {
+/// Counts connections closed for the cap, or that gave way at it, for a
+/// log line at most once every [`CAP_LOG_EVERY`].
+#[derive(Debug, Default)]
+struct Tally {
     since_log: AtomicU64,
     last_log: std::sync::Mutex<Option<Instant>>,
 }
 
-/// How often refused connections are logged, at most.
-const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
+/// How often the cap's refusals and yields are logged, at most.
+const CAP_LOG_EVERY: Duration = Duration::from_secs(10);
 
-impl Refusals {
-    fn refused(&self, cap: usize) {
+impl Tally {
+    /// Counts one; the count to log now, if a line is due.
+    fn count(&self) -> Option<u64> {
         let n = self.since_log.fetch_add(1, Ordering::Relaxed) + 1;
         let mut last = self.last_log.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|t| t.elapsed() >= REFUSED_LOG_EVERY) {
-            *last = Some(Instant::now());
-            self.since_log.fetch_sub(n, Ordering::Relaxed);
-            tracing::warn!(
-                refused = n,
-                max_connections = cap,
-                "CRI socket at its connection cap; closing new connections"
-            );
+        if last.is_some_and(|t| t.elapsed() < CAP_LOG_EVERY) {
+            return None;
         }
+        *last = Some(Instant::now());
+        self.since_log.fetch_sub(n, Ordering::Relaxed);
+        Some(n)
     }
 }
 
-/// The accepted connections, each holding a place under the cap; one
-/// past it is closed at once (the client sees its connection end).
+/// The accepted connections, each holding a place under the cap; past it
+/// the connection idle the longest gives way, or the new one is closed at
+/// once (the client sees its connection end).
 fn connections(
     listener: UnixListener,
     limits: GrpcLimits,
 ) -> impl futures_util::Stream<Item = std::io::Result<CriConnection>> {
-    let places = Arc::new(Semaphore::new(limits.max_connections));
-    let refusals = Arc::new(Refusals {
-        since_log: AtomicU64::new(0),
-        last_log: std::sync::Mutex::new(None),
-    });
+    let places = Arc::new(Places::new(limits.max_connections, limits.yield_after_idle));
+    let refused = Arc::new(Tally::default());
+    let gave_way = Arc::new(Tally::default());
     UnixListenerStream::new(listener).filter_map(move |accepted| {
-        let (places, refusals) = (places.clone(), refusals.clone());
+        let (places, refused, gave_way) = (places.clone(), refused.clone(), gave_way.clone());
         async move {
             let stream = match accepted {
                 Ok(s) => s,
@@ -233,10 +242,28 @@ fn connections(
                     return None;
                 }
             };
-            match places.try_acquire_owned() {
-                Ok(place) => Some(Ok(CriConnection::new(stream, place, &limits))),
-                Err(_) => {
-                    refusals.refused(limits.max_connections);
+            match places.take(Instant::now()) {
+                Taken::Free(place) => Some(Ok(CriConnection::new(stream, place, &limits))),
+                Taken::GaveWay(place) => {
+                    if let Some(n) = gave_way.count() {
+                        tracing::info!(
+                            closed = n,
+                            max_connections = limits.max_connections,
+                            yield_after_idle_secs = limits.yield_after_idle.as_secs(),
+                            "CRI socket at its connection cap; closed the connection idle the longest for a new one"
+                        );
+                    }
+                    Some(Ok(CriConnection::new(stream, place, &limits)))
+                }
+                Taken::Refused => {
+                    if let Some(n) = refused.count() {
+                        tracing::warn!(
+                            refused = n,
+                            max_connections = limits.max_connections,
+                            yield_after_idle_secs = limits.yield_after_idle.as_secs(),
+                            "CRI socket at its connection cap, every connection busy or idle only briefly; closing new connections"
+                        );
+                    }
                     None
                 }
             }
@@ -320,6 +347,7 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .layer(GrpcMetricsLayer::new(metrics))
         .layer(RequestBudgetLayer)
+        .layer(CallsLayer)
         .add_service(cri.runtime_server())
         .add_service(cri.image_server())
         .serve_with_incoming_shutdown(connections(listener, limits), async move {

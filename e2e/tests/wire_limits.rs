@@ -10,7 +10,8 @@
 use std::time::{Duration, Instant};
 
 use crius_e2e::{Crius, CriusOptions, assert_no_leaks};
-use k8s_cri::v1::VersionRequest;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::{GetEventsRequest, VersionRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -90,7 +91,10 @@ async fn cri_socket_limits_hold_under_a_hostile_client() {
     const CAP: usize = 128;
     let mut crius = Crius::start(CriusOptions {
         config: Some(format!(
-            "[grpc]\nmax_connections = {CAP}\nhandshake_timeout_secs = 2\n"
+            // Idle connections give way at the cap only after an hour
+            // here: the well-behaved client keeps its place between calls
+            // (idle_connections_give_way_at_the_cap tests yielding).
+            "[grpc]\nmax_connections = {CAP}\nhandshake_timeout_secs = 2\nyield_after_idle_secs = 3600\n"
         )),
         ..CriusOptions::without_cni()
     })
@@ -163,6 +167,102 @@ async fn cri_socket_limits_hold_under_a_hostile_client() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
+
+/// A client that connects, calls Version and leaves its connection open
+/// (as critest does, twice per spec); `None` if it was turned away.
+async fn call_once(
+    socket: &std::path::Path,
+) -> Option<RuntimeServiceClient<tonic::transport::Channel>> {
+    let channel = crius_e2e::connect_unix(socket).await.ok()?;
+    let mut client = RuntimeServiceClient::new(channel);
+    client.version(VersionRequest::default()).await.ok()?;
+    Some(client)
+}
+
+/// At the connection cap, the connection idle the longest gives its place
+/// to a newcomer once it has been idle the yield time, and its client is
+/// answered again when it calls next; a connection with a call under way
+/// (a GetContainerEvents stream) keeps its place however long it lasts,
+/// and when every place is busy or freshly used, a newcomer is turned away.
+#[tokio::test]
+async fn idle_connections_give_way_at_the_cap() {
+    const CAP: usize = 4;
+    let mut crius = Crius::start(CriusOptions {
+        config: Some(format!(
+            "[grpc]\nmax_connections = {CAP}\nyield_after_idle_secs = 2\n"
+        )),
+        ..CriusOptions::without_cni()
+    })
+    .await
+    .unwrap();
+    let socket = crius.dir().socket();
+
+    // The harness keeps a connection of its own (idle after its readiness
+    // call); one more holds an event stream; the others are idle after a
+    // call.
+    let mut watcher = call_once(&socket).await.unwrap();
+    let mut events = watcher
+        .get_container_events(GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut idle = Vec::new();
+    for _ in 2..CAP {
+        idle.push(call_once(&socket).await.expect("a free place"));
+    }
+    // Full, and nobody idle long enough yet.
+    assert!(
+        call_once(&socket).await.is_none(),
+        "a connection past the cap was let in at once"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Newcomers take the idle ones' places; the watcher keeps its.
+    let mut newcomers = Vec::new();
+    for i in 1..CAP {
+        newcomers.push(call_once(&socket).await.unwrap_or_else(|| {
+            panic!("newcomer {i} turned away with idle connections at the cap")
+        }));
+    }
+    assert!(
+        call_once(&socket).await.is_none(),
+        "a newcomer was let in past a busy connection and fresh ones"
+    );
+    match tokio::time::timeout(Duration::from_millis(500), events.message()).await {
+        Err(_) => {}
+        Ok(ended) => panic!("the busy connection's event stream ended: {ended:?}"),
+    }
+
+    // A client whose connection gave way dials again for its next call,
+    // once a place can be had (the newcomers idle the yield time).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut answered = 0;
+    for client in &mut idle {
+        // The first call may find the old connection closing under it.
+        for _ in 0..3 {
+            if client.version(VersionRequest::default()).await.is_ok() {
+                answered += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(
+        answered,
+        CAP - 2,
+        "clients whose connections gave way were not answered again"
+    );
+    match tokio::time::timeout(Duration::from_millis(200), events.message()).await {
+        Err(_) => {}
+        Ok(ended) => panic!("the busy connection's event stream ended: {ended:?}"),
+    }
+    let version = watcher.version(VersionRequest::default()).await.unwrap();
+    assert_eq!(version.into_inner().runtime_name, "crius");
+
+    drop((events, watcher, idle, newcomers));
     crius.stop().await.unwrap();
     assert_no_leaks(&crius);
 }
