@@ -40,26 +40,32 @@ impl ConnectionBudget {
     }
 }
 
-/// What each request learns of its connection (tonic puts it in the
-/// request's extensions; the server's connections make it, and
-/// [`RequestBudgetLayer`] reads it).
-#[derive(Debug, Clone)]
-pub struct CriConnectInfo {
-    /// The connection's request budget.
-    pub budget: ConnectionBudget,
-    /// Its calls under way, for its place under the cap.
-    pub activity: std::sync::Arc<crate::places::Activity>,
-}
+/// Finds a request's connection budget in its extensions (where tonic
+/// puts what the server's connection says of itself).
+pub type BudgetOf = fn(&http::Extensions) -> Option<ConnectionBudget>;
 
 /// Wraps every request body in the budget of its connection.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestBudgetLayer;
+#[derive(Debug, Clone, Copy)]
+pub struct RequestBudgetLayer {
+    budget_of: BudgetOf,
+}
+
+impl RequestBudgetLayer {
+    /// Budgets each request by what `budget_of` finds for it; a request
+    /// it finds none for goes unbudgeted.
+    pub fn new(budget_of: BudgetOf) -> Self {
+        RequestBudgetLayer { budget_of }
+    }
+}
 
 impl<S> tower::Layer<S> for RequestBudgetLayer {
     type Service = RequestBudget<S>;
 
     fn layer(&self, inner: S) -> RequestBudget<S> {
-        RequestBudget { inner }
+        RequestBudget {
+            inner,
+            budget_of: self.budget_of,
+        }
     }
 }
 
@@ -67,6 +73,7 @@ impl<S> tower::Layer<S> for RequestBudgetLayer {
 #[derive(Debug, Clone)]
 pub struct RequestBudget<S> {
     inner: S,
+    budget_of: BudgetOf,
 }
 
 impl<S, R> tower::Service<http::Request<tonic::body::Body>> for RequestBudget<S>
@@ -82,10 +89,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let budget = req
-            .extensions()
-            .get::<CriConnectInfo>()
-            .map(|info| info.budget.clone());
+        let budget = (self.budget_of)(req.extensions());
         let req = match budget {
             Some(budget) => req.map(|body| tonic::body::Body::new(Budgeted::new(body, budget))),
             None => req,

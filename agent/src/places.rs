@@ -25,8 +25,6 @@ use std::time::{Duration, Instant};
 use futures_util::task::AtomicWaker;
 use hyper::body::{Body, Bytes, Frame, SizeHint};
 
-use crate::budget::CriConnectInfo;
-
 /// The places of one socket.
 #[derive(Debug)]
 pub struct Places {
@@ -200,17 +198,34 @@ impl Places {
     }
 }
 
+/// Finds the activity of a request's connection in its extensions (where
+/// tonic puts what the server's connection says of itself).
+pub type ActivityOf = fn(&http::Extensions) -> Option<Arc<Activity>>;
+
 /// Counts every call of a connection as under way from its request until
 /// its response body is done with (a stream's last message sent, or the
 /// client gone).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CallsLayer;
+#[derive(Debug, Clone, Copy)]
+pub struct CallsLayer {
+    activity_of: ActivityOf,
+}
+
+impl CallsLayer {
+    /// Counts each call on the activity `activity_of` finds for it; a
+    /// call it finds none for goes uncounted.
+    pub fn new(activity_of: ActivityOf) -> Self {
+        CallsLayer { activity_of }
+    }
+}
 
 impl<S> tower::Layer<S> for CallsLayer {
     type Service = Calls<S>;
 
     fn layer(&self, inner: S) -> Calls<S> {
-        Calls { inner }
+        Calls {
+            inner,
+            activity_of: self.activity_of,
+        }
     }
 }
 
@@ -218,6 +233,7 @@ impl<S> tower::Layer<S> for CallsLayer {
 #[derive(Debug, Clone)]
 pub struct Calls<S> {
     inner: S,
+    activity_of: ActivityOf,
 }
 
 impl<S, ReqB> tower::Service<http::Request<ReqB>> for Calls<S>
@@ -234,10 +250,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
-        let guard = req
-            .extensions()
-            .get::<CriConnectInfo>()
-            .map(|info| info.activity.start_call());
+        let guard = (self.activity_of)(req.extensions()).map(|a| a.start_call());
         let call = self.inner.call(req);
         Box::pin(async move {
             let res = call.await?;

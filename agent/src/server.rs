@@ -30,9 +30,9 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::server::Connected;
 
 use crate::authority::AnyAuthority;
-use crate::budget::{ConnectionBudget, CriConnectInfo, RequestBudgetLayer};
+use crate::budget::{ConnectionBudget, RequestBudgetLayer};
 use crate::metrics::{GrpcMetricsLayer, Metrics};
-use crate::places::{CallsLayer, Place, Places, Taken};
+use crate::places::{Activity, CallsLayer, Place, Places, Taken};
 
 /// How long in-flight calls may run on after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -100,6 +100,27 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// What each request learns of its connection: tonic puts it in the
+/// request's extensions, where the budget and call-counting layers find
+/// their part of it.
+#[derive(Debug, Clone)]
+pub struct CriConnectInfo {
+    /// The connection's request budget.
+    budget: ConnectionBudget,
+    /// Its calls under way, for its place under the cap.
+    activity: Arc<Activity>,
+}
+
+impl CriConnectInfo {
+    fn budget_of(ext: &http::Extensions) -> Option<ConnectionBudget> {
+        ext.get::<Self>().map(|info| info.budget.clone())
+    }
+
+    fn activity_of(ext: &http::Extensions) -> Option<Arc<Activity>> {
+        ext.get::<Self>().map(|info| Arc::clone(&info.activity))
+    }
+}
+
 /// One accepted connection: holds its place under the connection cap
 /// until it ends or gives the place away, closes itself if the client does
 /// not begin HTTP/2 in time, and lets the client name any `:authority`.
@@ -131,7 +152,7 @@ impl Connected for CriConnection {
     fn connect_info(&self) -> CriConnectInfo {
         CriConnectInfo {
             budget: self.budget.clone(),
-            activity: std::sync::Arc::clone(self.place.activity()),
+            activity: Arc::clone(self.place.activity()),
         }
     }
 }
@@ -346,8 +367,8 @@ pub async fn serve(
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .layer(GrpcMetricsLayer::new(metrics))
-        .layer(RequestBudgetLayer)
-        .layer(CallsLayer)
+        .layer(RequestBudgetLayer::new(CriConnectInfo::budget_of))
+        .layer(CallsLayer::new(CriConnectInfo::activity_of))
         .add_service(cri.runtime_server())
         .add_service(cri.image_server())
         .serve_with_incoming_shutdown(connections(listener, limits), async move {
