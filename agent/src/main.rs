@@ -4,6 +4,7 @@
 mod authority;
 mod budget;
 mod config;
+mod deadline;
 mod metrics;
 mod places;
 mod server;

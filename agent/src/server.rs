@@ -31,6 +31,7 @@ use tonic::transport::server::Connected;
 
 use crate::authority::AnyAuthority;
 use crate::budget::{ConnectionBudget, RequestBudgetLayer};
+use crate::deadline::DeadlineLayer;
 use crate::metrics::{GrpcMetricsLayer, Metrics};
 use crate::places::{Activity, CallsLayer, Place, Places, Taken};
 
@@ -367,6 +368,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .layer(GrpcMetricsLayer::new(metrics))
+        .layer(DeadlineLayer)
         .layer(RequestBudgetLayer::new(CriConnectInfo::budget_of))
         .layer(CallsLayer::new(CriConnectInfo::activity_of))
         .add_service(cri.runtime_server())

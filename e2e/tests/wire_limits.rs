@@ -171,6 +171,83 @@ async fn cri_socket_limits_hold_under_a_hostile_client() {
     assert_no_leaks(&crius);
 }
 
+/// A call whose deadline (`grpc-timeout`) passes on the server is
+/// answered DEADLINE_EXCEEDED naming the method, as gRPC says (tonic
+/// alone answers CANCELLED), and the daemon goes on. A raw HTTP/2 client,
+/// so that the server's answer is what is seen (a tonic client gives up
+/// on its own at the deadline).
+#[tokio::test]
+async fn a_call_past_its_deadline_is_deadline_exceeded() {
+    use prost::Message;
+    let mut crius = Crius::start(CriusOptions::without_cni()).await.unwrap();
+    // A "registry" that takes connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let pull = k8s_cri::v1::PullImageRequest {
+        image: Some(k8s_cri::v1::ImageSpec {
+            image: format!("{}/stuck/image:1", silent.local_addr().unwrap()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let message = pull.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&message);
+
+    let io = UnixStream::connect(crius.dir().socket()).await.unwrap();
+    let (send, conn) = h2::client::handshake(io).await.unwrap();
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut send = send.ready().await.unwrap();
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("http://localhost/runtime.v1.ImageService/PullImage")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "300m")
+        .body(())
+        .unwrap();
+    let began = Instant::now();
+    let (response, mut body) = send.send_request(req, false).unwrap();
+    body.send_data(bytes::Bytes::from(frame), true).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(20), response)
+        .await
+        .expect("no answer within 20 s")
+        .unwrap();
+    let (parts, mut body) = response.into_parts();
+    // A trailers-only answer carries the status in its headers.
+    let mut status = parts.headers.clone();
+    if !status.contains_key("grpc-status") {
+        while body.data().await.is_some() {}
+        status = body.trailers().await.unwrap().unwrap_or_default();
+    }
+    let code = status["grpc-status"].to_str().unwrap().to_string();
+    let message = status
+        .get("grpc-message")
+        .map(|m| m.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        code,
+        (tonic::Code::DeadlineExceeded as i32).to_string(),
+        "{message}"
+    );
+    assert!(message.contains("PullImage"), "{message}");
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
+    task.abort();
+
+    let mut rt = crius.runtime_client();
+    let version = rt.version(VersionRequest::default()).await.unwrap();
+    assert_eq!(version.into_inner().runtime_name, "crius");
+    drop(silent);
+    crius.stop().await.unwrap();
+    assert_no_leaks(&crius);
+}
+
 /// A client that connects, calls Version and leaves its connection open
 /// (as critest does, twice per spec); `None` if it was turned away.
 async fn call_once(
