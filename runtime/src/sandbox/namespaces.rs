@@ -269,9 +269,24 @@ impl ChildSteps<'_> {
         // SAFETY: plain system calls on integers and a C string that
         // lives in the parent's (copied) memory.
         unsafe {
-            // Our copy of the parent's write end would keep our reads
-            // from ever seeing the parent go.
-            libc::close(parents_end);
+            // Every fd but our two pipe ends goes. Our copy of the
+            // parent's write end would keep our reads from ever seeing the
+            // parent go; and a copy of the daemon's listeners (the
+            // metrics port, the CRI socket) would keep a daemon restarted
+            // after a kill -9 from binding them while we live on.
+            // (close_range is Linux 5.9; before it, the write end at least.)
+            let (lo, hi) = (tell.min(wait), tell.max(wait));
+            let mut closed = true;
+            for (first, last) in [(3, lo - 1), (lo + 1, hi - 1), (hi + 1, i32::MAX)] {
+                if first <= last
+                    && libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32) != 0
+                {
+                    closed = false;
+                }
+            }
+            if !closed {
+                libc::close(parents_end);
+            }
             if libc::unshare(libc::CLONE_NEWUSER) != 0 || !say(&b'u') || !hear() {
                 return 1;
             }
