@@ -32,6 +32,8 @@ use crate::oci::{logged_errors, read_pid, runtime_message};
 
 /// How long the runtime may take to send the terminal.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a terminal that an exited exec may have sent is looked for.
+const EXITED_CONSOLE_GRACE: Duration = Duration::from_secs(2);
 
 /// Which streams an exec gets, and whether a terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -191,19 +193,32 @@ impl Containers {
             exit: Box::pin(async { Ok(0) }),
         };
         if let Some(console) = &console {
+            let receive = receive_terminal(console);
+            tokio::pin!(receive);
             let master = tokio::select! {
-                m = receive_terminal(console) => m,
+                biased;
+                m = &mut receive => m,
                 status = child.wait() => {
-                    let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
-                    let said = match messages {
-                        Some(t) => t.await.unwrap_or_default(),
-                        None => Vec::new(),
-                    };
-                    return Err(Error::External {
-                        what,
-                        message: runtime_said(&log_file, &said)
-                            .unwrap_or_else(|| format!("exited with code {code} before it ran the command")),
-                    });
+                    // The runtime sends the terminal before it runs the
+                    // command, so a quick command may be over, its output
+                    // waiting in the terminal, before the terminal is taken
+                    // here: it is in the console socket then, or never.
+                    match tokio::time::timeout(EXITED_CONSOLE_GRACE, &mut receive).await {
+                        Ok(m) => m,
+                        Err(_) => {
+                            let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
+                            let said = match messages {
+                                Some(t) => t.await.unwrap_or_default(),
+                                None => Vec::new(),
+                            };
+                            return Err(Error::External {
+                                what,
+                                message: runtime_said(&log_file, &said).unwrap_or_else(|| {
+                                    format!("exited with code {code} before it ran the command")
+                                }),
+                            });
+                        }
+                    }
                 }
                 () = tokio::time::sleep(CONSOLE_TIMEOUT) => Err(Error::Timeout(format!(
                     "{what}: the runtime sent no terminal within {}s",
