@@ -106,7 +106,28 @@ pub fn random_hex(bytes: usize) -> String {
 
 /// A loopback TCP port that was free a moment ago. Callers retry if it is
 /// taken before they bind it.
+///
+/// It is drawn from below the kernel's ephemeral range, never from it: a
+/// port there can be handed to any outgoing connection meanwhile (a test's
+/// client sockets among them), and a daemon restarted on the same port
+/// (the kill loop's metrics port) then fails to bind it. Below the range
+/// only another test drawing the same port can take it.
 pub fn free_port() -> Result<u16> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const LOWEST: u16 = 10000;
+    if ephemeral_low > LOWEST + 1000 {
+        for _ in 0..200 {
+            let mut b = [0u8; 2];
+            let _ = getrandom::fill(&mut b);
+            let port = LOWEST + u16::from_le_bytes(b) % (ephemeral_low - LOWEST);
+            if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context(|| "bind 127.0.0.1:0")?;
     Ok(listener
         .local_addr()
