@@ -43,12 +43,6 @@ metrics_listen = "none"
 monitor_path = "$monitor"
 default_cgroup_parent = "$CGROUP_PARENT"
 
-# critest opens two connections (runtime, image) for every spec and never
-# closes them (its AfterEach drops the client): some 280 over a run, past
-# the default cap of 128, after which crius closes new ones at once.
-[grpc]
-max_connections = 1024
-
 [cni]
 conf_dir = "$CONF_NET_DIR"
 bin_dirs = ["/usr/lib/cni"]
