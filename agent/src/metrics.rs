@@ -236,7 +236,7 @@ where
 
 /// Binds the metrics endpoint, so that a port in use fails start-up.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+    crius_cri::listen::bind_tcp(addr, "metrics").await
 }
 
 /// Serves `GET /metrics` until the task is dropped.

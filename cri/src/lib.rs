@@ -8,6 +8,7 @@ pub mod error;
 pub mod fuzzing;
 mod image;
 mod image_service;
+pub mod listen;
 pub mod request_errors;
 mod runtime;
 mod runtime_service;

@@ -22,7 +22,6 @@ mod tests;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::streaming::backend::{AttachSpec, ExecSpec};
@@ -59,13 +58,12 @@ impl StreamingServer {
             Some(files) => Some(tls_acceptor(files)?),
             None => None,
         };
-        let listener =
-            TcpListener::bind(config.addr)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.addr,
-                    source,
-                })?;
+        let listener = crate::listen::bind_tcp(config.addr, "streaming")
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.addr,
+                source,
+            })?;
         let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: config.addr,
             source,

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpListener;
 
 use futures_util::{SinkExt, StreamExt};
 use http::HeaderValue;
