@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crius_e2e::cri::{self, RuntimeClient};
-use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks};
+use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks, node_shape};
 use k8s_cri::v1::{
     Capability, ContainerConfig, ContainerFilter, ContainerState, ContainerStateValue,
     ContainerStatus, Device, ExecSyncRequest, ImageSpec, Int64Value, LinuxContainerConfig,
@@ -608,15 +608,22 @@ async fn running_container(handler: &str, pod: &str) {
     })
     .await
     .unwrap();
-    // Containers go under their pod's own cgroup.
+    // Containers go under their pod's own cgroup. cgroup v2 has no
+    // shares: runc and crun set cpu.weight = 1 + ((shares - 2) * 9999) /
+    // 262142, 10 for 256.
     let cgroup = format!("{}/{}/{id}", s.crius.dir().cgroup_parent(), s.pod_id);
-    let limit = std::fs::read_to_string(format!(
-        "/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes"
-    ))
-    .unwrap();
-    assert_eq!(limit.trim(), (96u64 << 20).to_string());
-    let shares = std::fs::read_to_string(format!("/sys/fs/cgroup/cpu{cgroup}/cpu.shares")).unwrap();
-    assert_eq!(shares.trim(), "256");
+    let v2_node = node_shape::cgroup_v2();
+    let read = |controller: &str, v1: &str, v2: &str| {
+        let file = node_shape::cgroup_file(controller, &cgroup, if v2_node { v2 } else { v1 });
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
+            .trim()
+            .to_string()
+    };
+    let limit = read("memory", "memory.limit_in_bytes", "memory.max");
+    assert_eq!(limit, (96u64 << 20).to_string());
+    let cpu = read("cpu", "cpu.shares", "cpu.weight");
+    assert_eq!(cpu, if v2_node { "10" } else { "256" });
     let status = cri::container_status(&mut s.rt, &id).await.unwrap();
     let res = status.resources.unwrap().linux.unwrap();
     assert_eq!((res.memory_limit_in_bytes, res.cpu_shares), (96 << 20, 256));
