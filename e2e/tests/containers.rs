@@ -315,17 +315,53 @@ async fn security_settings(handler: &str, pod: &str) {
         format!("{err:?}").contains("/nonexistent/profile.json"),
         "{err:?}"
     );
+    // A named AppArmor profile that is not loaded is refused: by its name
+    // where the kernel has AppArmor; where it has none (this host,
+    // checked), as one the node cannot give.
     let sc = LinuxContainerSecurityContext {
-        apparmor: profile(ProfileType::Localhost, "some-profile"),
+        apparmor: profile(ProfileType::Localhost, "crius-e2e-never-loaded"),
         ..Default::default()
     };
-    // This kernel has no AppArmor (checked): a named profile is refused.
-    assert!(!Path::new("/sys/module/apparmor").exists());
     let config = s.config("bad-apparmor", "true", sc);
     let err = cri::create_container(&mut s.rt, &s.pod_id, &s.pod, &config)
         .await
         .unwrap_err();
-    assert!(format!("{err:?}").contains("AppArmor"), "{err:?}");
+    let apparmor = node_shape::apparmor_enabled();
+    if apparmor {
+        assert!(
+            format!("{err:?}").contains("crius-e2e-never-loaded"),
+            "{err:?}"
+        );
+    } else {
+        assert!(!Path::new("/sys/module/apparmor").exists());
+        assert!(format!("{err:?}").contains("AppArmor"), "{err:?}");
+    }
+    // RuntimeDefault confines the container where there is AppArmor (the
+    // runtime's own profile, enforced), and runs it unlabelled where there
+    // is none; Unconfined is unconfined.
+    let label = "cat /proc/self/attr/apparmor/current 2>/dev/null || \
+                 cat /proc/self/attr/current 2>/dev/null || echo no-label";
+    let sc = LinuxContainerSecurityContext {
+        apparmor: profile(ProfileType::RuntimeDefault, ""),
+        ..Default::default()
+    };
+    let (status, out) = s.run(&s.config("apparmor-default", label, sc)).await;
+    assert_eq!(status.exit_code, 0, "{status:?} {out:?}");
+    let want = if apparmor {
+        "crius-default (enforce)"
+    } else {
+        "no-label"
+    };
+    assert_eq!(out, [want]);
+    if apparmor {
+        let sc = LinuxContainerSecurityContext {
+            apparmor: profile(ProfileType::Unconfined, ""),
+            ..Default::default()
+        };
+        let (status, out) = s.run(&s.config("apparmor-unconfined", label, sc)).await;
+        assert_eq!(status.exit_code, 0, "{status:?} {out:?}");
+        assert_eq!(out, ["unconfined"]);
+    }
     // A pod asking for a user namespace gets no container running as the
     // node's root.
     let mut userns_pod = s.pod.clone();
