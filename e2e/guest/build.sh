@@ -135,7 +135,7 @@ chroot "$tree" dpkg-query -W -f='${Package} ${Version}\n' >"$tmp/manifest"
 chroot "$tree" apt-get clean
 rm -rf "$tree"/var/lib/apt/lists/* "$tree/debootstrap"
 guest_log "making the ext4 image ($DISK_SIZE, sparse) from $(du -sh "$tree" | cut -f1)"
-mkfs.ext4 -q -F -L crius-guest -d "$tree" "$tmp/disk.raw" "$DISK_SIZE"
+mkfs.ext4 -q -F -L crius-guest -d "$tree" "$tmp/disk.raw" "$DISK_SIZE" >/dev/null
 rm -rf "$tree" "$tmp/debootstrap.out"
 
 mv -T "$tmp" "$image"
