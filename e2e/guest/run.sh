@@ -75,6 +75,7 @@ guest_prereqs
 mkdir -p "$GUEST_DIR/run" "$GUEST_DIR/results"
 run=$(mktemp -d "$GUEST_DIR/run/XXXXXX")
 qemu_pid=
+tests_pid=
 stop_guest() {
     if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
         kill -TERM "$qemu_pid" 2>/dev/null || true
@@ -89,6 +90,9 @@ stop_guest() {
 }
 # shellcheck disable=SC2317 # run by the trap
 cleanup() {
+    if [ -n "$tests_pid" ]; then
+        kill -TERM "$tests_pid" 2>/dev/null || true
+    fi
     stop_guest
     rm -rf "$run"
 }
@@ -213,9 +217,13 @@ guest_log "guest up: ssh answered $t_boot s after power-on"
 # 5. The tests.
 phase=$SECONDS
 status=0
+# In the background, so that a signal to run.sh is handled at once (bash
+# runs traps only between foreground commands, and `wait` is one).
 timeout --kill-after=30 "$TIMEOUT" "${ssh_to_guest[@]}" \
-    'mkdir -p /mnt/crius && mount -o ro /dev/vdb /mnt/crius && /mnt/crius/in-guest.sh' ||
-    status=$?
+    'mkdir -p /mnt/crius && mount -o ro /dev/vdb /mnt/crius && /mnt/crius/in-guest.sh' &
+tests_pid=$!
+wait "$tests_pid" || status=$?
+tests_pid=
 t_tests=$((SECONDS - phase))
 [ "$status" != 124 ] || guest_log "the tests did not finish within $TIMEOUT s"
 # Whatever happened, bring back what the guest wrote.
