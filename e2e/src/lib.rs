@@ -12,7 +12,10 @@
 //! - [`Crius`]: the daemon in its own temporary [`NodeDir`] with a private CNI
 //!   bridge and cgroup parent, and CRI clients over its unix socket;
 //! - [`cri`]: request builders and assertions shared by the tests;
-//! - [`assert_no_leaks`]: what a clean shutdown must leave behind: nothing.
+//! - [`assert_no_leaks`]: what a clean shutdown must leave behind: nothing;
+//! - [`node_shape`]: which cgroup hierarchy and whether AppArmor this node
+//!   has, so a test asserts what is right where it runs (this host, or the
+//!   guest lane's systemd, cgroup v2 and AppArmor node, `e2e/guest/`).
 //!
 //! Whatever a test does, dropping a [`Crius`] (or a [`NodeDir`]) kills its
 //! processes and removes its mounts, bridge, cgroups and files, so a failed
@@ -36,6 +39,7 @@ pub mod host;
 pub mod hostile;
 pub mod image;
 mod leaks;
+pub mod node_shape;
 mod nodedir;
 pub mod portforward;
 pub mod prometheus;

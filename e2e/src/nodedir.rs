@@ -297,11 +297,15 @@ impl NodeDir {
 
     fn kill_tied_processes(&self) {
         let parent = self.cgroup_parent();
-        // Paused containers cannot die until thawed.
+        // Paused containers cannot die until thawed: by the v1 freezer's
+        // freezer.state, or by cgroup v2's cgroup.freeze in every cgroup
+        // (each holds its own state; a frozen ancestor freezes all below).
         for dir in cgroup_dirs(&parent) {
-            if dir.starts_with("/sys/fs/cgroup/freezer") {
-                for cgroup in cgroup_descendants(&dir).into_iter().chain([dir.clone()]) {
+            for cgroup in cgroup_descendants(&dir).into_iter().chain([dir.clone()]) {
+                if dir.starts_with("/sys/fs/cgroup/freezer") {
                     let _ = std::fs::write(cgroup.join("freezer.state"), "THAWED");
+                } else if cgroup.join("cgroup.freeze").is_file() {
+                    let _ = std::fs::write(cgroup.join("cgroup.freeze"), "0");
                 }
             }
         }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crius_e2e::cri::{self, RuntimeClient};
-use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks};
+use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks, node_shape};
 use k8s_cri::v1::{
     Capability, ContainerConfig, ContainerFilter, ContainerState, ContainerStateValue,
     ContainerStatus, Device, ExecSyncRequest, ImageSpec, Int64Value, LinuxContainerConfig,
@@ -315,17 +315,53 @@ async fn security_settings(handler: &str, pod: &str) {
         format!("{err:?}").contains("/nonexistent/profile.json"),
         "{err:?}"
     );
+    // A named AppArmor profile that is not loaded is refused: by its name
+    // where the kernel has AppArmor; where it has none (this host,
+    // checked), as one the node cannot give.
     let sc = LinuxContainerSecurityContext {
-        apparmor: profile(ProfileType::Localhost, "some-profile"),
+        apparmor: profile(ProfileType::Localhost, "crius-e2e-never-loaded"),
         ..Default::default()
     };
-    // This kernel has no AppArmor (checked): a named profile is refused.
-    assert!(!Path::new("/sys/module/apparmor").exists());
     let config = s.config("bad-apparmor", "true", sc);
     let err = cri::create_container(&mut s.rt, &s.pod_id, &s.pod, &config)
         .await
         .unwrap_err();
-    assert!(format!("{err:?}").contains("AppArmor"), "{err:?}");
+    let apparmor = node_shape::apparmor_enabled();
+    if apparmor {
+        assert!(
+            format!("{err:?}").contains("crius-e2e-never-loaded"),
+            "{err:?}"
+        );
+    } else {
+        assert!(!Path::new("/sys/module/apparmor").exists());
+        assert!(format!("{err:?}").contains("AppArmor"), "{err:?}");
+    }
+    // RuntimeDefault confines the container where there is AppArmor (the
+    // runtime's own profile, enforced), and runs it unlabelled where there
+    // is none; Unconfined is unconfined.
+    let label = "cat /proc/self/attr/apparmor/current 2>/dev/null || \
+                 cat /proc/self/attr/current 2>/dev/null || echo no-label";
+    let sc = LinuxContainerSecurityContext {
+        apparmor: profile(ProfileType::RuntimeDefault, ""),
+        ..Default::default()
+    };
+    let (status, out) = s.run(&s.config("apparmor-default", label, sc)).await;
+    assert_eq!(status.exit_code, 0, "{status:?} {out:?}");
+    let want = if apparmor {
+        "crius-default (enforce)"
+    } else {
+        "no-label"
+    };
+    assert_eq!(out, [want]);
+    if apparmor {
+        let sc = LinuxContainerSecurityContext {
+            apparmor: profile(ProfileType::Unconfined, ""),
+            ..Default::default()
+        };
+        let (status, out) = s.run(&s.config("apparmor-unconfined", label, sc)).await;
+        assert_eq!(status.exit_code, 0, "{status:?} {out:?}");
+        assert_eq!(out, ["unconfined"]);
+    }
     // A pod asking for a user namespace gets no container running as the
     // node's root.
     let mut userns_pod = s.pod.clone();
@@ -608,15 +644,22 @@ async fn running_container(handler: &str, pod: &str) {
     })
     .await
     .unwrap();
-    // Containers go under their pod's own cgroup.
+    // Containers go under their pod's own cgroup. cgroup v2 has no
+    // shares: runc and crun set cpu.weight = 1 + ((shares - 2) * 9999) /
+    // 262142, 10 for 256.
     let cgroup = format!("{}/{}/{id}", s.crius.dir().cgroup_parent(), s.pod_id);
-    let limit = std::fs::read_to_string(format!(
-        "/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes"
-    ))
-    .unwrap();
-    assert_eq!(limit.trim(), (96u64 << 20).to_string());
-    let shares = std::fs::read_to_string(format!("/sys/fs/cgroup/cpu{cgroup}/cpu.shares")).unwrap();
-    assert_eq!(shares.trim(), "256");
+    let v2_node = node_shape::cgroup_v2();
+    let read = |controller: &str, v1: &str, v2: &str| {
+        let file = node_shape::cgroup_file(controller, &cgroup, if v2_node { v2 } else { v1 });
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
+            .trim()
+            .to_string()
+    };
+    let limit = read("memory", "memory.limit_in_bytes", "memory.max");
+    assert_eq!(limit, (96u64 << 20).to_string());
+    let cpu = read("cpu", "cpu.shares", "cpu.weight");
+    assert_eq!(cpu, if v2_node { "10" } else { "256" });
     let status = cri::container_status(&mut s.rt, &id).await.unwrap();
     let res = status.resources.unwrap().linux.unwrap();
     assert_eq!((res.memory_limit_in_bytes, res.cpu_shares), (96 << 20, 256));

@@ -263,13 +263,14 @@ async fn sysctls_pod_cgroup_and_shm_size() {
     );
     // The container's cgroup is below the pod's.
     let running = w.start_sh(&id, &pod, "idle", "exec sleep 1000").await;
-    let memory_cgroup = format!(
-        "/sys/fs/cgroup/memory{}/{id}/{running}",
-        w.crius.dir().cgroup_parent()
+    let memory_cgroup = crius_e2e::node_shape::cgroup_dir(
+        "memory",
+        &format!("{}/{id}/{running}", w.crius.dir().cgroup_parent()),
     );
     assert!(
-        std::path::Path::new(&memory_cgroup).is_dir(),
-        "{memory_cgroup} missing"
+        memory_cgroup.join("cgroup.procs").is_file(),
+        "{} missing",
+        memory_cgroup.display()
     );
     w.remove_pod(&id).await;
 
