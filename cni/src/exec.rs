@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::Attachment;
 use crate::config::{NetworkConfigList, PluginConf};
+use crate::earlier::CLIENT_ENV;
 use crate::error::Error;
 use crate::result::CniResult;
 
@@ -178,76 +180,16 @@ pub(crate) fn parse_plugin_error(stdout: &[u8], stderr: &[u8], status: &str) -> 
     }
 }
 
-/// The variable every plugin call gets (and the delegates it runs inherit),
-/// naming the client that made it by its cache directory: how a restarted
-/// daemon finds the calls its killed predecessor left running.
-pub(crate) const CLIENT_ENV: &str = "CRIUS_CNI_CLIENT";
-
-/// The most of a process's environment [`calls_of`] reads. A plugin's is
-/// the daemon's plus a few `CNI_*` variables; this bounds what a foreign
-/// process with a huge environment costs the scan.
-const MAX_ENVIRON: u64 = 1 << 20;
-
-/// The processes (plugins and their delegates) running a call of the
-/// client whose cache directory is `client` ([`CLIENT_ENV`]), this process
-/// aside. Zombies and processes that vanish during the scan are left out.
-pub(crate) fn calls_of(client: &Path) -> Vec<i32> {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let me = std::process::id() as i32;
-    procs
-        .flatten()
-        .filter_map(|p| p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-        .filter(|&pid| pid != me && is_call_of(pid, client))
-        .collect()
-}
-
-/// Whether `pid` is a plugin call of `client`: its environment holds
-/// `CRIUS_CNI_CLIENT=<client>` and it runs as this process's real user (a
-/// host user who sets the variable on a process of their own, even a
-/// setuid one, must not make the daemon wait for it, or kill it).
-pub(crate) fn is_call_of(pid: i32, client: &Path) -> bool {
-    use std::io::Read;
-    use std::os::unix::ffi::OsStrExt;
-    if real_uid_of(pid) != Some(nix::unistd::getuid().as_raw()) {
-        return false;
-    }
-    let Ok(file) = std::fs::File::open(format!("/proc/{pid}/environ")) else {
-        return false;
-    };
-    let mut environ = Vec::new();
-    if file.take(MAX_ENVIRON).read_to_end(&mut environ).is_err() {
-        return false;
-    }
-    let mut wanted = CLIENT_ENV.as_bytes().to_vec();
-    wanted.push(b'=');
-    wanted.extend_from_slice(client.as_os_str().as_bytes());
-    environ.split(|&b| b == 0).any(|var| var == wanted)
-}
-
-/// The real user id of `pid` (the first of /proc/<pid>/status's `Uid:`).
-fn real_uid_of(pid: i32) -> Option<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Uid:")?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-}
-
 /// Runs one plugin call. ADD returns the parsed result; the other
 /// commands return `None`. `client` goes into the plugin's environment
-/// as [`CLIENT_ENV`].
+/// as [`CLIENT_ENV`], and the plugin inherits `calls_lock` (see
+/// [`crate::earlier`]).
 pub(crate) async fn run(
     inv: &Invocation<'_>,
     bin_dirs: &[PathBuf],
     timeout: Duration,
     client: &Path,
+    calls_lock: Option<RawFd>,
 ) -> Result<Option<CniResult>, Error> {
     let network = inv.list.name.as_str();
     let plugin = inv.plugin.plugin_type();
@@ -279,7 +221,7 @@ pub(crate) async fn run(
             source,
         }
     };
-    let output = exec(&path, &stdin, env, timeout)
+    let output = exec(&path, &stdin, env, timeout, calls_lock)
         .await
         .map_err(|e| match e {
             ExecError::Io(context, source) => {
@@ -329,22 +271,37 @@ enum ExecError {
 /// Spawns `path` in its own process group, feeds `stdin`, collects
 /// stdout/stderr and waits, all within `timeout`. On expiry the whole group
 /// is killed: a plugin may have started a delegate (an IPAM plugin) that
-/// would otherwise outlive it and hold the pipes open.
+/// would otherwise outlive it and hold the pipes open. The child keeps
+/// `inherit` open across its exec.
 async fn exec(
     path: &Path,
     stdin: &[u8],
     env: Vec<(&'static str, OsString)>,
     timeout: Duration,
+    inherit: Option<RawFd>,
 ) -> Result<std::process::Output, ExecError> {
-    let mut child = tokio::process::Command::new(path)
+    let mut command = tokio::process::Command::new(path);
+    command
         .envs(env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| ExecError::Io("spawn", e))?;
+        .kill_on_drop(true);
+    if let Some(fd) = inherit {
+        // SAFETY: runs in the child between fork and exec, where it only
+        // calls fcntl (async-signal-safe) on a descriptor the caller keeps
+        // open until the spawn has returned.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn().map_err(|e| ExecError::Io("spawn", e))?;
     let pid = child.id();
     let child_stdin = child.stdin.take();
     let child_stdout = child.stdout.take();

@@ -10,6 +10,7 @@
 
 mod cache;
 pub mod config;
+mod earlier;
 pub mod error;
 mod exec;
 pub mod ifstats;
@@ -194,8 +195,9 @@ pub struct Cni {
     cache: Cache,
     watch: Arc<ConfigWatch>,
     observer: Option<CallObserver>,
-    /// Set once the calls an earlier client left running are over.
-    settled: Arc<tokio::sync::OnceCell<()>>,
+    /// Set once the calls an earlier client left running are over: the
+    /// calls lock this client's plugins inherit.
+    settled: Arc<tokio::sync::OnceCell<Option<earlier::CallsLock>>>,
 }
 
 impl Cni {
@@ -219,14 +221,25 @@ impl Cni {
     }
 
     /// Runs one plugin call and tells the observer. The first call waits
-    /// for [`Cni::settle_earlier_calls`].
+    /// for the calls an earlier client of the same cache left running
+    /// ([`earlier::settle`]).
     async fn run(&self, inv: &Invocation<'_>) -> Result<Option<CniResult>, Error> {
-        self.settled
-            .get_or_init(|| self.settle_earlier_calls())
-            .await;
-        let began = std::time::Instant::now();
         let client = &self.opts.cache_dir;
-        let result = exec::run(inv, &self.opts.bin_dirs, self.opts.plugin_timeout, client).await;
+        let lock = self
+            .settled
+            .get_or_init(|| earlier::settle(client, self.opts.plugin_timeout))
+            .await
+            .as_ref()
+            .map(earlier::CallsLock::fd);
+        let began = std::time::Instant::now();
+        let result = exec::run(
+            inv,
+            &self.opts.bin_dirs,
+            self.opts.plugin_timeout,
+            client,
+            lock,
+        )
+        .await;
         if let Some(CallObserver(observe)) = &self.observer {
             observe(&PluginCall {
                 plugin: inv.plugin.plugin_type(),
@@ -240,50 +253,6 @@ impl Cni {
             });
         }
         result
-    }
-
-    /// Waits until no plugin call of an earlier client of the same cache
-    /// (a daemon killed mid-call) is still running. Such a call is an
-    /// orphan nobody reads, and it may still be making what a DEL from
-    /// this client must undo: an ADD finishing after recovery's DEL would
-    /// leave its veth and NAT rules behind for good. The wait is bounded by
-    /// the plugin timeout, which the earlier client would have enforced
-    /// too: what is left then is killed, as that client would have.
-    async fn settle_earlier_calls(&self) {
-        let client = self.opts.cache_dir.clone();
-        let scan = || {
-            let client = client.clone();
-            async move {
-                tokio::task::spawn_blocking(move || exec::calls_of(&client))
-                    .await
-                    .unwrap_or_default()
-            }
-        };
-        let mut left = scan().await;
-        if left.is_empty() {
-            return;
-        }
-        tracing::info!(pids = ?left, cache = %client.display(), "waiting for CNI plugin calls an earlier crius left running");
-        let deadline = tokio::time::Instant::now() + self.opts.plugin_timeout;
-        while !left.is_empty() {
-            if tokio::time::Instant::now() >= deadline {
-                for &pid in &left {
-                    // Checked again just before: a PID that went away and
-                    // was reused is not ours to kill.
-                    if exec::is_call_of(pid, &client) {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
-                }
-                tracing::warn!(pids = ?left, timeout = ?self.opts.plugin_timeout, "killed CNI plugin calls an earlier crius left running past the plugin timeout");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            left = scan().await;
-        }
-        tracing::info!("the CNI plugin calls an earlier crius left running are over");
     }
 
     /// Ready iff the config directory holds a valid network config. Cheap:

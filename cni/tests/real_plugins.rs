@@ -174,9 +174,14 @@ impl Testbed {
             .collect()
     }
 
+    /// The files in the cache directory, its calls lock aside.
     fn cache_files(&self) -> usize {
         std::fs::read_dir(self.tmp.path().join("cache"))
-            .map(|rd| rd.count())
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name() != ".calls.lock")
+                    .count()
+            })
             .unwrap_or(0)
     }
 

@@ -17,6 +17,8 @@ stdin=$(cat)
 echo "$CNI_COMMAND $name $CNI_IFNAME" >> "$dir/calls.log"
 printf '%s' "$stdin" > "$dir/$name.$CNI_COMMAND.stdin"
 env | grep '^CNI_' | sort > "$dir/$name.$CNI_COMMAND.env"
+# The descriptors the call inherited, by what they name.
+for fd in /proc/$$/fd/*; do readlink "$fd"; done > "$dir/$name.$CNI_COMMAND.fds" 2>/dev/null
 if [ "$CNI_COMMAND" = STATUS ] && [ -e "$dir/$name.unavailable" ]; then
     printf '{"cniVersion":"1.1.0","code":50,"msg":"plugin not available","details":"no uplink"}'
     exit 1
@@ -122,11 +124,14 @@ impl Env {
         std::fs::read_to_string(self.bin.join(format!("{plugin}.{command}.env"))).unwrap()
     }
 
+    /// The files in the cache directory, its calls lock aside (which the
+    /// first plugin call makes, and which stays).
     pub fn cache_files(&self) -> Vec<String> {
         match std::fs::read_dir(&self.cache) {
             Ok(rd) => {
                 let mut v: Vec<_> = rd
                     .map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .filter(|n| n != ".calls.lock")
                     .collect();
                 v.sort();
                 v
