@@ -115,23 +115,60 @@ async fn chain_ids(img: &mut ImageClient, image: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits (a minute at most) until what collections moved aside is
-/// deleted: no temp layer, nothing in `content/ingest`.
+/// Waits until what collections moved aside is deleted: no temp layer,
+/// nothing in `content/ingest`; fails once a minute goes by in which none
+/// of it was deleted.
 fn settle(root: &Path) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // A bound on stalling, not on speed: the deletion may be slow on a
+    // loaded machine, but it must keep going until nothing is left.
+    const STALL: std::time::Duration = std::time::Duration::from_secs(60);
+    let began = std::time::Instant::now();
+    let mut last = (usize::MAX, began);
     loop {
-        let busy = layer_dirs(root).iter().any(|n| n.starts_with('.'))
-            || std::fs::read_dir(root.join("content/ingest")).is_ok_and(|mut d| d.next().is_some());
-        if !busy {
+        let left = garbage_entries(root);
+        if left == 0 {
             return;
         }
+        if left < last.0 {
+            last = (left, std::time::Instant::now());
+        }
         assert!(
-            std::time::Instant::now() < deadline,
-            "image garbage not deleted within a minute: {:?}",
+            last.1.elapsed() < STALL,
+            "image garbage stopped being deleted: {left} entries left after {:?}, none deleted \
+             in the last {STALL:?}: {:?}",
+            began.elapsed(),
             layer_dirs(root)
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
+}
+
+/// How many entries (at any depth) the image garbage still holds: layer
+/// directories under temp names, and ingests.
+fn garbage_entries(root: &Path) -> usize {
+    fn count(path: &Path) -> usize {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return 0;
+        };
+        let below = if meta.is_dir() {
+            std::fs::read_dir(path)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| count(&e.path()))
+                .sum()
+        } else {
+            0
+        };
+        1 + below
+    }
+    let trash: usize = layer_dirs(root)
+        .iter()
+        .filter(|n| n.starts_with('.'))
+        .map(|n| count(&root.join("layers").join(n)))
+        .sum();
+    let ingest = root.join("content/ingest");
+    trash + count(&ingest).saturating_sub(1)
 }
 
 /// Layer directories crius keeps (chain id hex names), and temp entries.
