@@ -37,9 +37,13 @@ struct Setup {
 
 impl Setup {
     async fn new(handler: &str, pod_name: &str) -> Setup {
+        Setup::with(CriusOptions::default(), handler, pod_name).await
+    }
+
+    async fn with(options: CriusOptions, handler: &str, pod_name: &str) -> Setup {
         let registry = Registry::start().unwrap();
         let images = TestImages::push(registry.addr()).await.unwrap();
-        let crius = Crius::start(CriusOptions::default()).await.unwrap();
+        let crius = Crius::start(options).await.unwrap();
         let mut rt = crius.runtime_client();
         let mut img = crius.image_client();
         cri::pull_image(&mut img, &images.oci.reference)
@@ -543,6 +547,76 @@ async fn exec_sync_resources_logs_and_stops_with_runc() {
 #[tokio::test]
 async fn exec_sync_resources_logs_and_stops_with_crun() {
     running_container("crun", "run-crun").await;
+}
+
+/// runc as a slow node's runtime is: its exec starts the command at once
+/// but writes the command's pid to its pid file only 2 s later, or when it
+/// ends if that is sooner (seen under qemu's software emulation, where
+/// runc takes longer to get there than a one-second ExecSync timeout).
+/// Everything else is plain runc.
+const LATE_PID_RUNC: &str = r#"#!/bin/sh
+real="$(dirname "$0")/runc.real"
+case " $* " in
+*" --detach "*) exec "$real" "$@" ;;
+*" exec "*) ;;
+*) exec "$real" "$@" ;;
+esac
+pid_file=
+prev=
+n=$#
+for a in "$@"; do
+    if [ "$prev" = --pid-file ]; then pid_file=$a; a=$a.late; fi
+    set -- "$@" "$a"
+    prev=$a
+done
+shift "$n"
+late() { mv "$pid_file.late" "$pid_file" 2>/dev/null; }
+(sleep 2; late) </dev/null >/dev/null 2>&1 &
+mover=$!
+"$real" "$@"
+rc=$?
+kill "$mover" 2>/dev/null
+late
+exit "$rc"
+"#;
+
+#[tokio::test]
+async fn exec_sync_timeout_kills_the_command_when_the_runtime_writes_its_pid_late() {
+    let bin = tempfile::tempdir().unwrap();
+    let runc = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join("runc"))
+        .find(|p| p.is_file())
+        .expect("runc on PATH");
+    std::os::unix::fs::symlink(&runc, bin.path().join("runc.real")).unwrap();
+    let wrapper = bin.path().join("runc");
+    std::fs::write(&wrapper, LATE_PID_RUNC).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let options = CriusOptions {
+        config: Some(format!(
+            "[runtime.handlers.runc]\npath = \"{}\"\nroot = \"\"\n",
+            wrapper.display()
+        )),
+        ..Default::default()
+    };
+    let mut s = Setup::with(options, "", "exec-late-pid").await;
+    let config = s.config("main", "sleep 1000", Default::default());
+    let id = s.create_and_start(&config).await;
+    let err = exec(&mut s.rt, &id, &["sleep", "77"], 1).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    let r = exec(&mut s.rt, &id, &["ps", "-o", "args"], 10)
+        .await
+        .unwrap();
+    let ps = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        !ps.contains("sleep 77"),
+        "the command outlived its timeout:\n{ps}"
+    );
+    // The slow pid file's mover is done before the daemon goes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    s.finish().await;
 }
 
 async fn exec(

@@ -104,7 +104,9 @@ impl OciRuntime {
             None => {
                 // The command itself must die, not only the runtime's
                 // exec, which would leave it running in the container.
-                if let Some(pid) = read_pid(pid_file) {
+                // The runtime may not have written its pid yet (a slow
+                // node, a timeout shorter than the runtime's start-up).
+                if let Some(pid) = pid_once_written(pid_file, &mut child).await {
                     let _ = kill(pid, Signal::SIGKILL);
                 }
                 if tokio::time::timeout(KILL_GRACE, child.wait())
@@ -193,6 +195,24 @@ impl OciRuntime {
         }
         argv.push(id.into());
         Ok(argv)
+    }
+}
+
+/// The pid `exec`'s runtime writes to `pid_file`, waited for while that
+/// runtime runs, [`KILL_GRACE`] at most: `None` once it has ended
+/// without writing one (the command never started) or the wait is over.
+async fn pid_once_written(pid_file: &Path, runtime: &mut tokio::process::Child) -> Option<Pid> {
+    let deadline = tokio::time::Instant::now() + KILL_GRACE;
+    loop {
+        if let Some(pid) = read_pid(pid_file) {
+            return Some(pid);
+        }
+        let ended = !matches!(runtime.try_wait(), Ok(None));
+        if ended || tokio::time::Instant::now() >= deadline {
+            // Written just as the runtime ended, or not at all.
+            return read_pid(pid_file);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
