@@ -139,8 +139,12 @@ pub fn container_config(config: Option<cri::ContainerConfig>) -> Result<Containe
         Some(p) => security_profile(&p, "seccomp")?,
         None => profile_from_path(seccomp_path, "seccomp")?,
     };
+    // No AppArmor profile named means the runtime's default (kubelet
+    // sends none unless the pod names one; containerd and CRI-O alike),
+    // where no seccomp profile means none.
     let apparmor = match sc.apparmor {
         Some(p) => security_profile(&p, "apparmor")?,
+        None if apparmor_path.is_empty() => SecurityProfile::RuntimeDefault,
         None => profile_from_path(apparmor_path, "apparmor")?,
     };
     let supplemental_groups_policy =

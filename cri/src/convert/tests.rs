@@ -166,6 +166,7 @@ fn ctr_with(sc: cri::LinuxContainerSecurityContext) -> Result<ContainerConfig, S
 fn security_profiles_from_both_forms() {
     let c = ctr_with(Default::default()).unwrap();
     assert_eq!(c.security.seccomp, SecurityProfile::Unconfined);
+    assert_eq!(c.security.apparmor, SecurityProfile::RuntimeDefault);
     let c = ctr_with(cri::LinuxContainerSecurityContext {
         seccomp: Some(cri::SecurityProfile {
             profile_type: cri::security_profile::ProfileType::Localhost as i32,

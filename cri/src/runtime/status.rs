@@ -1,4 +1,5 @@
-//! Status: whether the runtime and pod networking are ready.
+//! Status: whether the runtime and pod networking are ready; verbose, what
+//! the node's AppArmor is to containers.
 
 use crius_runtime::Runtime;
 use k8s_cri::v1::{
@@ -13,7 +14,7 @@ const RUNTIME_READY: &str = "RuntimeReady";
 const NETWORK_READY: &str = "NetworkReady";
 
 /// Handles Status.
-pub async fn handle(rt: &Runtime, _req: StatusRequest) -> Result<StatusResponse, Status> {
+pub async fn handle(rt: &Runtime, req: StatusRequest) -> Result<StatusResponse, Status> {
     let s = rt.status().await;
     // runc and crun alike: crius makes the user namespace and the pod's
     // namespaces inside it, and the ID-mapped mounts, itself.
@@ -32,9 +33,22 @@ pub async fn handle(rt: &Runtime, _req: StatusRequest) -> Result<StatusResponse,
             message: s.network.message,
         },
     ];
+    let mut info = std::collections::HashMap::new();
+    if req.verbose {
+        let a = &s.apparmor;
+        info.insert(
+            "apparmor".to_string(),
+            serde_json::json!({
+                "enabled": a.enabled,
+                "defaultProfile": a.default_profile,
+                "defaultProfileLoaded": a.default_loaded,
+            })
+            .to_string(),
+        );
+    }
     Ok(StatusResponse {
         status: Some(RuntimeStatus { conditions }),
-        info: Default::default(),
+        info,
         // The default handler is listed under its name and, as the CRI
         // defines it, under the empty name too (what RunPodSandbox with
         // no runtime_handler gets; critest looks it up that way).

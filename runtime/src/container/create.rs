@@ -145,6 +145,13 @@ impl Containers {
         pid_target: Option<PathBuf>,
     ) -> Result<()> {
         let began = std::time::Instant::now();
+        let security = &c.config.security;
+        if matches!(security.apparmor, SecurityProfile::RuntimeDefault)
+            && !security.privileged
+            && apparmor::enabled()
+        {
+            apparmor::ensure_default().await?;
+        }
         let rootfs = self.prepare_rootfs(sb, image, volumes, c)?;
         let (spec, cgroups_path) = self.build_spec(sb, image, c, &rootfs, pid_target)?;
         // Hook point: this is where NRI's CreateContainer will see the

@@ -47,6 +47,7 @@ pub use crate::records::container::{
     Propagation, Resources, SecurityContext, SecurityProfile, SentPodConfig, StopSignal,
     SupplementalGroupsPolicy, TERMINATION_MESSAGE_PATH_ANNOTATION,
 };
+pub use apparmor::{AppArmorStatus, status as apparmor_status};
 pub use attach::AttachSession;
 pub use exec::ExecOutput;
 pub use exec_session::{ExecExit, ExecRead, ExecSession, ExecStdio, ExecWrite, Terminal};

@@ -136,8 +136,9 @@ pub fn parse_ulimit(s: &str) -> Result<Rlimit> {
 
 /// The AppArmor profile for a requested one: `None` for unconfined. On a
 /// kernel without AppArmor the default means none and a named profile is
-/// an error; with AppArmor, the default is crius's profile when it is
-/// loaded (`loaded`), else none.
+/// an error; with AppArmor, the default is crius's profile, which must be
+/// loaded (`loaded`; creation loads it first), and a named profile must be
+/// loaded too.
 pub fn apparmor_profile(
     requested: &SecurityProfile,
     privileged: bool,
@@ -147,9 +148,13 @@ pub fn apparmor_profile(
     match requested {
         SecurityProfile::Unconfined => Ok(None),
         _ if privileged => Ok(None),
-        SecurityProfile::RuntimeDefault => {
-            Ok((enabled && loaded(APPARMOR_DEFAULT)).then(|| APPARMOR_DEFAULT.to_string()))
+        SecurityProfile::RuntimeDefault if !enabled => Ok(None),
+        SecurityProfile::RuntimeDefault if !loaded(APPARMOR_DEFAULT) => {
+            Err(Error::FailedPrecondition(format!(
+                "AppArmor profile {APPARMOR_DEFAULT} (RuntimeDefault) is not loaded on this node"
+            )))
         }
+        SecurityProfile::RuntimeDefault => Ok(Some(APPARMOR_DEFAULT.to_string())),
         SecurityProfile::Localhost(name) if !enabled => Err(Error::InvalidArgument(format!(
             "AppArmor profile {name:?} requested, but this node's kernel has no AppArmor"
         ))),
@@ -165,9 +170,8 @@ pub fn apparmor_profile(
     }
 }
 
-/// The AppArmor profile RuntimeDefault means, when an operator has loaded
-/// it.
-pub const APPARMOR_DEFAULT: &str = "crius-default";
+/// The AppArmor profile RuntimeDefault means.
+pub const APPARMOR_DEFAULT: &str = super::apparmor::DEFAULT_PROFILE;
 
 /// The process's argv: Kubernetes' rules for merging command/args with
 /// the image's Entrypoint/Cmd.

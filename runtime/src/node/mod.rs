@@ -46,6 +46,8 @@ pub struct RuntimeStatus {
     pub network: NetworkStatus,
     /// The OCI runtime handlers available, default first.
     pub handlers: Vec<String>,
+    /// The node's AppArmor.
+    pub apparmor: crate::container::AppArmorStatus,
 }
 
 /// What the node's image and container filesystems hold, for kubelet's
@@ -172,6 +174,7 @@ impl Runtime {
             runtime_ready: true,
             network: self.pods.network_status().await,
             handlers: self.handlers.names(),
+            apparmor: crate::container::apparmor_status(),
         }
     }
 

@@ -403,7 +403,15 @@ fn apparmor_profiles_need_a_kernel_with_apparmor() {
             .as_deref(),
         Some(APPARMOR_DEFAULT)
     );
+    // The default not loaded (creation loads it first): an error, never
+    // an unconfined container in its place.
+    let e = apparmor_profile(&SecurityProfile::RuntimeDefault, false, true, none).unwrap_err();
+    assert!(e.to_string().contains(APPARMOR_DEFAULT), "{e}");
     assert_eq!(apparmor_profile(&local, true, true, all).unwrap(), None);
+    assert_eq!(
+        apparmor_profile(&SecurityProfile::RuntimeDefault, true, true, none).unwrap(),
+        None
+    );
 }
 
 #[test]
