@@ -47,6 +47,7 @@ mod registry;
 pub mod remotecommand;
 pub mod synth;
 pub mod token;
+pub mod wrapped_runtime;
 
 use std::fmt;
 use std::net::{Ipv4Addr, TcpListener};

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crius_e2e::cri::{self, RuntimeClient};
+use crius_e2e::wrapped_runtime::{only_handler, wrapped};
 use crius_e2e::{Crius, CriusOptions, Registry, TestImages, assert_no_leaks, node_shape};
 use k8s_cri::v1::{
     Capability, ContainerConfig, ContainerFilter, ContainerState, ContainerStateValue,
@@ -554,8 +555,7 @@ async fn exec_sync_resources_logs_and_stops_with_crun() {
 /// ends if that is sooner (seen under qemu's software emulation, where
 /// runc takes longer to get there than a one-second ExecSync timeout).
 /// Everything else is plain runc.
-const LATE_PID_RUNC: &str = r#"#!/bin/sh
-real="$(dirname "$0")/runc.real"
+const LATE_PID_RUNC: &str = r#"
 case " $* " in
 *" --detach "*) exec "$real" "$@" ;;
 *" exec "*) ;;
@@ -583,22 +583,9 @@ exit "$rc"
 #[tokio::test]
 async fn exec_sync_timeout_kills_the_command_when_the_runtime_writes_its_pid_late() {
     let bin = tempfile::tempdir().unwrap();
-    let runc = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join("runc"))
-        .find(|p| p.is_file())
-        .expect("runc on PATH");
-    std::os::unix::fs::symlink(&runc, bin.path().join("runc.real")).unwrap();
-    let wrapper = bin.path().join("runc");
-    std::fs::write(&wrapper, LATE_PID_RUNC).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wrapper = wrapped(bin.path(), "runc", LATE_PID_RUNC);
     let options = CriusOptions {
-        config: Some(format!(
-            "[runtime.handlers.runc]\npath = \"{}\"\nroot = \"\"\n",
-            wrapper.display()
-        )),
+        config: Some(only_handler("runc", &wrapper)),
         ..Default::default()
     };
     let mut s = Setup::with(options, "", "exec-late-pid").await;

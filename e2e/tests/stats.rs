@@ -650,7 +650,35 @@ fn du(dir: &Path) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_subscribers_see_a_containers_lifecycle_in_order() {
-    let mut w = World::start(CriusOptions::default()).await;
+    lifecycle_events(CriusOptions::default()).await;
+}
+
+/// An OCI runtime whose `start` answers 1 s after the container has begun
+/// (crun: crius starts runc's containers through their exec FIFO, not
+/// `runc start`): a brief container is over before StartContainer is, as
+/// on a loaded node.
+const SLOW_START: &str = r#"
+case " $* " in
+*" start "*) "$real" "$@"; rc=$?; sleep 1; exit "$rc" ;;
+esac
+exec "$real" "$@"
+"#;
+
+#[tokio::test]
+async fn started_comes_before_stopped_when_the_container_ends_before_its_start_returns() {
+    let bin = tempfile::tempdir().unwrap();
+    let crun = crius_e2e::wrapped_runtime::wrapped(bin.path(), "crun", SLOW_START);
+    lifecycle_events(CriusOptions {
+        config: Some(crius_e2e::wrapped_runtime::only_handler("crun", &crun)),
+        ..Default::default()
+    })
+    .await;
+}
+
+/// Two subscribers see Created, Started, Stopped, Deleted of a container
+/// that exits at once, each with the container's status then.
+async fn lifecycle_events(options: CriusOptions) {
+    let mut w = World::start(options).await;
     let pod = w.pod("events");
     let pod_id = w.run_pod(&pod).await;
     let mut subscribers = Vec::new();

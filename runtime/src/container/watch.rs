@@ -20,7 +20,9 @@ impl Containers {
         tokio::spawn(async move {
             let exit = exit_file(&rt.dirs.container_state(&c.id));
             let status = monitor::wait_exit(c.monitor_pid, &exit).await;
+            let mut exited_before_start = false;
             let saved = entry.update(|r| {
+                exited_before_start = r.state == ContainerState::Created;
                 match &status {
                     // A start that failed has said why; the kill that
                     // followed is no news.
@@ -59,6 +61,12 @@ impl Containers {
             }
             if ended.oom_killed {
                 rt.metrics.oom_kills.inc();
+            }
+            if exited_before_start {
+                // Its StartContainer (or a Stop) still holds the container:
+                // Started goes out first, then Stopped. A Remove can only
+                // queue behind this wait.
+                drop(entry.op_shared().await);
             }
             rt.events.emit(
                 rt.pods.as_ref(),
