@@ -178,6 +178,10 @@ pub struct Cli {
     /// Log format [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Who makes the cgroup tree: systemd, cgroupfs, or auto (systemd
+    /// where it is PID 1) [default: auto].
+    #[arg(long, value_name = "DRIVER", value_parser = ["auto", "cgroupfs", "systemd"])]
+    pub cgroup_driver: Option<String>,
 }
 
 /// A config that cannot be used, with the reason.
@@ -254,6 +258,14 @@ impl Config {
         }
         if let Some(v) = cli.log_format {
             self.log_format = v;
+        }
+        if let Some(v) = &cli.cgroup_driver {
+            use crius_runtime::config::CgroupDriverChoice;
+            self.runtime.cgroup_driver = match v.as_str() {
+                "systemd" => CgroupDriverChoice::Systemd,
+                "cgroupfs" => CgroupDriverChoice::Cgroupfs,
+                _ => CgroupDriverChoice::Auto,
+            };
         }
     }
 
@@ -483,6 +495,7 @@ mod tests {
             c.runtime.default_cgroup_parent,
             d.runtime.default_cgroup_parent
         );
+        assert_eq!(c.runtime.cgroup_driver, d.runtime.cgroup_driver);
         assert_eq!(c.runtime.oci_timeout_secs, d.runtime.oci_timeout_secs);
         assert_eq!(c.runtime.shm_size, d.runtime.shm_size);
         assert_eq!(c.runtime.default_ulimits, d.runtime.default_ulimits);

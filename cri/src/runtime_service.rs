@@ -270,7 +270,7 @@ impl RuntimeService for CriService {
         &self,
         req: Request<RuntimeConfigRequest>,
     ) -> Result<Response<RuntimeConfigResponse>, Status> {
-        runtime::runtime_config::handle(req.into_inner()).map(Response::new)
+        runtime::runtime_config::handle(&self.runtime, req.into_inner()).map(Response::new)
     }
 }
 

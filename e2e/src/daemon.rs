@@ -42,6 +42,10 @@ pub struct CriusOptions {
     /// Root and state go under this relative path in the test's dir (see
     /// [`NodeDir::create_nested`]); empty: right in it.
     pub nest: String,
+    /// `--cgroup-driver`: `cgroupfs` by default, whatever the node (the
+    /// tests' cgroup parents and the paths they read are cgroupfs ones);
+    /// `systemd` or `auto` for the tests of those.
+    pub cgroup_driver: &'static str,
 }
 
 impl Default for CriusOptions {
@@ -55,6 +59,7 @@ impl Default for CriusOptions {
             binary: None,
             env: Vec::new(),
             nest: String::new(),
+            cgroup_driver: "cgroupfs",
         }
     }
 }
@@ -140,7 +145,12 @@ impl Crius {
             Some(bin) => bin.clone(),
             None => crius_binary()?,
         };
-        let dir = NodeDir::create_nested(options.cni, &options.nest)?;
+        let mut dir = NodeDir::create_nested(options.cni, &options.nest)?;
+        dir.set_systemd_cgroups(match options.cgroup_driver {
+            "systemd" => true,
+            "auto" => crate::node_shape::systemd_booted() && crate::node_shape::cgroup_v2(),
+            _ => false,
+        });
         let metrics_addr = match options.metrics {
             true => Some(SocketAddr::from(([127, 0, 0, 1], free_port()?))),
             false => None,
@@ -258,6 +268,9 @@ impl Crius {
             command.arg("--cni-bin-dir").arg(bin_dir);
         }
         command.arg("--log-level").arg(&self.options.log_level);
+        command
+            .arg("--cgroup-driver")
+            .arg(self.options.cgroup_driver);
         if self.options.config.is_some() {
             command.arg("--config").arg(dir.path().join("crius.toml"));
         }

@@ -18,7 +18,7 @@ pub fn find_leaks(dir: &NodeDir) -> Vec<String> {
     for mount in mounts_under(dir.path()) {
         leaks.push(format!("mount {}", mount.display()));
     }
-    for process in processes_tied_to(dir.path(), &dir.cgroup_parent()) {
+    for process in processes_tied_to(dir.path(), &dir.cgroup_tree()) {
         leaks.push(format!(
             "process {} ({}): {}",
             process.pid, process.why, process.cmdline
@@ -33,7 +33,7 @@ pub fn find_leaks(dir: &NodeDir) -> Vec<String> {
     for reservation in ip_reservations(&dir.ipam_dir()) {
         leaks.push(format!("IP reservation {reservation}"));
     }
-    for parent in cgroup_dirs(&dir.cgroup_parent()) {
+    for parent in cgroup_dirs(&dir.cgroup_tree()) {
         for cgroup in cgroup_descendants(&parent) {
             leaks.push(format!("cgroup {}", cgroup.display()));
         }

@@ -33,6 +33,12 @@ pub fn cgroup_file(v1_controller: &str, cgroup: &str, file: &str) -> PathBuf {
     cgroup_dir(v1_controller, cgroup).join(file)
 }
 
+/// Whether systemd is PID 1 and runs the system manager, as crius checks
+/// it to choose the cgroup driver (`sd_booted()`).
+pub fn systemd_booted() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
 /// Whether the kernel has AppArmor enabled, as crius checks it before
 /// choosing a profile.
 pub fn apparmor_enabled() -> bool {

@@ -32,6 +32,8 @@ pub struct NodeDir {
     base: PathBuf,
     subnet_octet: u8,
     cni: bool,
+    /// The daemon runs the systemd cgroup driver: pods' parent is a slice.
+    systemd: bool,
 }
 
 impl NodeDir {
@@ -76,6 +78,7 @@ impl NodeDir {
             path,
             subnet_octet: 0,
             cni,
+            systemd: false,
         };
         for sub in [
             dir.root(),
@@ -178,9 +181,28 @@ impl NodeDir {
             .is_ok_and(|ip| ip.octets()[..3] == [10, 201, self.subnet_octet])
     }
 
-    /// The cgroup parent tests give their pods, `/crius-e2e-<id>`.
+    /// The cgroup parent tests give their pods: `/crius-e2e-<id>`, or with
+    /// the systemd driver the slice `crius_e2e_<id>.slice`.
     pub fn cgroup_parent(&self) -> String {
-        format!("/crius-e2e-{}", self.id)
+        match self.systemd {
+            false => format!("/crius-e2e-{}", self.id),
+            true => format!("crius_e2e_{}.slice", self.id),
+        }
+    }
+
+    /// [`Self::cgroup_parent`] as a cgroupfs path (a top-level slice's
+    /// cgroup is `/<name>.slice`): the tree the cleanup and the leak
+    /// checker look in.
+    pub fn cgroup_tree(&self) -> String {
+        match self.systemd {
+            false => self.cgroup_parent(),
+            true => format!("/{}", self.cgroup_parent()),
+        }
+    }
+
+    /// Has pods' parent be a slice: the daemon runs the systemd driver.
+    pub(crate) fn set_systemd_cgroups(&mut self, systemd: bool) {
+        self.systemd = systemd;
     }
 
     /// A pod log directory under [`Self::logs`] (created by
@@ -259,7 +281,7 @@ impl NodeDir {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             self.kill_tied_processes();
-            let left = processes_tied_to(&self.path, &self.cgroup_parent());
+            let left = processes_tied_to(&self.path, &self.cgroup_tree());
             if left.is_empty() || std::time::Instant::now() > deadline {
                 break;
             }
@@ -296,7 +318,7 @@ impl NodeDir {
     }
 
     fn kill_tied_processes(&self) {
-        let parent = self.cgroup_parent();
+        let parent = self.cgroup_tree();
         // Paused containers cannot die until thawed: by the v1 freezer's
         // freezer.state, or by cgroup v2's cgroup.freeze in every cgroup
         // (each holds its own state; a frozen ancestor freezes all below).
@@ -323,7 +345,12 @@ impl NodeDir {
     }
 
     fn remove_cgroups(&self) {
-        for dir in cgroup_dirs(&self.cgroup_parent()) {
+        if self.systemd {
+            // systemd's units go through systemd: stopping the slice stops
+            // every unit below it, and their cgroups go with them.
+            run_quiet(Command::new("systemctl").args(["stop", &self.cgroup_parent()]));
+        }
+        for dir in cgroup_dirs(&self.cgroup_tree()) {
             for cgroup in cgroup_descendants(&dir).into_iter().chain([dir]) {
                 // A killed process leaves its cgroup a moment after it dies.
                 let mut result = std::fs::remove_dir(&cgroup);

@@ -32,8 +32,13 @@ pub struct RuntimeSettings {
     /// The monitor binary; empty means `crius-monitor` beside `crius`,
     /// then on `$PATH`.
     pub monitor_path: PathBuf,
-    /// The cgroup parent of containers whose pod names none (cgroupfs
-    /// driver).
+    /// Who makes the cgroup tree: crius itself (`cgroupfs`) or systemd
+    /// (`systemd`); `auto` means systemd where it is PID 1, as kubeadm
+    /// and containerd expect.
+    pub cgroup_driver: CgroupDriverChoice,
+    /// The cgroup parent of pods that name none: a cgroupfs path, or a
+    /// slice with the systemd driver; empty means the driver's own
+    /// (`/crius`, `crius.slice`).
     pub default_cgroup_parent: String,
     /// Timeout of a single OCI runtime call, seconds.
     pub oci_timeout_secs: u64,
@@ -45,6 +50,19 @@ pub struct RuntimeSettings {
     pub default_ulimits: Vec<String>,
     /// The most processes each container may have; 0 means no limit.
     pub pids_limit: i64,
+}
+
+/// The `[runtime] cgroup_driver` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriverChoice {
+    /// systemd where it is PID 1, else cgroupfs.
+    #[default]
+    Auto,
+    /// crius writes the cgroup tree itself.
+    Cgroupfs,
+    /// systemd makes the cgroup tree, over D-Bus.
+    Systemd,
 }
 
 /// One OCI runtime (a RuntimeClass handler).
@@ -71,7 +89,8 @@ impl Default for RuntimeSettings {
                 ("crun".to_string(), handler("crun")),
             ]),
             monitor_path: PathBuf::new(),
-            default_cgroup_parent: "/crius".into(),
+            cgroup_driver: CgroupDriverChoice::Auto,
+            default_cgroup_parent: String::new(),
             oci_timeout_secs: 60,
             shm_size: "64Mi".into(),
             default_ulimits: Vec::new(),

@@ -1,5 +1,5 @@
 //! Status: whether the runtime and pod networking are ready; verbose, what
-//! the node's AppArmor is to containers.
+//! the node's AppArmor is to containers and the cgroup driver.
 
 use crius_runtime::Runtime;
 use k8s_cri::v1::{
@@ -44,6 +44,10 @@ pub async fn handle(rt: &Runtime, req: StatusRequest) -> Result<StatusResponse, 
                 "defaultProfileLoaded": a.default_loaded,
             })
             .to_string(),
+        );
+        info.insert(
+            "cgroupDriver".to_string(),
+            serde_json::Value::from(rt.cgroup_driver()).to_string(),
         );
     }
     Ok(StatusResponse {

@@ -12,6 +12,10 @@ use super::stats::{Hierarchies, Sample};
 use super::{CgroupDriver, Detail};
 use crate::error::{Error, IoContext, Result};
 
+/// The leaf under a pod's cgroup that holds its infra process (cgroup v2
+/// allows no process beside child cgroups).
+const INFRA_LEAF: &str = "infra";
+
 /// The cgroupfs driver, for v1, hybrid and v2 hosts.
 #[derive(Debug)]
 pub struct Cgroupfs {
@@ -36,13 +40,17 @@ impl CgroupDriver for Cgroupfs {
         "cgroupfs"
     }
 
+    fn default_parent(&self) -> &'static str {
+        "/crius"
+    }
+
     fn check_parent(&self, parent: &str) -> Result<(), &'static str> {
         if parent.is_empty() {
             return Ok(());
         }
         if !parent.starts_with('/') {
             return Err(
-                "must be an absolute cgroupfs path (the systemd cgroup driver is not supported)",
+                "must be an absolute cgroupfs path (this node uses the cgroupfs cgroup driver)",
             );
         }
         if parent
@@ -70,12 +78,10 @@ impl CgroupDriver for Cgroupfs {
         find_by_id(pod_id)
     }
 
-    fn create(&self, path: &str) -> Result<()> {
-        create(path)
-    }
-
-    fn add_process(&self, path: &str, pid: i32) -> Result<()> {
-        add_process(path, pid)
+    fn place_infra(&self, pod_cgroup: &str, _pod_id: &str, pid: i32) -> Result<()> {
+        let leaf = format!("{}/{INFRA_LEAF}", pod_cgroup.trim_end_matches('/'));
+        create(&leaf)?;
+        add_process(&leaf, pid)
     }
 
     fn has_processes(&self, path: &str) -> Result<bool> {
@@ -109,7 +115,7 @@ impl CgroupDriver for Cgroupfs {
 }
 
 /// Whether /sys/fs/cgroup is the cgroup v2 unified hierarchy.
-fn is_unified() -> bool {
+pub(super) fn is_unified() -> bool {
     nix::sys::statfs::statfs(Path::new("/sys/fs/cgroup"))
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }

@@ -3,27 +3,49 @@
 //! filling and removing a pod's cgroup, and reading a cgroup's figures
 //! ([`stats`], [`detail`]) are behind [`CgroupDriver`], so that pods,
 //! containers and stats never touch cgroupfs themselves. [`Cgroupfs`]
-//! (v1, hybrid and v2 hosts) is the driver there is today; the systemd
-//! driver comes in as a second implementation of the same trait.
+//! (v1, hybrid and v2 hosts) writes the cgroup tree itself; [`Systemd`]
+//! (where systemd is PID 1) has systemd make it, over D-Bus.
 
 mod cgroupfs;
 pub mod detail;
 mod mountinfo;
 pub mod stats;
+mod systemd;
 
 use std::path::PathBuf;
 
 pub use cgroupfs::Cgroupfs;
 pub use detail::Detail;
 pub use stats::{Memory, Sample};
+pub use systemd::{DEFAULT_PARENT as SYSTEMD_DEFAULT_PARENT, Systemd, booted as systemd_booted};
 
+use crate::config::CgroupDriverChoice;
 use crate::error::Result;
+
+/// The driver `choice` names for this host; `auto` is systemd where systemd
+/// is PID 1 on cgroup v2 (kubelet's own default there), else cgroupfs.
+pub fn driver(choice: CgroupDriverChoice) -> Result<std::sync::Arc<dyn CgroupDriver>> {
+    let systemd = match choice {
+        CgroupDriverChoice::Auto => systemd::booted() && cgroupfs::is_unified(),
+        CgroupDriverChoice::Systemd => true,
+        CgroupDriverChoice::Cgroupfs => false,
+    };
+    Ok(if systemd {
+        std::sync::Arc::new(Systemd::detect()?)
+    } else {
+        std::sync::Arc::new(Cgroupfs::detect())
+    })
+}
 
 /// How crius places pods and containers in cgroups and reads them back.
 /// Paths are what the OCI runtime's `cgroupsPath` takes for the driver.
 pub trait CgroupDriver: Send + Sync + std::fmt::Debug {
     /// The driver's name, as kubelet's `cgroupDriver` names it.
     fn name(&self) -> &'static str;
+
+    /// The cgroup parent of pods that name none, when the configuration
+    /// names none either.
+    fn default_parent(&self) -> &'static str;
 
     /// Whether `parent` (a pod's `linux.cgroup_parent`; empty means the
     /// configured default) is one this driver can make a pod's cgroup
@@ -46,11 +68,9 @@ pub trait CgroupDriver: Send + Sync + std::fmt::Debug {
     /// them lost); only paths [`CgroupDriver::owned_pod_cgroup`] accepts.
     fn find_pod_cgroups(&self, pod_id: &str) -> Result<Vec<String>>;
 
-    /// Makes cgroup `path` (and its parents).
-    fn create(&self, path: &str) -> Result<()>;
-
-    /// Moves process `pid` into cgroup `path`.
-    fn add_process(&self, path: &str, pid: i32) -> Result<()>;
+    /// Puts the infra process `pid` of pod `pod_id` in a cgroup of its own
+    /// in the pod's cgroup `pod_cgroup`, making what is needed.
+    fn place_infra(&self, pod_cgroup: &str, pod_id: &str, pid: i32) -> Result<()>;
 
     /// Whether any process is left in cgroup `path` or below it.
     fn has_processes(&self, path: &str) -> Result<bool>;
@@ -63,6 +83,12 @@ pub trait CgroupDriver: Send + Sync + std::fmt::Debug {
     /// Whether the controllers live in the unified (v2) hierarchy, where
     /// containers get a cgroup namespace and `unified` resources apply.
     fn unified(&self) -> bool;
+
+    /// Whether the OCI runtime must manage containers' cgroups through
+    /// systemd (`--systemd-cgroup`), `cgroupsPath` being `slice:prefix:name`.
+    fn systemd(&self) -> bool {
+        false
+    }
 
     /// The file counting the OOM kills of cgroup `path`, if there is one.
     fn oom_file(&self, path: &str) -> Option<PathBuf>;

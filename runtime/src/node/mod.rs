@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crius_cni::{Cni, CniOptions};
 
-use crate::cgroups::{self, CgroupDriver};
+use crate::cgroups;
 use crate::config::Config;
 use crate::container::{Containers, ContainersParts, PodLookup};
 use crate::error::{Error, Result};
@@ -74,6 +74,8 @@ pub struct Runtime {
     containers: Arc<Containers>,
     /// cgroup readers and previous CPU samples, for stats.
     stats: StatsState,
+    /// The cgroup driver's name (`cgroupfs`, `systemd`).
+    cgroup_driver: &'static str,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -113,14 +115,28 @@ impl Runtime {
             loopback_plugin: config.cni.loopback_plugin,
         })
         .with_observer(cni_observer(metrics.cni_observer()));
-        let handlers = Arc::new(Handlers::open(&config.runtime, &config.state)?);
+        let cgroups = cgroups::driver(config.runtime.cgroup_driver)?;
+        cgroups
+            .check_parent(&config.runtime.default_cgroup_parent)
+            .map_err(|why| {
+                Error::InvalidArgument(format!(
+                    "[runtime] default_cgroup_parent {:?}: {why} ({} cgroup driver)",
+                    config.runtime.default_cgroup_parent,
+                    cgroups.name()
+                ))
+            })?;
+        tracing::info!(driver = cgroups.name(), "cgroup driver");
+        let handlers = Arc::new(Handlers::open(
+            &config.runtime,
+            &config.state,
+            cgroups.systemd(),
+        )?);
         let monitor_bin = monitor::find_monitor_bin(&config.runtime.monitor_path)?;
         let meta = config.root.join("meta");
         let dirs = layout::Dirs {
             root: config.root.clone(),
             state: config.state.clone(),
         };
-        let cgroups: Arc<dyn CgroupDriver> = Arc::new(cgroups::Cgroupfs::detect());
         let pods = Arc::new(Pods::open(PodsParts {
             table_dir: meta.join("pods"),
             dirs: dirs.clone(),
@@ -147,6 +163,7 @@ impl Runtime {
             handlers,
             pods,
             containers,
+            cgroup_driver: cgroups.name(),
             stats: StatsState::new(cgroups, dirs),
             config,
         });
@@ -160,6 +177,12 @@ impl Runtime {
         rt.collect_image_garbage_or_warn().await;
         retry_teardowns(Arc::downgrade(&rt));
         Ok(rt)
+    }
+
+    /// The cgroup driver, as kubelet's `cgroupDriver` names it: kubelet
+    /// must use the same (RuntimeConfig tells it).
+    pub fn cgroup_driver(&self) -> &'static str {
+        self.cgroup_driver
     }
 
     /// Version of the runtime: (name, version).

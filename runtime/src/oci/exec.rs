@@ -67,8 +67,7 @@ impl OciRuntime {
         let what = format!("{} exec {id}", self.name);
         let _ = std::fs::remove_file(pid_file);
         let mut child = tokio::process::Command::new(&self.path)
-            .arg("--root")
-            .arg(&self.root)
+            .args(self.global_args())
             .arg("exec")
             .arg("--process")
             .arg(process_file)
@@ -172,10 +171,9 @@ impl OciRuntime {
         log_file: &Path,
     ) -> Result<Vec<std::ffi::OsString>> {
         check_id(id)?;
-        let mut argv: Vec<std::ffi::OsString> = vec![
-            self.path.clone().into(),
-            "--root".into(),
-            self.root.clone().into(),
+        let mut argv: Vec<std::ffi::OsString> = vec![self.path.clone().into()];
+        argv.extend(self.global_args());
+        argv.extend([
             // Its own errors, in a file: without a terminal its stderr is
             // the command's.
             "--log".into(),
@@ -188,7 +186,7 @@ impl OciRuntime {
             process_file.into(),
             "--pid-file".into(),
             pid_file.into(),
-        ];
+        ]);
         if let Some(socket) = console_socket {
             argv.push("--console-socket".into());
             argv.push(socket.into());

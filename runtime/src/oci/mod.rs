@@ -37,9 +37,14 @@ pub struct Handlers {
 
 impl Handlers {
     /// The handlers of `settings`, each with its `--root` below `state`
-    /// unless it names one. A handler whose binary is missing is left out
+    /// unless it names one; with `systemd_cgroup`, each manages cgroups
+    /// through systemd. A handler whose binary is missing is left out
     /// (logged), unless it is the default.
-    pub fn open(settings: &RuntimeSettings, state: &Path) -> Result<Handlers> {
+    pub fn open(
+        settings: &RuntimeSettings,
+        state: &Path,
+        systemd_cgroup: bool,
+    ) -> Result<Handlers> {
         let timeout = Duration::from_secs(settings.oci_timeout_secs);
         let mut by_name = BTreeMap::new();
         for (name, handler) in &settings.handlers {
@@ -50,7 +55,7 @@ impl Handlers {
             };
             match OciRuntime::new(name, &handler.path, &root, timeout) {
                 Ok(r) => {
-                    by_name.insert(name.clone(), r);
+                    by_name.insert(name.clone(), r.with_systemd_cgroup(systemd_cgroup));
                 }
                 Err(e) if *name != settings.default_runtime => {
                     tracing::warn!(handler = %name, error = %e, "runtime handler unavailable");
@@ -105,6 +110,9 @@ pub struct OciRuntime {
     path: PathBuf,
     root: PathBuf,
     timeout: Duration,
+    /// `--systemd-cgroup`: cgroups through systemd, `cgroupsPath` being
+    /// `slice:prefix:name`.
+    systemd_cgroup: bool,
 }
 
 /// What `<runtime> state` says about a container.
@@ -140,6 +148,7 @@ impl OciRuntime {
             path: resolved,
             root: root.to_path_buf(),
             timeout,
+            systemd_cgroup: false,
         })
     }
 
@@ -158,22 +167,42 @@ impl OciRuntime {
         &self.root
     }
 
+    /// This runtime, managing cgroups through systemd or not.
+    pub fn with_systemd_cgroup(mut self, systemd_cgroup: bool) -> OciRuntime {
+        self.systemd_cgroup = systemd_cgroup;
+        self
+    }
+
+    /// The options every command of this runtime takes before its verb:
+    /// `--root R`, and `--systemd-cgroup` where systemd owns the cgroups.
+    fn global_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args = vec!["--root".into(), self.root.clone().into_os_string()];
+        if self.systemd_cgroup {
+            args.push("--systemd-cgroup".into());
+        }
+        args
+    }
+
     /// The full argv of `<bin> --root R create --bundle B --pid-file P <id>`,
     /// for the monitor to run. Paths that are not UTF-8 are converted
     /// lossily; crius only builds UTF-8 paths.
     pub fn create_command(&self, id: &str, bundle: &Path, pid_file: &Path) -> Vec<String> {
         let s = |p: &Path| p.to_string_lossy().into_owned();
-        vec![
-            s(&self.path),
-            "--root".into(),
-            s(&self.root),
+        let mut argv = vec![s(&self.path)];
+        argv.extend(
+            self.global_args()
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned()),
+        );
+        argv.extend([
             "create".into(),
             "--bundle".into(),
             s(bundle),
             "--pid-file".into(),
             s(pid_file),
             id.into(),
-        ]
+        ]);
+        argv
     }
 
     /// [`create_command`](Self::create_command) for a container with a
@@ -314,8 +343,7 @@ impl OciRuntime {
     ) -> Result<Output> {
         let what = format!("{} {verb} {id}", self.name);
         let mut child = tokio::process::Command::new(&self.path)
-            .arg("--root")
-            .arg(&self.root)
+            .args(self.global_args())
             .args(args.iter().map(OsStr::new))
             .stdin(if input.is_some() {
                 Stdio::piped()

@@ -20,9 +20,6 @@ mod stop;
 mod sysctl;
 mod teardown;
 
-/// The leaf under a pod's cgroup that holds its infra process (cgroup v2
-/// allows no process beside child cgroups).
-pub(crate) const INFRA_CGROUP_LEAF: &str = "infra";
 /// The file in the pod's state directory naming the pod's cgroup, once
 /// crius has made it itself.
 pub(crate) const CGROUP_RECORD_FILE: &str = "cgroup";

@@ -182,10 +182,17 @@ impl Pods {
                 ));
             }
         }
+        // Its containers' cgroups go below its parent: its own cgroup
+        // (checked above), or one this driver could make a pod's below.
         let parent = &sb.cgroup_parent;
-        if !parent.starts_with('/') || parent.split('/').any(|c| c == "." || c == "..") {
+        if parent.is_empty() {
+            return Err("it names no cgroup parent".into());
+        }
+        if sb.pod_cgroup.is_none()
+            && let Err(why) = self.cgroups.check_parent(parent)
+        {
             return Err(format!(
-                "cgroup parent {parent:?} is not an absolute cgroupfs path"
+                "cgroup parent {parent:?} {why} (a pod made under another cgroup driver?)"
             ));
         }
         if sb.infra_pid.is_some_and(|p| p <= 1) {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::sysctl::{self, Kind, Sysctl};
 use super::{
-    CGROUP_RECORD_FILE, INFRA_CGROUP_LEAF, NamespaceMode, PodConfig, Pods, Sandbox, SandboxState,
-    files, infra, namespaces, network, pod_network, shm,
+    CGROUP_RECORD_FILE, NamespaceMode, PodConfig, Pods, Sandbox, SandboxState, files, infra,
+    namespaces, network, pod_network, shm,
 };
 use crate::cgroups::CgroupDriver;
 use crate::crash;
@@ -97,11 +97,11 @@ impl Pods {
         let name = config.unique_name();
         self.objects.reserve_name(&name, &id)?;
         tracing::debug!(pod = %id, name = %name, "creating pod sandbox");
-        let parent = if config.cgroup_parent.is_empty() {
-            self.settings.default_cgroup_parent.clone()
-        } else {
-            config.cgroup_parent.clone()
-        };
+        let parent = [&config.cgroup_parent, &self.settings.default_cgroup_parent]
+            .into_iter()
+            .find(|p| !p.is_empty())
+            .cloned()
+            .unwrap_or_else(|| self.cgroups.default_parent().to_string());
         let pod_cgroup = self.cgroups.pod_cgroup(&parent, &id);
         let mut sb = Sandbox {
             id: id.clone(),
@@ -199,6 +199,7 @@ impl Pods {
                     let userns = sb.namespace(NamespaceKind::User).map(PathBuf::as_path);
                     self.start_infra(
                         &mut made,
+                        &sb.id,
                         sb.pod_cgroup.as_deref(),
                         &pod_dir,
                         &ns_dir,
@@ -292,6 +293,7 @@ impl Pods {
     async fn start_infra(
         &self,
         made: &mut InfraParts,
+        pod_id: &str,
         pod_cgroup: Option<&str>,
         pod_dir: &Path,
         ns_dir: &Path,
@@ -306,14 +308,11 @@ impl Pods {
             // Named in the pod directory too, for recovery after a crash
             // that lost the record.
             fsutil::replace_file(&pod_dir.join(CGROUP_RECORD_FILE), pod_cgroup.as_bytes())?;
-            let leaf = format!("{pod_cgroup}/{INFRA_CGROUP_LEAF}");
-            let cgroups = self.cgroups.clone();
-            tokio::task::spawn_blocking(move || {
-                cgroups.create(&leaf)?;
-                cgroups.add_process(&leaf, pid)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("cgroup task: {e}")))??;
+            let (pod_cgroup, cgroups) = (pod_cgroup.to_string(), self.cgroups.clone());
+            let pod_id = pod_id.to_string();
+            tokio::task::spawn_blocking(move || cgroups.place_infra(&pod_cgroup, &pod_id, pid))
+                .await
+                .map_err(|e| Error::Internal(format!("cgroup task: {e}")))??;
         }
         tracing::debug!(pid, "infra process started");
         Ok(())

@@ -21,6 +21,9 @@ pub struct Args {
     pub five_mib: usize,
     /// `soak`: how long to churn.
     pub minutes: f64,
+    /// The cgroup driver of the crius started here: cgroupfs, systemd or
+    /// auto.
+    pub cgroup_driver: &'static str,
 }
 
 /// Parses `crius-bench COMMAND [--flag value]…`.
@@ -40,6 +43,7 @@ pub fn parse() -> Result<Args> {
         single_mib: 41,
         five_mib: 200,
         minutes: 1.0,
+        cgroup_driver: "cgroupfs",
     };
     while let Some(flag) = argv.next() {
         let value = argv
@@ -56,6 +60,14 @@ pub fn parse() -> Result<Args> {
             "--conflist" => args.conflist = Some(value.into()),
             "--pid-namespace" => args.pid_namespace = value,
             "--runs" => args.runs = value.parse().map_err(bad)?,
+            "--cgroup-driver" => {
+                args.cgroup_driver = match value.as_str() {
+                    "cgroupfs" => "cgroupfs",
+                    "systemd" => "systemd",
+                    "auto" => "auto",
+                    _ => return Err(err(format!("{flag}: bad value {value:?}"))),
+                }
+            }
             "--single-mib" => args.single_mib = value.parse().map_err(bad)?,
             "--five-mib" => args.five_mib = value.parse().map_err(bad)?,
             "--minutes" => {

@@ -16,6 +16,10 @@
 //! crius-bench pull [--runs N] [--single-mib M] [--five-mib M] [--endpoint SOCKET --pid PID]
 //! ```
 //!
+//! `--cgroup-driver cgroupfs|systemd|auto` picks the cgroup driver of the
+//! crius started here (default cgroupfs; systemd needs systemd as PID 1 on
+//! cgroup v2, and gives the pods a slice as their parent).
+//!
 //! Build it and crius in release mode first (`cargo build --release
 //! --bins`), as root. With `--endpoint`, the runtime there must reach the
 //! loopback registry this starts (containerd does: loopback is plain HTTP).
@@ -53,7 +57,7 @@ async fn main() -> std::process::ExitCode {
             "usage: crius-bench idle|pods|containers|push|sandboxes|pull|portforward|soak|exec|stats [--seconds S] [--count N] \
              [--handler H] [--endpoint SOCKET --pid PID] [--registry HOST:PORT] \
              [--conflist FILE] [--pid-namespace pod|container] [--runs N] [--single-mib M] \
-             [--five-mib M] [--minutes M]",
+             [--five-mib M] [--minutes M] [--cgroup-driver cgroupfs|systemd|auto]",
         )),
         Err(e) => Err(e),
     };

@@ -32,6 +32,7 @@ impl Target {
                 let crius = Crius::start(CriusOptions {
                     metrics: false,
                     log_level: "warn".into(),
+                    cgroup_driver: args.cgroup_driver,
                     ..Default::default()
                 })
                 .await?;
