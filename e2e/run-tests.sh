@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests need (as root, on Debian/Ubuntu) and runs the
 # whole test suite: unit tests, kernel-level tests and end-to-end tests with
-# a real registry, real runc/crun and real CNI plugins.
+# a real registry, real runc/crun and real CNI plugins; then the guest
+# lane (e2e/guest/): the tests whose meaning depends on the node's shape,
+# in a booted Debian 12 guest with systemd, pure cgroup v2 and AppArmor.
+# CRIUS_GUEST_LANE=0 leaves the guest lane out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,4 +29,11 @@ bash deploy/prepare-node.sh
 python3 -c 'import grpc' 2>/dev/null || python3 -m pip install -q grpcio
 
 cargo build --workspace --bins
-cargo test --workspace --no-fail-fast
+status=0
+cargo test --workspace --no-fail-fast || status=$?
+if [ "${CRIUS_GUEST_LANE:-1}" != 0 ]; then
+    # The binaries cargo test just built, run in the guest.
+    CRIUS_GUEST_PROFILE=debug bash e2e/guest/run.sh || status=$?
+fi
+exit "$status"
+

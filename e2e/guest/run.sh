@@ -6,8 +6,10 @@
 #   e2e/guest/run.sh                          # the default set (./default-tests)
 #   e2e/guest/run.sh BINARY [LIBTEST ARGS…]   # any other selection, e.g.
 #   e2e/guest/run.sh containers security_settings --exact …
+#   e2e/guest/run.sh crius-bench sandboxes --count 20 --cgroup-driver systemd
 #
-# As root. BINARY is an e2e test target (a file name in e2e/tests/). It:
+# As root. BINARY is an e2e test target (a file name in e2e/tests/), or
+# crius-bench (e2e/src/bin/crius-bench/) with its arguments. It:
 #   1. builds or finds the cached image (build.sh);
 #   2. builds, or finds already built, crius and the e2e test binaries for
 #      CRIUS_GUEST_PROFILE (debug, the default, as `cargo build --workspace
@@ -62,7 +64,8 @@ fi
 binaries=()
 for entry in "${plan[@]}"; do
     binary=${entry%%$'\t'*}
-    [ -f "$REPO/e2e/tests/$binary.rs" ] || guest_die "no e2e test binary $binary (e2e/tests/$binary.rs)"
+    [ "$binary" = crius-bench ] || [ -f "$REPO/e2e/tests/$binary.rs" ] ||
+        guest_die "no e2e test binary $binary (e2e/tests/$binary.rs)"
     binaries+=("$binary")
 done
 
@@ -106,7 +109,11 @@ guest_log "finding (or building) the $PROFILE binaries"
 (
     cd "$REPO"
     cargo build -q --workspace --bins "${cargo_profile[@]}" --message-format=json-render-diagnostics
-    cargo test -q --workspace --no-run "${cargo_profile[@]}" --message-format=json-render-diagnostics
+    # The test binaries only when a test is to run (a release build of
+    # them all takes long).
+    if printf '%s\n' "${binaries[@]}" | grep -qvx crius-bench; then
+        cargo test -q --workspace --no-run "${cargo_profile[@]}" --message-format=json-render-diagnostics
+    fi
 ) >"$run/cargo.json"
 # "name kind executable" for the workspace's binaries and the crius-e2e
 # test binaries.
@@ -150,7 +157,10 @@ for name in crius crius-monitor; do
 done
 # The tests find crius as ../crius from target/<profile>/deps/.
 for binary in $(printf '%s\n' "${binaries[@]}" | sort -u); do
-    place "$(executable "$binary" test)" "$bin/deps/$binary"
+    case $binary in
+    crius-bench) place "$(executable "$binary" bin)" "$bin/deps/$binary" ;;
+    *) place "$(executable "$binary" test)" "$bin/deps/$binary" ;;
+    esac
 done
 cp "$GUEST_LANE/in-guest.sh" "$stage/"
 printf '%s\n' "${plan[@]}" >"$stage/plan"
