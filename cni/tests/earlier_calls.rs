@@ -58,6 +58,22 @@ fn call_of(client: &Path, dir: &Path, argv: &[&str]) -> Reaped {
     Reaped(child)
 }
 
+/// Sets `container` up and checks that the orphan's call (which logs
+/// `ADD orphan eth0` as it ends) was over before this client's first call.
+async fn set_up_after_the_orphan(env: &Env, container: &str) {
+    env.cni.setup(&attachment(container)).await.unwrap();
+    assert_eq!(
+        env.calls(),
+        [
+            "ADD orphan eth0",
+            "ADD loopback lo",
+            "ADD first eth0",
+            "ADD second eth0"
+        ],
+        "the earlier call must be over before this client's first one"
+    );
+}
+
 #[tokio::test]
 async fn first_call_waits_for_calls_an_earlier_client_left_running() {
     let env = Env::new(Duration::from_secs(30));
@@ -82,20 +98,7 @@ async fn first_call_waits_for_calls_an_earlier_client_left_running() {
         &env.bin,
         &["sh", "-c", "sleep 1; echo 'ADD orphan eth0' >> calls.log"],
     );
-    env.cni
-        .setup(&attachment("ctr-after-orphan"))
-        .await
-        .unwrap();
-    assert_eq!(
-        env.calls(),
-        [
-            "ADD orphan eth0",
-            "ADD loopback lo",
-            "ADD first eth0",
-            "ADD second eth0"
-        ],
-        "the earlier call must be over before this client's first one"
-    );
+    set_up_after_the_orphan(&env, "ctr-after-orphan").await;
     orphan.0.wait().unwrap();
     assert_eq!(
         foreign.0.try_wait().unwrap(),
@@ -163,20 +166,7 @@ async fn first_call_waits_for_an_earlier_call_its_environment_does_not_show() {
         &env.bin,
         "sleep 1; echo 'ADD orphan eth0' >> calls.log",
     );
-    env.cni
-        .setup(&attachment("ctr-after-unmarked"))
-        .await
-        .unwrap();
-    assert_eq!(
-        env.calls(),
-        [
-            "ADD orphan eth0",
-            "ADD loopback lo",
-            "ADD first eth0",
-            "ADD second eth0"
-        ],
-        "the earlier call must be over before this client's first one"
-    );
+    set_up_after_the_orphan(&env, "ctr-after-unmarked").await;
     orphan.0.wait().unwrap();
     // This client's calls hold the lock in turn, for the next client.
     let lock = calls_lock(&env.cache);

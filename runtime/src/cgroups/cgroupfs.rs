@@ -241,27 +241,31 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
 /// hierarchy where it exists.
 pub(super) fn has_processes(path: &str) -> Result<bool> {
     let rel = path.trim_start_matches('/');
-    for (root, _) in hierarchies()? {
-        let top = root.join(rel);
-        let mut dirs = vec![top];
-        while let Some(dir) = dirs.pop() {
-            let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
-                continue;
-            };
-            if !procs.trim().is_empty() {
-                return Ok(true);
-            }
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                dirs.extend(
-                    entries
-                        .flatten()
-                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                        .map(|e| e.path()),
-                );
-            }
+    Ok(hierarchies()?
+        .into_iter()
+        .any(|(root, _)| any_process_below(&root.join(rel))))
+}
+
+/// Whether cgroup directory `top`, or one below it, holds a process.
+pub(super) fn any_process_below(top: &Path) -> bool {
+    let mut dirs = vec![top.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+            continue;
+        };
+        if !procs.trim().is_empty() {
+            return true;
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            dirs.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
         }
     }
-    Ok(false)
+    false
 }
 
 /// Moves process `pid` into `path` in every hierarchy.

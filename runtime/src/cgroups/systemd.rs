@@ -245,27 +245,9 @@ impl CgroupDriver for Systemd {
     }
 
     fn has_processes(&self, path: &str) -> Result<bool> {
-        let Some(dir) = self.dir(path) else {
-            return Ok(false);
-        };
-        let mut dirs = vec![dir];
-        while let Some(dir) = dirs.pop() {
-            let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
-                continue;
-            };
-            if !procs.trim().is_empty() {
-                return Ok(true);
-            }
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                dirs.extend(
-                    entries
-                        .flatten()
-                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                        .map(|e| e.path()),
-                );
-            }
-        }
-        Ok(false)
+        Ok(self
+            .dir(path)
+            .is_some_and(|dir| super::cgroupfs::any_process_below(&dir)))
     }
 
     fn remove_pod_cgroup(&self, path: &str, pod_id: &str) -> Result<()> {
