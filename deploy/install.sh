@@ -3,6 +3,10 @@
 # defaults and a default CNI network, so that
 #   crictl --runtime-endpoint unix:///run/crius/crius.sock runp pod.json
 # works right after. Re-running it upgrades and restarts crius.
+# deploy/uninstall.sh takes it away again.
+#
+# CRIUS_BIN_DIR=DIR installs the crius and crius-monitor already built in
+# DIR instead of building them (a node without Rust).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,20 +14,37 @@ if [ "$(id -u)" != 0 ]; then
     echo "install.sh: run me as root" >&2
     exit 1
 fi
-if ! command -v cargo >/dev/null; then
-    echo "install.sh: cargo not found; install Rust (https://rustup.rs) first" >&2
+bins=${CRIUS_BIN_DIR:-}
+if [ -n "$bins" ]; then
+    for b in crius crius-monitor; do
+        [ -x "$bins/$b" ] || { echo "install.sh: no $b in CRIUS_BIN_DIR=$bins" >&2; exit 1; }
+    done
+elif ! command -v cargo >/dev/null; then
+    echo "install.sh: cargo not found; install Rust (https://rustup.rs) first," \
+        "or set CRIUS_BIN_DIR to where crius is built" >&2
     exit 1
 fi
 
 # What crius runs on, from the distribution: the OCI runtimes, the CNI
 # plugins, iptables for portmap/masquerade; protoc to build the CRI API.
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q runc crun containernetworking-plugins iptables protobuf-compiler
+need=()
+pkgs=(runc crun containernetworking-plugins iptables)
+[ -n "$bins" ] || pkgs+=(protobuf-compiler)
+for pkg in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -q
+    apt-get install -y -q "${need[@]}"
+fi
 
 bash deploy/prepare-node.sh
-cargo build --release --bins
-install -m 0755 target/release/crius target/release/crius-monitor /usr/local/bin/
+if [ -z "$bins" ]; then
+    cargo build --release --bins
+    bins=target/release
+fi
+install -m 0755 "$bins/crius" "$bins/crius-monitor" /usr/local/bin/
 install -D -m 0755 deploy/prepare-node.sh /usr/local/libexec/crius/prepare-node.sh
 install -d /etc/crius /etc/cni/net.d
 [ -e /etc/crius/crius.toml ] || install -m 0644 deploy/crius.toml /etc/crius/crius.toml

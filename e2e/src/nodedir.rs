@@ -201,7 +201,7 @@ impl NodeDir {
     }
 
     /// Has pods' parent be a slice: the daemon runs the systemd driver.
-    pub(crate) fn set_systemd_cgroups(&mut self, systemd: bool) {
+    pub fn set_systemd_cgroups(&mut self, systemd: bool) {
         self.systemd = systemd;
     }
 
