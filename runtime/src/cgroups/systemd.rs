@@ -42,6 +42,9 @@ const MAX_UNIT_NAME: usize = 255;
 /// How long a unit's job may take to show in the cgroup tree.
 const UNIT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long systemd may take to answer one D-Bus call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Whether systemd is PID 1 here and runs the system manager (what
 /// `sd_booted()` checks).
 pub fn booted() -> bool {
@@ -105,9 +108,9 @@ impl Systemd {
         })
     }
 
-    /// Runs `call` against systemd's manager; the connection is dropped on
-    /// an error, so that the next call connects afresh (systemd or the
-    /// bus may have restarted).
+    /// Runs `call` against systemd's manager, [`CALL_TIMEOUT`] at most; the
+    /// connection is dropped on an I/O error, so that the next call
+    /// connects afresh (systemd or the bus may have restarted).
     fn manager<T>(
         &self,
         what: &str,
@@ -118,7 +121,9 @@ impl Systemd {
         let conn = match bus.as_ref() {
             Some(c) => c.clone(),
             None => {
-                let c = zbus::blocking::Connection::system().map_err(failed)?;
+                let c = zbus::blocking::connection::Builder::system()
+                    .and_then(|b| b.method_timeout(CALL_TIMEOUT).build())
+                    .map_err(failed)?;
                 *bus = Some(c.clone());
                 c
             }
@@ -279,7 +284,6 @@ impl CgroupDriver for Systemd {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let _ = self.manager("reset", |m| m.reset_failed_unit(&slice));
         Ok(())
     }
 
