@@ -18,6 +18,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crius_e2e::cri::{self, ImageClient, RuntimeClient};
+use crius_e2e::host::processes_below;
 use crius_e2e::{NodeDir, Registry, TestImages, connect_unix, crius_binary, node_shape};
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
@@ -80,30 +81,9 @@ async fn connect(not_pid: u32) -> (RuntimeClient, ImageClient, u32) {
     }
 }
 
-/// The processes in a cgroup directory and below.
-fn procs_below(dir: &Path) -> Vec<u32> {
-    let mut procs = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
-            procs.extend(text.lines().filter_map(|l| l.parse::<u32>().ok()));
-        }
-        if let Ok(entries) = std::fs::read_dir(&d) {
-            dirs.extend(
-                entries
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
-        }
-    }
-    procs.sort();
-    procs
-}
-
 /// The ticker's shell among them (its `sleep 1` comes and goes).
 fn tickers(dir: &Path) -> Vec<u32> {
-    procs_below(dir)
+    processes_below(dir)
         .into_iter()
         .filter(|p| {
             std::fs::read_to_string(format!("/proc/{p}/cmdline"))
@@ -238,7 +218,7 @@ async fn install_sh_runs_crius_as_a_service_whose_restarts_disturb_no_pod() {
     assert!(starts >= 3, "{starts} starts in the journal:\n{journal}");
 
     cri::stop_and_remove_pod(&mut rt, &pod_id).await.unwrap();
-    assert_eq!(procs_below(&tree), [] as [u32; 0]);
+    assert_eq!(processes_below(&tree), [] as [u32; 0]);
     drop(rt);
     run(
         "bash",

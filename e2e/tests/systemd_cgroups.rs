@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use common::{World, set_namespaces};
 use crius_e2e::cri;
+use crius_e2e::host::processes_below;
 use crius_e2e::{Crius, CriusOptions, node_shape};
 use k8s_cri::v1::{
     CgroupDriver, ContainerStatsRequest, LinuxContainerConfig, LinuxContainerResources,
@@ -66,26 +67,6 @@ fn cgroup_of(pid: u32) -> String {
         .find_map(|l| l.strip_prefix("0::"))
         .unwrap()
         .to_string()
-}
-
-/// The processes in cgroup `dir` and every cgroup below it.
-fn procs_below(dir: &Path) -> Vec<u32> {
-    let mut procs = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
-            procs.extend(text.lines().filter_map(|l| l.parse::<u32>().ok()));
-        }
-        if let Ok(entries) = std::fs::read_dir(&d) {
-            dirs.extend(
-                entries
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
-        }
-    }
-    procs
 }
 
 fn read(path: &Path) -> String {
@@ -156,7 +137,7 @@ async fn check_container(
     let dir = pod_slice_dir.join(&scope);
     // The container's processes are in its scope (crun puts them in a
     // `container` cgroup below it, runc in the scope itself).
-    let procs = procs_below(&dir);
+    let procs = processes_below(&dir);
     let cmdlines: Vec<String> = procs
         .iter()
         .map(|p| {
@@ -338,7 +319,7 @@ async fn slices_and_scopes(handler: &str) {
     assert!(!pod_slice_dir.exists(), "{} left", pod_slice_dir.display());
     // Then kubelet removes its pod slice (crius's parent, not crius's).
     let kubelet_dir = pod_slice_dir.parent().unwrap();
-    assert_eq!(procs_below(kubelet_dir), [] as [u32; 0]);
+    assert_eq!(processes_below(kubelet_dir), [] as [u32; 0]);
     systemctl(&["stop", &kubelet_slice]);
     assert!(!kubelet_dir.exists(), "{} left", kubelet_dir.display());
     w.finish().await;
