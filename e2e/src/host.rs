@@ -174,23 +174,18 @@ pub(crate) fn cgroup_descendants(dir: &Path) -> Vec<PathBuf> {
 /// The PIDs in the cgroup directory `dir` and in every cgroup below it,
 /// sorted.
 pub fn processes_below(dir: &Path) -> Vec<u32> {
-    let mut pids: Vec<u32> = std::iter::once(dir.to_path_buf())
-        .chain(cgroup_descendants(dir))
-        .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
-        .flat_map(|text| {
-            text.lines()
-                .filter_map(|l| l.trim().parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect();
-    pids.sort_unstable();
-    pids
+    pids_in(std::iter::once(dir.to_path_buf()).chain(cgroup_descendants(dir)))
 }
 
 /// The PIDs in cgroup `cgroup` ("/crius-e2e-…/pod/ctr"), in any hierarchy.
 pub fn cgroup_processes(cgroup: &str) -> Vec<u32> {
-    let mut pids: Vec<u32> = cgroup_dirs(cgroup)
-        .iter()
+    pids_in(cgroup_dirs(cgroup))
+}
+
+/// The PIDs listed in the `cgroup.procs` of `dirs`, sorted, each once.
+fn pids_in(dirs: impl IntoIterator<Item = PathBuf>) -> Vec<u32> {
+    let mut pids: Vec<u32> = dirs
+        .into_iter()
         .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
         .flat_map(|text| {
             text.lines()
