@@ -78,8 +78,6 @@ trait Manager {
 #[derive(Debug)]
 pub struct Systemd {
     hierarchies: Hierarchies,
-    /// Always true (cgroup v1 hosts are refused); kept for the trait.
-    unified: bool,
     /// The system bus, connected at first use and again after an error.
     bus: Mutex<Option<zbus::blocking::Connection>>,
 }
@@ -103,7 +101,6 @@ impl Systemd {
         }
         Ok(Systemd {
             hierarchies: Hierarchies::detect(),
-            unified: true,
             bus: Mutex::new(None),
         })
     }
@@ -288,7 +285,8 @@ impl CgroupDriver for Systemd {
     }
 
     fn unified(&self) -> bool {
-        self.unified
+        // Hosts on cgroup v1 are refused at detection.
+        true
     }
 
     fn systemd(&self) -> bool {
@@ -500,7 +498,6 @@ mod tests {
     fn parents_must_be_slices_with_room_for_a_pod_below() {
         let d = Systemd {
             hierarchies: Hierarchies::detect(),
-            unified: true,
             bus: Mutex::new(None),
         };
         d.check_parent("").unwrap();
