@@ -279,7 +279,9 @@ mod tests {
 
     #[test]
     fn a_full_pipe_is_no_error_and_a_gone_reader_is() {
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
+                .unwrap();
         let big = vec![0u8; 1 << 20];
         let first = w.write_some(&big).unwrap();
         assert!(first > 0 && first < big.len());

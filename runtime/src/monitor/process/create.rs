@@ -21,6 +21,7 @@ use super::super::exit_status::unix_nanos_now;
 use super::attachers::Stdin;
 use super::event_loop::{Monitor, READ_BUF, scratch};
 use super::exits::{Exits, reap_children};
+use super::oom::OomWatch;
 use super::output::{Outputs, open_log};
 use super::requests::Requests;
 use crate::error::{Error, IoContext, Result};
@@ -66,6 +67,7 @@ impl Monitor {
             attach: None,
             tty: console.is_some(),
             exits: Exits::new(),
+            oom: None,
             buf: vec![0; READ_BUF],
             drop_pending: Vec::new(),
         };
@@ -102,6 +104,8 @@ impl Monitor {
         monitor
             .exits
             .created(container, Instant::now(), unix_nanos_now());
+        // The runtime's create made the cgroup; the init has not run yet.
+        monitor.oom = config.oom_file.clone().map(OomWatch::start);
         if let Some(console) = &console {
             // The container writes to its terminal, not to the pipes.
             let master = console.receive_master()?;

@@ -21,6 +21,7 @@ use super::super::exit_status::unix_nanos_now;
 use super::super::trim;
 use super::attachers::{self, Stdin};
 use super::exits::{Exits, reap_children};
+use super::oom::OomWatch;
 use super::output::Outputs;
 use super::requests::Requests;
 use crate::error::{IoContext, Result};
@@ -43,6 +44,9 @@ pub(super) struct Monitor {
     /// The container has a terminal (the first output is its master).
     pub(super) tty: bool,
     pub(super) exits: Exits,
+    /// The OOM kill count of the container's cgroup, once it is created
+    /// (if it has an OOM file).
+    pub(super) oom: Option<OomWatch>,
     /// The read buffer; empty while quiet ([`scratch`] allocates it).
     pub(super) buf: Vec<u8>,
     /// Code mappings to drop right before the next wait.
@@ -54,6 +58,7 @@ pub(super) struct Monitor {
 pub(super) struct Ready {
     pub(super) outputs: [bool; 2],
     pub(super) signal: bool,
+    oom: bool,
     control: bool,
     listener: bool,
     /// Attachers with events, and whether they hung up.
@@ -67,6 +72,7 @@ impl Ready {
         let Ready {
             outputs,
             signal,
+            oom,
             control,
             listener,
             attachers,
@@ -74,6 +80,7 @@ impl Ready {
         } = self;
         outputs.iter().any(|o| *o)
             || *signal
+            || *oom
             || *control
             || *listener
             || *stdin
@@ -86,6 +93,7 @@ impl Ready {
 enum Slot {
     Output(usize),
     Signal,
+    Oom,
     Control,
     Listener,
     Attacher(usize),
@@ -167,6 +175,13 @@ impl Monitor {
             if ready.control {
                 self.serve_control(config);
             }
+            // Before the reaping: an OOM kill is counted before its victim
+            // is gone, and the count may go with the cgroup.
+            if ready.oom
+                && let Some(oom) = self.oom.as_mut()
+            {
+                oom.changed();
+            }
             if ready.signal {
                 self.drain_signals();
                 for (pid, status) in reap_children() {
@@ -178,7 +193,8 @@ impl Monitor {
         for i in 0..2 {
             self.outputs.end(i);
         }
-        self.exits.record(config)
+        let oom_killed = self.oom.take().map(OomWatch::killed);
+        self.exits.record(config, oom_killed)
     }
 
     /// Carries out the requests waiting in the control FIFO.
@@ -227,6 +243,10 @@ impl Monitor {
         }
         fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
         which.push(Slot::Signal);
+        if let Some(oom) = self.oom.as_ref().and_then(OomWatch::fd) {
+            fds.push(PollFd::new(oom, PollFlags::POLLIN));
+            which.push(Slot::Oom);
+        }
         if let Some(control) = self.requests.fd() {
             fds.push(PollFd::new(control, PollFlags::POLLIN));
             which.push(Slot::Control);
@@ -276,6 +296,7 @@ impl Monitor {
             match which {
                 Slot::Output(i) => ready.outputs[i] = is_ready,
                 Slot::Signal => ready.signal = is_ready,
+                Slot::Oom => ready.oom = is_ready,
                 Slot::Control => ready.control = is_ready,
                 Slot::Listener => ready.listener = is_ready,
                 Slot::Attacher(i) if is_ready => {

@@ -15,7 +15,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::super::MonitorConfig;
-use super::super::exit_status::{ExitStatus, oom_kills, unix_nanos_now, write_exit_file};
+use super::super::exit_status::{ExitStatus, unix_nanos_now, write_exit_file};
 
 /// How long to keep reading the pipes once the init has exited, when some
 /// other process still holds them open.
@@ -114,16 +114,12 @@ impl Exits {
         }
     }
 
-    /// Writes the exit file; returns the monitor's exit code (1 if the
-    /// init's end was never seen or the file cannot be written).
-    pub(super) fn record(self, config: &MonitorConfig) -> i32 {
-        // The container's cgroup outlives its processes until the runtime
-        // deletes it, so its OOM count is still there.
-        let oom = config
-            .oom_file
-            .as_ref()
-            .map(|file| std::fs::read_to_string(file).ok());
-        let Some(exit) = self.final_status(oom) else {
+    /// Writes the exit file, `oom_killed` telling whether the container's
+    /// cgroup counted an OOM kill (`None`: it has no OOM file); returns the
+    /// monitor's exit code (1 if the init's end was never seen or the file
+    /// cannot be written).
+    pub(super) fn record(self, config: &MonitorConfig, oom_killed: Option<bool>) -> i32 {
+        let Some(exit) = self.final_status(oom_killed) else {
             eprintln!(
                 "crius-monitor: container {} ended unseen; no exit status recorded",
                 config.container_id
@@ -137,13 +133,11 @@ impl Exits {
         0
     }
 
-    /// The status to record, given the text of the cgroup's OOM file
-    /// (`None`: the container has none; `Some(None)`: unreadable).
-    fn final_status(self, oom: Option<Option<String>>) -> Option<ExitStatus> {
+    /// The status to record, given whether the cgroup counted an OOM
+    /// kill (`None`: the container has no OOM file).
+    fn final_status(self, oom_killed: Option<bool>) -> Option<ExitStatus> {
         let mut exit = self.status?;
-        if let Some(text) = oom {
-            exit.oom_killed = text.is_some_and(|t| oom_kills(&t) > 0);
-        }
+        exit.oom_killed = oom_killed.unwrap_or(false);
         Some(exit)
     }
 }
@@ -246,13 +240,8 @@ mod tests {
             exits.reaped(INIT, WaitStatus::Exited(INIT, 137), Instant::now(), 2);
             exits
         };
-        let v2 = Some(Some(
-            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n".to_string(),
-        ));
-        assert!(ended().final_status(v2).unwrap().oom_killed);
-        let none = Some(Some("oom_kill 0\n".to_string()));
-        assert!(!ended().final_status(none).unwrap().oom_killed);
-        assert!(!ended().final_status(Some(None)).unwrap().oom_killed);
+        assert!(ended().final_status(Some(true)).unwrap().oom_killed);
+        assert!(!ended().final_status(Some(false)).unwrap().oom_killed);
         assert!(!ended().final_status(None).unwrap().oom_killed);
 
         let mut unseen = Exits::new();
@@ -266,13 +255,13 @@ mod tests {
         let config = MonitorConfig::for_test(dir.path());
         let mut unseen = Exits::new();
         unseen.created(INIT, Instant::now(), 1);
-        assert_eq!(unseen.record(&config), 1);
+        assert_eq!(unseen.record(&config, None), 1);
         assert!(!config.exit_file.exists());
 
         let mut seen = Exits::new();
         seen.created(INIT, Instant::now(), 1);
         seen.reaped(INIT, WaitStatus::Exited(INIT, 3), Instant::now(), 2);
-        assert_eq!(seen.record(&config), 0);
+        assert_eq!(seen.record(&config, Some(false)), 0);
         let status = super::super::super::read_exit_file(&config.exit_file)
             .unwrap()
             .unwrap();

@@ -25,6 +25,7 @@
 //! stdout and stderr into the CRI log and to attachers), [`attachers`]
 //! (attachers' stdin into the container), [`requests`] (the control FIFO),
 //! [`exits`] (reaping, the container's exit status, the exit file),
+//! [`oom`] (the OOM kill count of the container's cgroup, watched),
 //! [`create`] (setting up and running the runtime's create), and
 //! [`event_loop`], the `poll` loop that ties them together.
 
@@ -32,6 +33,7 @@ mod attachers;
 mod create;
 mod event_loop;
 mod exits;
+mod oom;
 mod output;
 mod requests;
 

@@ -291,8 +291,8 @@ mod tests {
     }
 
     fn outputs(log: Option<Sink>) -> Outputs<Sink> {
-        let (a, _) = nix::unistd::pipe().unwrap();
-        let (b, _) = nix::unistd::pipe().unwrap();
+        let (a, _) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (b, _) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         Outputs::new(a, b, log)
     }
 
@@ -354,8 +354,10 @@ mod tests {
 
     #[test]
     fn the_runtimes_words_are_captured_up_to_a_bound_and_the_pipe_drained() {
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
-        let (other, _) = nix::unistd::pipe().unwrap();
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
+                .unwrap();
+        let (other, _) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let mut out: Outputs<Sink> = Outputs::new(r, other, None);
         let mut captured = b"x".repeat(MAX_CAPTURED - 3);
         nix::unistd::write(&w, b"warning: odd\n").unwrap();
@@ -374,8 +376,8 @@ mod tests {
     fn reopening_creates_the_log_at_its_path() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pods/c/0.log");
-        let (a, _) = nix::unistd::pipe().unwrap();
-        let (b, _) = nix::unistd::pipe().unwrap();
+        let (a, _) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (b, _) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let mut out = Outputs::new(a, b, Some(open_log(&path).unwrap()));
         std::fs::rename(&path, dir.path().join("rotated")).unwrap();
         out.reopen_log(Some(&path));
