@@ -7,9 +7,10 @@
 //!   from kubelet; [`DEFAULT_PARENT`] when a pod names none). The pod's
 //!   own cgroup is a slice below it, `<parent stem>-crius_<pod id>.slice`
 //!   (systemd nests slices by the dashes of their names).
-//! - The pod's infra process is put in a transient scope of its own in
-//!   that slice, `crius-infra-<pod id>.scope`, with `StartTransientUnit`;
-//!   the slice comes with it.
+//! - The pod's slice is a transient unit, started by RunPodSandbox while
+//!   the pod's namespaces are made; its infra process is put in a
+//!   transient scope of its own in that slice, `crius-infra-<pod
+//!   id>.scope`, both with `StartTransientUnit`.
 //! - A container's cgroup is `<pod slice>:crius:<container id>`, the
 //!   `cgroupsPath` runc and crun take with `--systemd-cgroup`: they make
 //!   the scope `crius-<container id>.scope` in the pod slice, and set its
@@ -69,9 +70,6 @@ trait Manager {
 
     /// Stops a unit (and, for a slice, every unit in it).
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
-
-    /// Forgets a unit's failed state, so that it is unloaded.
-    fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
 }
 
 /// The systemd driver (cgroup v2 hosts).
@@ -154,7 +152,7 @@ impl CgroupDriver for Systemd {
         if parent.is_empty() {
             return Ok(());
         }
-        slice_stem(parent)?;
+        slice_stem(parent_slice(parent)?)?;
         if pod_slice(parent, &"0".repeat(64)).len() > MAX_UNIT_NAME {
             return Err("is too long for a slice below it");
         }
@@ -202,6 +200,34 @@ impl CgroupDriver for Systemd {
             }
         }
         Ok(found)
+    }
+
+    fn begin_pod_cgroup(&self, pod_cgroup: &str, pod_id: &str) -> Result<()> {
+        let slice = owned_slice(pod_cgroup, pod_id)?;
+        let description = format!("crius pod {pod_id}");
+        self.manager(&format!("start {slice}"), |m| {
+            let started = m.start_transient_unit(
+                &slice,
+                "fail",
+                &[
+                    ("Description", Value::from(description.as_str())),
+                    ("DefaultDependencies", Value::from(false)),
+                    ("CollectMode", Value::from("inactive-or-failed")),
+                ],
+                &[],
+            );
+            match started {
+                // Made already (a retried or recovered pod): as good.
+                Err(zbus::Error::MethodError(name, _, _))
+                    if name.as_str() == "org.freedesktop.systemd1.UnitExists" =>
+                {
+                    Ok(())
+                }
+                other => other.map(drop),
+            }
+        })
+        // The job is queued; the infra scope and runc's container scopes
+        // in the slice are ordered after it by systemd.
     }
 
     fn place_infra(&self, pod_cgroup: &str, pod_id: &str, pid: i32) -> Result<()> {
@@ -257,12 +283,10 @@ impl CgroupDriver for Systemd {
         let Some(dir) = self.dir(&slice) else {
             return Ok(());
         };
-        if !dir.exists() {
-            // Never made (no infra, no container) or gone already; a unit
-            // systemd still knows of is unloaded with its failed state.
-            let _ = self.manager("reset", |m| m.reset_failed_unit(&slice));
-            return Ok(());
-        }
+        // Stopped whether its cgroup is there or not: a start job still
+        // queued (begin_pod_cgroup) is replaced by the stop, so it cannot
+        // make the slice afterwards; a slice never made is loaded, found
+        // inactive and collected.
         match self.manager(&format!("stop {slice}"), |m| m.stop_unit(&slice, "replace")) {
             Ok(_) => {}
             Err(e) if !dir.exists() => {
@@ -339,13 +363,33 @@ fn slice_stem(name: &str) -> Result<&str, &'static str> {
     Ok(stem)
 }
 
+/// The slice a cgroup parent names: a slice name
+/// (`kubepods-burstable-pod<uid>.slice`, as kubelet sends it), or that
+/// slice's place in the tree (`/kubepods.slice/kubepods-burstable.slice/…`,
+/// as critest sends `/test.slice`), which must be where systemd puts it.
+/// containerd and CRI-O take the last component of either.
+fn parent_slice(parent: &str) -> Result<&str, &'static str> {
+    let Some(tree) = parent.strip_prefix('/') else {
+        return Ok(parent);
+    };
+    let last = tree.rsplit('/').next().unwrap_or(tree);
+    match slice_dir(last) {
+        Some(dir) if dir == parent => Ok(last),
+        _ => Err(
+            "must be a systemd slice name such as kubepods-burstable-pod<uid>.slice, \
+             or that slice's path (/kubepods.slice/kubepods-burstable.slice/…) \
+             (this node uses the systemd cgroup driver)",
+        ),
+    }
+}
+
 /// The slice of pod `id` below the slice `parent` (the default one when
 /// empty).
 fn pod_slice(parent: &str, id: &str) -> String {
-    let parent = if parent.is_empty() {
-        DEFAULT_PARENT
-    } else {
-        parent
+    let parent = match parent_slice(parent) {
+        Ok("") => DEFAULT_PARENT,
+        Ok(slice) => slice,
+        Err(_) => "-.slice",
     };
     match slice_stem(parent) {
         Ok("") | Err(_) => format!("crius_{id}.slice"),
@@ -458,6 +502,14 @@ mod tests {
         assert_eq!(pod_slice("", &id), format!("crius-crius_{id}.slice"));
         assert_eq!(pod_slice("-.slice", &id), format!("crius_{id}.slice"));
         assert_eq!(
+            pod_slice("/test.slice", &id),
+            format!("test-crius_{id}.slice")
+        );
+        assert_eq!(
+            pod_slice("/kubepods.slice/kubepods-pod9.slice", &id),
+            format!("kubepods-pod9-crius_{id}.slice")
+        );
+        assert_eq!(
             cgroup_path(&format!("{pod}:crius:c1")).unwrap(),
             format!(
                 "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod9.slice/\
@@ -502,6 +554,19 @@ mod tests {
         };
         d.check_parent("").unwrap();
         d.check_parent("kubepods-burstable-pod1_2.slice").unwrap();
+        d.check_parent("/test.slice").unwrap();
+        d.check_parent("/kubepods.slice/kubepods-burstable.slice")
+            .unwrap();
+        for bad in [
+            "/",
+            "/kubepods.slice/",
+            "/kubepods.slice/burstable.slice",
+            "/kubepods-burstable.slice",
+            "//test.slice",
+            "/a.slice/../a-b.slice",
+        ] {
+            assert!(d.check_parent(bad).is_err(), "{bad:?}");
+        }
         assert!(d.check_parent("/kubepods/burstable").is_err());
         assert!(d.check_parent("kubepods").is_err());
         assert!(
