@@ -13,7 +13,10 @@
 #   and unmounts what is left under it.
 #
 # Environment: CONF_WORK (from setup.sh); CRIUS and CRIUS_MONITOR (default
-# target/release/ of this repository); CRICTL.
+# target/release/ of this repository); CRICTL; CGROUP_DRIVER (systemd or
+# cgroupfs; default: crius's auto, systemd where systemd is PID 1 on
+# cgroup v2). With the systemd driver crius's pods go below the slice
+# crius_conformance.slice, else below the cgroup /crius-conformance.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need_root
@@ -22,7 +25,18 @@ load_work
 D=$CONF_WORK/crius
 EP=unix://$D/state/crius.sock
 PIDF=$CONF_WORK/pids/crius
-CGROUP_PARENT=/crius-conformance
+DRIVER=${CGROUP_DRIVER:-auto}
+if [ "$DRIVER" = auto ]; then
+    DRIVER=cgroupfs
+    if [ -d /run/systemd/system ] && [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then
+        DRIVER=systemd
+    fi
+fi
+case $DRIVER in
+systemd) CGROUP_PARENT=crius_conformance.slice ;;
+cgroupfs) CGROUP_PARENT=/crius-conformance ;;
+*) die "CGROUP_DRIVER=$DRIVER: want systemd or cgroupfs" ;;
+esac
 
 case "${1:-}" in
 start)
@@ -41,6 +55,7 @@ metrics_listen = "none"
 
 [runtime]
 monitor_path = "$monitor"
+cgroup_driver = "$DRIVER"
 default_cgroup_parent = "$CGROUP_PARENT"
 
 [cni]
@@ -58,7 +73,7 @@ EOF
     setsid "$bin" --config "$D/crius.toml" > "$CONF_WORK/logs/crius.log" 2>&1 < /dev/null &
     echo $! > "$PIDF"
     wait_cri "$EP" "$CONF_WORK/logs/crius.log"
-    step "crius $(cri "$EP" version | awk '/RuntimeVersion/ { print $2 }') runs, pid $(cat "$PIDF")"
+    step "crius $(cri "$EP" version | awk '/RuntimeVersion/ { print $2 }') runs, pid $(cat "$PIDF"), $DRIVER cgroup driver"
     echo "$EP"
     ;;
 stop)
@@ -70,10 +85,25 @@ stop)
     kill_owned 'crius-monitor' "$D/"
     umount_under "$D"
     # The cgroups of the pods crius ran, if any are left empty.
-    for c in /sys/fs/cgroup/*"$CGROUP_PARENT" /sys/fs/cgroup"$CGROUP_PARENT"; do
-        [ -d "$c" ] || continue
-        find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || step "cgroup $c is not empty"
-    done
+    if [ "$DRIVER" = systemd ]; then
+        # The parent slices systemd made for them: crius's default, and
+        # test.slice, which critest names as its pods' parent (as kubelet
+        # its kubepods slices, and nobody removes it either).
+        for slice in "$CGROUP_PARENT" test.slice; do
+            c=/sys/fs/cgroup/$slice
+            [ -d "$c" ] || continue
+            if [ -n "$(find "$c" -name cgroup.procs -exec cat {} + 2>/dev/null)" ]; then
+                step "slice $slice still has processes: left alone"
+            else
+                systemctl stop "$slice" || step "could not stop $slice"
+            fi
+        done
+    else
+        for c in /sys/fs/cgroup/*"$CGROUP_PARENT" /sys/fs/cgroup"$CGROUP_PARENT"; do
+            [ -d "$c" ] || continue
+            find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || step "cgroup $c is not empty"
+        done
+    fi
     ;;
 *)
     echo "usage: crius.sh start|stop" >&2

@@ -18,7 +18,9 @@
 # CONF_WORK=<that path>. teardown.sh undoes all of it.
 #
 # Environment: CONF_WORK, REGISTRY_PORT (5055), CONF_BRIDGE (crconf0),
-# CONF_SUBNET (10.77.0.0/16), SKIP_APT=1 (the packages are there already).
+# CONF_SUBNET (10.77.0.0/16), SKIP_APT=1 (the packages are there already),
+# REGISTRY_AT=HOST:PORT (a registry another setup.sh filled, e.g. the
+# host's from a guest at 10.0.2.2:5055: steps 3 and 4 are left out).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need_root
@@ -37,7 +39,7 @@ cleanup() {
 trap cleanup EXIT
 
 REGISTRY_PORT=${REGISTRY_PORT:-5055}
-REGISTRY=127.0.0.1:$REGISTRY_PORT
+REGISTRY=${REGISTRY_AT:-127.0.0.1:$REGISTRY_PORT}
 CONF_BRIDGE=${CONF_BRIDGE:-crconf0}
 CONF_SUBNET=${CONF_SUBNET:-10.77.0.0/16}
 
@@ -92,11 +94,15 @@ CONF_NET_DIR=$CONF_WORK/cni/net.d
 EOF
 
 # ---------------------------------------------------------------- 3. registry
-if curl -s -o /dev/null "http://$REGISTRY/v2/"; then
-    die "something answers on $REGISTRY already; pick another REGISTRY_PORT"
-fi
-step "starting docker-registry on $REGISTRY"
-cat > "$CONF_WORK/registry.yml" <<EOF
+if [ -n "${REGISTRY_AT:-}" ]; then
+    curl -sf -o /dev/null "http://$REGISTRY/v2/" || die "no registry answers at REGISTRY_AT=$REGISTRY"
+    step "using the registry at $REGISTRY and the images in it"
+else
+    if curl -s -o /dev/null "http://$REGISTRY/v2/"; then
+        die "something answers on $REGISTRY already; pick another REGISTRY_PORT"
+    fi
+    step "starting docker-registry on $REGISTRY"
+    cat > "$CONF_WORK/registry.yml" <<EOF
 version: 0.1
 log:
   level: warn
@@ -108,18 +114,19 @@ storage:
 http:
   addr: $REGISTRY
 EOF
-setsid /usr/bin/docker-registry serve "$CONF_WORK/registry.yml" \
-    > "$CONF_WORK/logs/registry.log" 2>&1 < /dev/null &
-echo $! > "$CONF_WORK/pids/registry"
-for ((i = 0; i < 50; i++)); do
-    curl -sf -o /dev/null "http://$REGISTRY/v2/" && break
-    sleep 0.2
-done
-curl -sf -o /dev/null "http://$REGISTRY/v2/" ||
-    die "the registry did not come up; see $CONF_WORK/logs/registry.log"
+    setsid /usr/bin/docker-registry serve "$CONF_WORK/registry.yml" \
+        > "$CONF_WORK/logs/registry.log" 2>&1 < /dev/null &
+    echo $! > "$CONF_WORK/pids/registry"
+    for ((i = 0; i < 50; i++)); do
+        curl -sf -o /dev/null "http://$REGISTRY/v2/" && break
+        sleep 0.2
+    done
+    curl -sf -o /dev/null "http://$REGISTRY/v2/" ||
+        die "the registry did not come up; see $CONF_WORK/logs/registry.log"
+fi
 
 # ---------------------------------------------------------------- 4. images
-"$HERE/build-images.sh"
+[ -n "${REGISTRY_AT:-}" ] || "$HERE/build-images.sh"
 
 # ---------------------------------------------------------------- 5. configs
 step "writing the CNI network $CONF_BRIDGE ($CONF_SUBNET) and containerd's config"

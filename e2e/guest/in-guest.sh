@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs inside the guest, from the read-only payload disk run.sh made
 # (mounted at /mnt/crius): each line of ./plan is a test binary of
-# ./target/<profile>/deps/ and its libtest arguments, tab-separated; each
-# runs in turn, its output in /var/tmp/guest-results/<n>-<binary>.log and
-# a line in .../summary. Exits 1 if any failed.
+# ./target/<profile>/deps/ and its libtest arguments, tab-separated, or
+# `conformance` and the arguments of conformance-in-guest.sh after its
+# first (critest and the crictl scenario; results in
+# /var/tmp/guest-results/conformance/); each runs in turn, its output in
+# /var/tmp/guest-results/<n>-<binary>.log and a line in .../summary.
+# Exits 1 if any failed.
 set -euo pipefail
 payload=$(cd "$(dirname "$0")" && pwd)
 out=/var/tmp/guest-results
@@ -39,14 +42,24 @@ while IFS=$'\t' read -r -a entry; do
     started=$SECONDS
     # Each line stamped with the seconds since the binary started, so the
     # log shows how long each test took under emulation.
-    if (cd "$source_dir/e2e" && "$payload/target/$profile/deps/$binary" "${entry[@]:1}") 2>&1 |
+    case $binary in
+    conformance) command=("$payload/conformance-in-guest.sh" "$out/conformance" "${entry[@]:1}") ;;
+    *) command=("$payload/target/$profile/deps/$binary" "${entry[@]:1}") ;;
+    esac
+    if (cd "$source_dir/e2e" && "${command[@]}") 2>&1 |
         while IFS= read -r line; do printf '[%4d s] %s\n' "$((SECONDS - started))" "$line"; done >"$log"; then
         result=ok
     else
         result=FAILED
         status=1
     fi
-    printf '%s %s (%s s): %s\n' "$binary" "$result" "$((SECONDS - started))" \
-        "$(grep -oE 'test result:.*' "$log" | tail -n 1)" | tee -a "$out/summary"
+    case $binary in
+    conformance)
+        outcome=$(sed -nE 's/^\[ *[0-9]+ s\] ((critest crius-|crictl scenario).*)/\1/p' "$log" | paste -sd ';' -) || true
+        ;;
+    *) outcome=$(grep -oE 'test result:.*' "$log" | tail -n 1) || true ;;
+    esac
+    printf '%s %s (%s s): %s\n' "$binary" "$result" "$((SECONDS - started))" "$outcome" |
+        tee -a "$out/summary"
 done <"$payload/plan"
 exit "$status"

@@ -7,9 +7,15 @@
 #   e2e/guest/run.sh BINARY [LIBTEST ARGS…]   # any other selection, e.g.
 #   e2e/guest/run.sh containers security_settings --exact …
 #   e2e/guest/run.sh crius-bench sandboxes --count 20 --cgroup-driver systemd
+#   CRITEST=… CRICTL=… e2e/guest/run.sh conformance [HANDLER…]
 #
 # As root. BINARY is an e2e test target (a file name in e2e/tests/), or
-# crius-bench (e2e/src/bin/crius-bench/) with its arguments. It:
+# crius-bench (e2e/src/bin/crius-bench/) with its arguments, or
+# `conformance`: critest for each HANDLER (default: `default crun`) and
+# e2e/conformance/crictl-scenario.sh against crius with the node's cgroup
+# driver, with critest and crictl binaries you built (CRITEST, CRICTL; the
+# lane never builds them) and the images of e2e/conformance/setup.sh, run
+# on this host with its registry, which the guest reaches at 10.0.2.2. It:
 #   1. builds or finds the cached image (build.sh);
 #   2. builds, or finds already built, crius and the e2e test binaries for
 #      CRIUS_GUEST_PROFILE (debug, the default, as `cargo build --workspace
@@ -27,7 +33,8 @@
 # as they do on the host; the host's loopback would be 10.0.2.2 from there.
 #
 # Environment: CRIUS_GUEST_PROFILE (debug|release), CRIUS_GUEST_TIMEOUT
-# (seconds the tests may take in the guest, default 1500),
+# (seconds the tests may take in the guest, default 1500; 3600 for
+# conformance), REGISTRY_PORT and SKIP_APT for conformance's setup.sh,
 # CRIUS_GUEST_MEMORY (default 4G), CRIUS_GUEST_CPUS (default 2),
 # CRIUS_GUEST_DIR (default /var/tmp/crius-guest), CARGO_TARGET_DIR.
 set -euo pipefail
@@ -35,7 +42,6 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 PROFILE=${CRIUS_GUEST_PROFILE:-debug}
-TIMEOUT=${CRIUS_GUEST_TIMEOUT:-1500}
 MEMORY=${CRIUS_GUEST_MEMORY:-4G}
 CPUS=${CRIUS_GUEST_CPUS:-2}
 # How long the guest may take from power-on to answering ssh.
@@ -62,12 +68,26 @@ else
     done < <(sed -e 's/#.*//' "$GUEST_LANE/default-tests")
 fi
 binaries=()
+conformance=0
 for entry in "${plan[@]}"; do
     binary=${entry%%$'\t'*}
-    [ "$binary" = crius-bench ] || [ -f "$REPO/e2e/tests/$binary.rs" ] ||
+    [ "$binary" = crius-bench ] || [ "$binary" = conformance ] ||
+        [ -f "$REPO/e2e/tests/$binary.rs" ] ||
         guest_die "no e2e test binary $binary (e2e/tests/$binary.rs)"
     binaries+=("$binary")
+    [ "$binary" != conformance ] || conformance=1
 done
+TIMEOUT=${CRIUS_GUEST_TIMEOUT:-$((conformance ? 3600 : 1500))}
+if [ "$conformance" = 1 ]; then
+    for tool in CRITEST CRICTL; do
+        [ -x "${!tool:-}" ] ||
+            guest_die "conformance: set $tool to a $(echo "$tool" | tr A-Z a-z) you built from kubernetes-sigs/cri-tools"
+    done
+    [ ${#plan[@]} = 1 ] || guest_die "conformance runs alone"
+    # The handlers, each after a tab.
+    handlers=${plan[0]#conformance}
+    [ -n "$handlers" ] || handlers=$'\tdefault\tcrun'
+fi
 
 # 1. The image.
 phase=$SECONDS
@@ -79,6 +99,7 @@ mkdir -p "$GUEST_DIR/run" "$GUEST_DIR/results"
 run=$(mktemp -d "$GUEST_DIR/run/XXXXXX")
 qemu_pid=
 tests_pid=
+conf_work=
 stop_guest() {
     if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
         kill -TERM "$qemu_pid" 2>/dev/null || true
@@ -97,6 +118,11 @@ cleanup() {
         kill -TERM "$tests_pid" 2>/dev/null || true
     fi
     stop_guest
+    if [ -n "$conf_work" ]; then
+        CONF_WORK=$conf_work "$REPO/e2e/conformance/teardown.sh" >&2 ||
+            guest_log "the conformance harness's teardown.sh reported leftovers"
+        rm -rf "$conf_work"
+    fi
     rm -rf "$run"
 }
 trap cleanup EXIT
@@ -111,7 +137,7 @@ guest_log "finding (or building) the $PROFILE binaries"
     cargo build -q --workspace --bins "${cargo_profile[@]}" --message-format=json-render-diagnostics
     # The test binaries only when a test is to run (a release build of
     # them all takes long).
-    if printf '%s\n' "${binaries[@]}" | grep -qvx crius-bench; then
+    if printf '%s\n' "${binaries[@]}" | grep -qvxE 'crius-bench|conformance'; then
         cargo test -q --workspace --no-run "${cargo_profile[@]}" --message-format=json-render-diagnostics
     fi
 ) >"$run/cargo.json"
@@ -159,10 +185,26 @@ done
 for binary in $(printf '%s\n' "${binaries[@]}" | sort -u); do
     case $binary in
     crius-bench) place "$(executable "$binary" bin)" "$bin/deps/$binary" ;;
+    conformance) ;;
     *) place "$(executable "$binary" test)" "$bin/deps/$binary" ;;
     esac
 done
 cp "$GUEST_LANE/in-guest.sh" "$stage/"
+if [ "$conformance" = 1 ]; then
+    # The host's registry with every image critest pulls (setup.sh prints
+    # its work root last); the guest runs the same harness against it.
+    guest_log "conformance: the harness's registry and images on this host (setup.sh)"
+    conf_work=$(mktemp -d "${TMPDIR:-/var/tmp}/crius-guest-conformance.XXXXXX")
+    CONF_WORK=$conf_work "$REPO/e2e/conformance/setup.sh" >"$run/setup.log" 2>&1 ||
+        { tail -n 20 "$run/setup.log" >&2; guest_die "the conformance harness's setup.sh failed"; }
+    registry_port=$(. "$conf_work/env" && echo "$REGISTRY_PORT")
+    plan=("conformance"$'\t'"10.0.2.2:$registry_port$handlers")
+    mkdir -p "$stage/bin"
+    cp "$CRITEST" "$stage/bin/critest"
+    cp "$CRICTL" "$stage/bin/crictl"
+    cp -r "$REPO/e2e/conformance" "$stage/conformance"
+    cp "$GUEST_LANE/conformance-in-guest.sh" "$stage/"
+fi
 printf '%s\n' "${plan[@]}" >"$stage/plan"
 echo "$PROFILE" >"$stage/profile"
 # Tests that read deploy/ through CARGO_MANIFEST_DIR find it at the path
