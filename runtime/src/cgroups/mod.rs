@@ -68,15 +68,6 @@ pub trait CgroupDriver: Send + Sync + std::fmt::Debug {
     /// them lost); only paths [`CgroupDriver::owned_pod_cgroup`] accepts.
     fn find_pod_cgroups(&self, pod_id: &str) -> Result<Vec<String>>;
 
-    /// Starts making the cgroup `pod_cgroup` of pod `pod_id` where the
-    /// driver takes a while to (systemd's job for the pod's slice), so
-    /// that it is under way while the pod's namespaces are made; the
-    /// infra process and the containers find it made, or wait for it.
-    /// Nothing where cgroups are made on first use (cgroupfs).
-    fn begin_pod_cgroup(&self, _pod_cgroup: &str, _pod_id: &str) -> Result<()> {
-        Ok(())
-    }
-
     /// Puts the infra process `pid` of pod `pod_id` in a cgroup of its own
     /// in the pod's cgroup `pod_cgroup`, making what is needed.
     fn place_infra(&self, pod_cgroup: &str, pod_id: &str, pid: i32) -> Result<()>;

@@ -7,10 +7,10 @@
 //!   from kubelet; [`DEFAULT_PARENT`] when a pod names none). The pod's
 //!   own cgroup is a slice below it, `<parent stem>-crius_<pod id>.slice`
 //!   (systemd nests slices by the dashes of their names).
-//! - The pod's slice is a transient unit, started by RunPodSandbox while
-//!   the pod's namespaces are made; its infra process is put in a
-//!   transient scope of its own in that slice, `crius-infra-<pod
-//!   id>.scope`, both with `StartTransientUnit`.
+//! - The pod's infra process is put in a transient scope of its own in
+//!   that slice, `crius-infra-<pod id>.scope`, with `StartTransientUnit`;
+//!   the slice comes with it (one job: a transient slice of its own made
+//!   ahead measured slower in the guest, RunPodSandbox and removal both).
 //! - A container's cgroup is `<pod slice>:crius:<container id>`, the
 //!   `cgroupsPath` runc and crun take with `--systemd-cgroup`: they make
 //!   the scope `crius-<container id>.scope` in the pod slice, and set its
@@ -70,6 +70,9 @@ trait Manager {
 
     /// Stops a unit (and, for a slice, every unit in it).
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+
+    /// Forgets a unit's failed state, so that it is unloaded.
+    fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
 }
 
 /// The systemd driver (cgroup v2 hosts).
@@ -202,34 +205,6 @@ impl CgroupDriver for Systemd {
         Ok(found)
     }
 
-    fn begin_pod_cgroup(&self, pod_cgroup: &str, pod_id: &str) -> Result<()> {
-        let slice = owned_slice(pod_cgroup, pod_id)?;
-        let description = format!("crius pod {pod_id}");
-        self.manager(&format!("start {slice}"), |m| {
-            let started = m.start_transient_unit(
-                &slice,
-                "fail",
-                &[
-                    ("Description", Value::from(description.as_str())),
-                    ("DefaultDependencies", Value::from(false)),
-                    ("CollectMode", Value::from("inactive-or-failed")),
-                ],
-                &[],
-            );
-            match started {
-                // Made already (a retried or recovered pod): as good.
-                Err(zbus::Error::MethodError(name, _, _))
-                    if name.as_str() == "org.freedesktop.systemd1.UnitExists" =>
-                {
-                    Ok(())
-                }
-                other => other.map(drop),
-            }
-        })
-        // The job is queued; the infra scope and runc's container scopes
-        // in the slice are ordered after it by systemd.
-    }
-
     fn place_infra(&self, pod_cgroup: &str, pod_id: &str, pid: i32) -> Result<()> {
         let unit = format!("crius-infra-{pod_id}.scope");
         let pid_u32 = u32::try_from(pid)
@@ -283,10 +258,12 @@ impl CgroupDriver for Systemd {
         let Some(dir) = self.dir(&slice) else {
             return Ok(());
         };
-        // Stopped whether its cgroup is there or not: a start job still
-        // queued (begin_pod_cgroup) is replaced by the stop, so it cannot
-        // make the slice afterwards; a slice never made is loaded, found
-        // inactive and collected.
+        if !dir.exists() {
+            // Never made (no infra, no container) or gone already; a unit
+            // systemd still knows of is unloaded with its failed state.
+            let _ = self.manager("reset", |m| m.reset_failed_unit(&slice));
+            return Ok(());
+        }
         match self.manager(&format!("stop {slice}"), |m| m.stop_unit(&slice, "replace")) {
             Ok(_) => {}
             Err(e) if !dir.exists() => {

@@ -167,25 +167,7 @@ impl Pods {
             node_hostname()?
         };
 
-        // The pod's cgroup where making it takes a while (systemd's job
-        // for the pod's slice), under way while the namespaces are made;
-        // named in the pod directory first, for recovery after a crash
-        // that lost the record.
-        let (pod_cgroup, pod_id) = (sb.pod_cgroup.clone(), sb.id.clone());
-        let cgroup = async {
-            let Some(pod_cgroup) = pod_cgroup else {
-                return Ok(());
-            };
-            fsutil::replace_file(&pod_dir.join(CGROUP_RECORD_FILE), pod_cgroup.as_bytes())?;
-            let cgroups = self.cgroups.clone();
-            tokio::task::spawn_blocking(move || cgroups.begin_pod_cgroup(&pod_cgroup, &pod_id))
-                .await
-                .map_err(|e| Error::Internal(format!("cgroup task: {e}")))?
-        };
-        let (cgroup, namespaces) =
-            tokio::join!(cgroup, self.make_namespaces(sb, &ns_dir, own_net, own_ipc));
-        cgroup?;
-        namespaces?;
+        self.make_namespaces(sb, &ns_dir, own_net, own_ipc).await?;
         // /dev/shm shared by the pod's containers.
         if own_ipc {
             let shm = pod_dir.join("shm");
@@ -323,6 +305,9 @@ impl Pods {
         namespaces::pin_process_namespace(pid, NamespaceKind::Pid, &pin)?;
         made.pin = Some(pin);
         if let Some(pod_cgroup) = pod_cgroup {
+            // Named in the pod directory too, for recovery after a crash
+            // that lost the record.
+            fsutil::replace_file(&pod_dir.join(CGROUP_RECORD_FILE), pod_cgroup.as_bytes())?;
             let (pod_cgroup, cgroups) = (pod_cgroup.to_string(), self.cgroups.clone());
             let pod_id = pod_id.to_string();
             tokio::task::spawn_blocking(move || cgroups.place_infra(&pod_cgroup, &pod_id, pid))
