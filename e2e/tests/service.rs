@@ -172,7 +172,16 @@ async fn install_sh_runs_crius_as_a_service_whose_restarts_disturb_no_pod() {
         .unwrap();
     cri::start_container(&mut rt, &ctr).await.unwrap();
     let tree = PathBuf::from(format!("/sys/fs/cgroup{}", dir.cgroup_tree()));
-    let before = tickers(&tree);
+    // StartContainer returns once the runtime let the init go; under
+    // emulation its exec of the shell can take a moment more.
+    let mut before = tickers(&tree);
+    for _ in 0..100 {
+        if !before.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        before = tickers(&tree);
+    }
     assert_eq!(before.len(), 1, "the ticker in {}", tree.display());
     let log = Path::new(&pod.log_directory).join("ticker.log");
     let ticks = || cri::read_cri_log(&log).map(|l| l.len()).unwrap_or(0);
