@@ -193,7 +193,8 @@ impl Monitor {
         for i in 0..2 {
             self.outputs.end(i);
         }
-        let oom_killed = self.oom.take().map(OomWatch::killed);
+        // No OOM file (no memory controller): no OOM kill to tell.
+        let oom_killed = self.oom.take().is_some_and(OomWatch::killed);
         self.exits.record(config, oom_killed)
     }
 

@@ -115,10 +115,10 @@ impl Exits {
     }
 
     /// Writes the exit file, `oom_killed` telling whether the container's
-    /// cgroup counted an OOM kill (`None`: it has no OOM file); returns the
+    /// cgroup counted an OOM kill; returns the
     /// monitor's exit code (1 if the init's end was never seen or the file
     /// cannot be written).
-    pub(super) fn record(self, config: &MonitorConfig, oom_killed: Option<bool>) -> i32 {
+    pub(super) fn record(self, config: &MonitorConfig, oom_killed: bool) -> i32 {
         let Some(exit) = self.final_status(oom_killed) else {
             eprintln!(
                 "crius-monitor: container {} ended unseen; no exit status recorded",
@@ -134,10 +134,10 @@ impl Exits {
     }
 
     /// The status to record, given whether the cgroup counted an OOM
-    /// kill (`None`: the container has no OOM file).
-    fn final_status(self, oom_killed: Option<bool>) -> Option<ExitStatus> {
+    /// kill.
+    fn final_status(self, oom_killed: bool) -> Option<ExitStatus> {
         let mut exit = self.status?;
-        exit.oom_killed = oom_killed.unwrap_or(false);
+        exit.oom_killed = oom_killed;
         Some(exit)
     }
 }
@@ -190,7 +190,7 @@ mod tests {
         );
         exits.reaped(INIT, WaitStatus::Exited(INIT, 0), t1, 4);
         assert_eq!(exits.drain_until(), Some(t1 + DRAIN_AFTER_EXIT));
-        let exit = exits.final_status(None).unwrap();
+        let exit = exits.final_status(false).unwrap();
         assert_eq!(
             (exit.exit_code, exit.signal, exit.finished_at),
             (137, Some(9), 3)
@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(exits.drain_until(), Some(t0 + DRAIN_AFTER_EXIT));
         // A later reap of a reused pid changes nothing.
         exits.reaped(INIT, WaitStatus::Exited(INIT, 0), t0, 6);
-        assert_eq!(exits.final_status(None).unwrap().exit_code, 7);
+        assert_eq!(exits.final_status(false).unwrap().exit_code, 7);
 
         // Without the init among them, the early reaps are forgotten.
         let mut exits = Exits::new();
@@ -240,13 +240,12 @@ mod tests {
             exits.reaped(INIT, WaitStatus::Exited(INIT, 137), Instant::now(), 2);
             exits
         };
-        assert!(ended().final_status(Some(true)).unwrap().oom_killed);
-        assert!(!ended().final_status(Some(false)).unwrap().oom_killed);
-        assert!(!ended().final_status(None).unwrap().oom_killed);
+        assert!(ended().final_status(true).unwrap().oom_killed);
+        assert!(!ended().final_status(false).unwrap().oom_killed);
 
         let mut unseen = Exits::new();
         unseen.created(INIT, Instant::now(), 1);
-        assert!(unseen.final_status(None).is_none());
+        assert!(unseen.final_status(false).is_none());
     }
 
     #[test]
@@ -255,13 +254,13 @@ mod tests {
         let config = MonitorConfig::for_test(dir.path());
         let mut unseen = Exits::new();
         unseen.created(INIT, Instant::now(), 1);
-        assert_eq!(unseen.record(&config, None), 1);
+        assert_eq!(unseen.record(&config, false), 1);
         assert!(!config.exit_file.exists());
 
         let mut seen = Exits::new();
         seen.created(INIT, Instant::now(), 1);
         seen.reaped(INIT, WaitStatus::Exited(INIT, 3), Instant::now(), 2);
-        assert_eq!(seen.record(&config, Some(false)), 0);
+        assert_eq!(seen.record(&config, false), 0);
         let status = super::super::super::read_exit_file(&config.exit_file)
             .unwrap()
             .unwrap();
