@@ -4,8 +4,14 @@
 //! Each subscriber has its own bounded backlog in a broadcast ring: the
 //! runtime never waits for anyone, and a subscriber that falls more than
 //! [`BACKLOG`] events behind is told so and dropped (kubelet then relists).
+//!
+//! Events go out in the order of their timestamps, and a container's
+//! Stopped never before its Started: a start in flight is registered
+//! ([`Events::starting`]), and its end cannot be announced until the
+//! start's Started has been.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{broadcast, watch};
 
@@ -61,6 +67,39 @@ pub struct Subscription {
 pub(crate) struct Events {
     tx: broadcast::Sender<Arc<ContainerEvent>>,
     closed: watch::Sender<bool>,
+    /// Held while an event is stamped and sent: the containers whose
+    /// StartContainer has not yet announced Started (or failed).
+    starting: Mutex<HashSet<String>>,
+}
+
+/// A StartContainer in flight; [`StartGuard::started`] announces it,
+/// dropping it unannounced (a failed start) just ends it.
+pub(crate) struct StartGuard<'a> {
+    events: &'a Events,
+    id: String,
+}
+
+impl StartGuard<'_> {
+    /// Announces Started for `c`, then ends the start.
+    pub(crate) fn started(
+        self,
+        pods: &dyn PodLookup,
+        containers: &Objects<Container>,
+        c: &Container,
+    ) {
+        let mut starting = self.events.lock();
+        self.events
+            .send(&starting, pods, containers, c, ContainerEventKind::Started);
+        starting.remove(&self.id);
+        drop(starting);
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for StartGuard<'_> {
+    fn drop(&mut self) {
+        self.events.lock().remove(&self.id);
+    }
 }
 
 impl Events {
@@ -68,7 +107,38 @@ impl Events {
         Events {
             tx: broadcast::channel(BACKLOG).0,
             closed: watch::channel(false).0,
+            starting: Mutex::new(HashSet::new()),
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.starting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a StartContainer of container `id` about to run.
+    pub(crate) fn starting(&self, id: &str) -> StartGuard<'_> {
+        self.lock().insert(id.to_string());
+        StartGuard {
+            events: self,
+            id: id.to_string(),
+        }
+    }
+
+    /// Announces that `c` ended, unless a StartContainer of it has yet to
+    /// announce Started: then nothing is sent and the caller must send
+    /// once that start is over. Returns whether it was sent.
+    pub(crate) fn stopped_unless_starting(
+        &self,
+        pods: &dyn PodLookup,
+        containers: &Objects<Container>,
+        c: &Container,
+    ) -> bool {
+        let starting = self.lock();
+        if starting.contains(&c.id) {
+            return false;
+        }
+        self.send(&starting, pods, containers, c, ContainerEventKind::Stopped);
+        true
     }
 
     /// Subscribes to container events from now on.
@@ -87,6 +157,20 @@ impl Events {
     /// Sends an event about `c` to the subscribers, if there are any.
     pub(crate) fn emit(
         &self,
+        pods: &dyn PodLookup,
+        containers: &Objects<Container>,
+        c: &Container,
+        kind: ContainerEventKind,
+    ) {
+        let starting = self.lock();
+        self.send(&starting, pods, containers, c, kind);
+    }
+
+    /// Stamps and sends an event; the caller holds the lock (`_held`), so
+    /// events go out in the order of their stamps.
+    fn send(
+        &self,
+        _held: &MutexGuard<'_, HashSet<String>>,
         pods: &dyn PodLookup,
         containers: &Objects<Container>,
         c: &Container,

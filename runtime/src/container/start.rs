@@ -2,7 +2,6 @@
 
 use nix::sys::signal::Signal;
 
-use super::events::ContainerEventKind;
 use super::{CANNOT_RUN, CANNOT_RUN_EXIT_CODE, ContainerState, Containers};
 use crate::crash;
 use crate::error::{Error, Result};
@@ -30,6 +29,8 @@ impl Containers {
             }
         }
         let oci = self.handlers.get(&c.runtime_handler)?;
+        // Until Started is announced, the exit watcher holds back Stopped.
+        let start = self.events.starting(&c.id);
         let started_at = now_nanos();
         // Hook point: NRI's StartContainer will be called here.
         crash::point(crash::START_BEFORE_RUNTIME);
@@ -67,12 +68,7 @@ impl Containers {
         })?;
         self.metrics.phase("container_start", began);
         self.metrics.container_starts.inc();
-        self.events.emit(
-            self.pods.as_ref(),
-            &self.objects,
-            &entry.get(),
-            ContainerEventKind::Started,
-        );
+        start.started(self.pods.as_ref(), &self.objects, &entry.get());
         tracing::info!(container = %c.id, "container started");
         Ok(())
     }

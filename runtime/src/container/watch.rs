@@ -62,18 +62,23 @@ impl Containers {
             if ended.oom_killed {
                 rt.metrics.oom_kills.inc();
             }
-            if exited_before_start {
-                // Its StartContainer (or a Stop) still holds the container:
-                // Started goes out first, then Stopped. A Remove can only
-                // queue behind this wait.
+            // Stopped never goes out before Started: when the exit came
+            // first, or a StartContainer has yet to announce, wait until
+            // the start (or a Stop) lets go of the container. A Remove can
+            // only queue behind this wait.
+            let sent = !exited_before_start
+                && rt
+                    .events
+                    .stopped_unless_starting(rt.pods.as_ref(), &rt.objects, &ended);
+            if !sent {
                 drop(entry.op_shared().await);
+                rt.events.emit(
+                    rt.pods.as_ref(),
+                    &rt.objects,
+                    &ended,
+                    ContainerEventKind::Stopped,
+                );
             }
-            rt.events.emit(
-                rt.pods.as_ref(),
-                &rt.objects,
-                &ended,
-                ContainerEventKind::Stopped,
-            );
             if status.is_ok()
                 && let Ok(oci) = rt.handlers.get(&ended.runtime_handler)
                 && let Err(e) = rt.kill_leftovers(&ended, oci).await
