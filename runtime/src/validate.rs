@@ -23,7 +23,7 @@
 use std::path::{Component, Path};
 
 use crate::error::{Error, Result};
-use crate::records::container::{ContainerConfig, TERMINATION_MESSAGE_PATH_ANNOTATION};
+use crate::records::container::{ContainerConfig, Resources, TERMINATION_MESSAGE_PATH_ANNOTATION};
 use crate::records::pod::PodConfig;
 
 /// Longest pod or container name, namespace or uid.
@@ -371,12 +371,60 @@ pub fn container(config: &ContainerConfig) -> Result<()> {
     }
     labels(&what("labels"), &config.labels)?;
     labels(&what("annotations"), &config.annotations)?;
+    resources(&what("resources"), &config.resources)?;
     if let Some(path) = config
         .annotations
         .get(TERMINATION_MESSAGE_PATH_ANNOTATION)
         .filter(|p| !p.is_empty())
     {
         absolute_clean_path(&what("termination message path"), path)?;
+    }
+    Ok(())
+}
+
+/// Checks the cgroup resources `what` (a container's, at creation or in
+/// UpdateContainerResources): hugepage sizes as the runtimes name them
+/// (`2MB`, `1GB`, `64KB`) and `unified` keys that are one cgroup file's
+/// name (`memory.high`) — both become file names in the container's
+/// cgroup, so neither may hold a path.
+pub fn resources(what: &str, r: &Resources) -> Result<()> {
+    for (size, _) in &r.hugepage_limits {
+        let ok = (3..=16).contains(&size.len()) && {
+            let (n, unit) = size.split_at(size.len() - 2);
+            !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && matches!(unit, "KB" | "MB" | "GB")
+        };
+        if !ok {
+            return Err(invalid(
+                format!("{what} hugepage page_size {size:?}"),
+                "must be a page size such as 2MB, 1GB or 64KB",
+            ));
+        }
+    }
+    for (key, value) in &r.unified {
+        let (controller, file) = key.split_once('.').unwrap_or(("", ""));
+        let part_ok = |p: &str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+        };
+        if key.len() > MAX_FILE_NAME
+            || !part_ok(controller)
+            || !part_ok(file)
+            || controller.contains('.')
+        {
+            return Err(invalid(
+                format!("{what} unified key {key:?}"),
+                "must name one cgroup v2 file, such as memory.high",
+            ));
+        }
+        if value.contains('\0') || value.len() > MAX_PATH {
+            return Err(invalid(
+                format!("{what} unified {key}"),
+                format!("must be at most {MAX_PATH} bytes without NUL"),
+            ));
+        }
     }
     Ok(())
 }
@@ -575,6 +623,57 @@ mod tests {
         let mut c = ctr_ok();
         c.mounts = vec![c.mounts[0].clone(); MAX_MOUNTS + 1];
         rejects(container(&c), "mounts");
+    }
+
+    #[test]
+    fn resources_cannot_name_files_outside_the_cgroup() {
+        let with = |f: &dyn Fn(&mut Resources)| {
+            let mut c = ctr_ok();
+            f(&mut c.resources);
+            container(&c)
+        };
+        with(&|r| {
+            r.hugepage_limits = vec![("2MB".into(), 1 << 21), ("1GB".into(), 0)];
+            r.unified.insert("memory.high".into(), "max".into());
+            r.unified.insert("io.bfq.weight".into(), "100".into());
+        })
+        .unwrap();
+        for size in [
+            "../../x",
+            "2MB/../..",
+            "MB",
+            "2mb",
+            "2M",
+            "",
+            "99999999999999999MB",
+        ] {
+            rejects(
+                with(&|r| r.hugepage_limits = vec![(size.into(), 1)]),
+                "page_size",
+            );
+        }
+        for key in [
+            "../cgroup.procs",
+            "memory",
+            ".high",
+            "memory.",
+            "a/b.c",
+            "x.y\0",
+            "cpu max",
+        ] {
+            rejects(
+                with(&|r| {
+                    r.unified.insert(key.into(), "1".into());
+                }),
+                "unified key",
+            );
+        }
+        rejects(
+            with(&|r| {
+                r.unified.insert("memory.high".into(), "1\0".into());
+            }),
+            "without NUL",
+        );
     }
 
     #[test]
