@@ -449,7 +449,7 @@ async fn stats_match_the_kernels_figures(handler: &str, pod_name: &str) {
     // descriptor, and a value with as many label values as label keys.
     // Block I/O figures may be absent (no per-device accounting on the
     // overlay's backing disk); their descriptors are not.
-    const EXPECTED: [&str; 45] = [
+    const EXPECTED: [&str; 51] = [
         "container_blkio_device_usage_total",
         "container_cpu_cfs_periods_total",
         "container_cpu_cfs_throttled_periods_total",
@@ -486,6 +486,12 @@ async fn stats_match_the_kernels_figures(handler: &str, pod_name: &str) {
         "container_network_transmit_packets_dropped_total",
         "container_network_transmit_packets_total",
         "container_oom_events_total",
+        "container_pressure_cpu_stalled_seconds_total",
+        "container_pressure_cpu_waiting_seconds_total",
+        "container_pressure_io_stalled_seconds_total",
+        "container_pressure_io_waiting_seconds_total",
+        "container_pressure_memory_stalled_seconds_total",
+        "container_pressure_memory_waiting_seconds_total",
         "container_processes",
         "container_sockets",
         "container_spec_cpu_period",
@@ -496,8 +502,15 @@ async fn stats_match_the_kernels_figures(handler: &str, pod_name: &str) {
         "container_threads",
         "container_threads_max",
     ];
-    const OPTIONAL_VALUES: [&str; 5] = [
+    // Pressure stall figures exist on cgroup v2 with PSI on only.
+    const OPTIONAL_VALUES: [&str; 11] = [
         "container_blkio_device_usage_total",
+        "container_pressure_cpu_stalled_seconds_total",
+        "container_pressure_cpu_waiting_seconds_total",
+        "container_pressure_io_stalled_seconds_total",
+        "container_pressure_io_waiting_seconds_total",
+        "container_pressure_memory_stalled_seconds_total",
+        "container_pressure_memory_waiting_seconds_total",
         "container_fs_reads_bytes_total",
         "container_fs_reads_total",
         "container_fs_writes_bytes_total",

@@ -1,4 +1,5 @@
-//! ContainerStats: one container's CPU, memory and writable-layer figures.
+//! ContainerStats: one container's CPU, memory, swap and writable-layer
+//! figures.
 //! Also the conversion of container figures that the other stats RPCs use.
 
 use std::sync::Arc;
@@ -54,6 +55,16 @@ pub(crate) fn memory(u: &Usage) -> Option<cri::MemoryUsage> {
     })
 }
 
+/// Swap figures as CRI reports them: what the cgroup has swapped out and,
+/// where its swap is limited, what it may still swap.
+pub(crate) fn swap(u: &Usage) -> Option<cri::SwapUsage> {
+    u.detail.memory_swap.map(|used| cri::SwapUsage {
+        timestamp: u.timestamp,
+        swap_usage_bytes: Some(value(used)),
+        swap_available_bytes: u.detail.swap_available.map(value),
+    })
+}
+
 /// A container's figures as CRI reports them.
 pub(crate) fn container_stats(s: &stats::ContainerStats) -> cri::ContainerStats {
     let c = &s.container;
@@ -74,6 +85,6 @@ pub(crate) fn container_stats(s: &stats::ContainerStats) -> cri::ContainerStats 
             used_bytes: Some(value(d.bytes)),
             inodes_used: Some(value(d.inodes)),
         }),
-        swap: None,
+        swap: swap(&s.usage),
     }
 }

@@ -7,6 +7,43 @@
 use k8s_cri::v1::{ListMetricDescriptorsRequest, ListMetricDescriptorsResponse, MetricDescriptor};
 use tonic::Status;
 
+/// `container_pressure_cpu_waiting_seconds_total`: PSI "some" of cpu.pressure.
+pub(crate) const PRESSURE_CPU_WAITING: Descriptor = Descriptor {
+    name: "container_pressure_cpu_waiting_seconds_total",
+    help: "Total time duration tasks in the container have waited due to CPU congestion.",
+    extra_labels: &[],
+};
+/// `container_pressure_cpu_stalled_seconds_total`: PSI "full" of cpu.pressure.
+pub(crate) const PRESSURE_CPU_STALLED: Descriptor = Descriptor {
+    name: "container_pressure_cpu_stalled_seconds_total",
+    help: "Total time duration no tasks in the container could make progress due to CPU congestion.",
+    extra_labels: &[],
+};
+/// `container_pressure_memory_waiting_seconds_total`: PSI "some" of memory.pressure.
+pub(crate) const PRESSURE_MEMORY_WAITING: Descriptor = Descriptor {
+    name: "container_pressure_memory_waiting_seconds_total",
+    help: "Total time duration tasks in the container have waited due to memory congestion.",
+    extra_labels: &[],
+};
+/// `container_pressure_memory_stalled_seconds_total`: PSI "full" of memory.pressure.
+pub(crate) const PRESSURE_MEMORY_STALLED: Descriptor = Descriptor {
+    name: "container_pressure_memory_stalled_seconds_total",
+    help: "Total time duration no tasks in the container could make progress due to memory congestion.",
+    extra_labels: &[],
+};
+/// `container_pressure_io_waiting_seconds_total`: PSI "some" of io.pressure.
+pub(crate) const PRESSURE_IO_WAITING: Descriptor = Descriptor {
+    name: "container_pressure_io_waiting_seconds_total",
+    help: "Total time duration tasks in the container have waited due to I/O congestion.",
+    extra_labels: &[],
+};
+/// `container_pressure_io_stalled_seconds_total`: PSI "full" of io.pressure.
+pub(crate) const PRESSURE_IO_STALLED: Descriptor = Descriptor {
+    name: "container_pressure_io_stalled_seconds_total",
+    help: "Total time duration no tasks in the container could make progress due to I/O congestion.",
+    extra_labels: &[],
+};
+
 /// The labels every metric carries: container id, container name ("POD"
 /// for the pod's own), image.
 pub(crate) const BASE_LABELS: [&str; 3] = ["id", "name", "image"];
@@ -337,6 +374,12 @@ pub(crate) const ALL: &[&Descriptor] = &[
     &START_TIME,
     &THREADS,
     &THREADS_MAX,
+    &PRESSURE_CPU_WAITING,
+    &PRESSURE_CPU_STALLED,
+    &PRESSURE_MEMORY_WAITING,
+    &PRESSURE_MEMORY_STALLED,
+    &PRESSURE_IO_WAITING,
+    &PRESSURE_IO_STALLED,
 ];
 
 /// Handles ListMetricDescriptors.

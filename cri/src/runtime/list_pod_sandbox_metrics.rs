@@ -132,6 +132,28 @@ impl Series<'_> {
             &[],
             x.spec_memory_swap_limit,
         );
+        // PSI totals are microseconds; whole seconds, as for CPU time.
+        for (waiting, stalled, p) in [
+            (
+                &d::PRESSURE_CPU_WAITING,
+                &d::PRESSURE_CPU_STALLED,
+                x.cpu_pressure,
+            ),
+            (
+                &d::PRESSURE_MEMORY_WAITING,
+                &d::PRESSURE_MEMORY_STALLED,
+                x.memory_pressure,
+            ),
+            (
+                &d::PRESSURE_IO_WAITING,
+                &d::PRESSURE_IO_STALLED,
+                x.io_pressure,
+            ),
+        ] {
+            let Some(p) = p else { continue };
+            self.push(waiting, Counter, &[], p.some_us / 1_000_000);
+            self.opt(stalled, Counter, &[], p.full_us.map(|us| us / 1_000_000));
+        }
         for b in &x.blkio {
             let dev = b.name();
             let (major, minor) = (b.major.to_string(), b.minor.to_string());

@@ -112,6 +112,10 @@ impl CgroupDriver for Cgroupfs {
     fn detail(&self, path: &str) -> Detail {
         self.hierarchies.detail(path)
     }
+
+    fn set_hugetlb(&self, path: &str, limits: &[(String, u64)]) -> Result<()> {
+        self.hierarchies.set_hugetlb(path, limits)
+    }
 }
 
 /// Whether /sys/fs/cgroup is the cgroup v2 unified hierarchy.

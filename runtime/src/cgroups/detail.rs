@@ -1,7 +1,8 @@
 //! The finer figures cAdvisor reports for a cgroup and kubelet's CRI-only
 //! stats path expects from ListPodSandboxMetrics: CFS throttling, CPU
 //! user/system split, memory breakdown and failures, threads, file
-//! descriptors and sockets, the cgroup's configured limits, block I/O.
+//! descriptors and sockets, the cgroup's configured limits, block I/O,
+//! pressure stall information (cgroup v2's `*.pressure` files).
 //!
 //! Every figure is optional: a missing or unreadable file leaves it
 //! `None` (a controller not mounted, a cgroup gone, no swap accounting).
@@ -67,8 +68,30 @@ pub struct Detail {
     pub spec_memory_limit: Option<u64>,
     /// Memory+swap (v1) or swap (v2) limit, bytes; 0 when unlimited.
     pub spec_memory_swap_limit: Option<u64>,
+    /// Swap the cgroup may still use, bytes: v2 `memory.swap.max` less
+    /// `memory.swap.current`; `None` when unlimited, and on v1 (whose
+    /// memsw limit counts memory and swap together).
+    pub swap_available: Option<u64>,
     /// Block I/O per device.
     pub blkio: Vec<BlkioDevice>,
+    /// CPU pressure (`cpu.pressure`; v2 with PSI on).
+    pub cpu_pressure: Option<Pressure>,
+    /// Memory pressure (`memory.pressure`).
+    pub memory_pressure: Option<Pressure>,
+    /// I/O pressure (`io.pressure`).
+    pub io_pressure: Option<Pressure>,
+}
+
+/// The cumulative stall times of one resource, as a `*.pressure` file
+/// gives them ("some"/"full" lines' `total=`, microseconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pressure {
+    /// Time at least one task of the cgroup was stalled on the resource
+    /// (cAdvisor's "waiting").
+    pub some_us: u64,
+    /// Time all of its non-idle tasks were stalled at once ("stalled");
+    /// `None` where the kernel keeps no such line.
+    pub full_us: Option<u64>,
 }
 
 /// Block I/O of one device.
@@ -203,11 +226,37 @@ fn detail_v2(dir: &Path) -> Detail {
     d.memory_max_usage = read_u64(&dir.join("memory.peak"));
     d.spec_memory_limit = read_max(&dir.join("memory.max"));
     d.spec_memory_swap_limit = read_max(&dir.join("memory.swap.max"));
+    d.swap_available = match (d.spec_memory_swap_limit, d.memory_swap) {
+        (Some(limit), Some(used)) if limit > 0 => Some(limit.saturating_sub(used)),
+        _ => None,
+    };
     d.threads = count_lines(&dir.join("cgroup.threads"));
     d.threads_max = read_max(&dir.join("pids.max"));
     fds(&dir.join("cgroup.procs"), &mut d);
     d.blkio = io_stat_v2(&std::fs::read_to_string(dir.join("io.stat")).unwrap_or_default());
+    let pressure = |f: &str| parse_pressure(&std::fs::read_to_string(dir.join(f)).ok()?);
+    d.cpu_pressure = pressure("cpu.pressure");
+    d.memory_pressure = pressure("memory.pressure");
+    d.io_pressure = pressure("io.pressure");
     d
+}
+
+/// A `*.pressure` file: "some avg10=… avg60=… avg300=… total=N" and, where
+/// the kernel keeps it, the same for "full". `None` without a "some" total
+/// (PSI off: the file is absent or reading it fails).
+fn parse_pressure(text: &str) -> Option<Pressure> {
+    let total = |kind: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(kind)?.strip_prefix(' '))?
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("total="))?
+            .parse()
+            .ok()
+    };
+    Some(Pressure {
+        some_us: total("some")?,
+        full_us: total("full"),
+    })
 }
 
 /// A limit file holding a number or "max" (0).
@@ -365,6 +414,46 @@ mod tests {
         assert_eq!((d.threads, d.threads_max), (Some(3), Some(4096)));
         assert_eq!(d.memory_cache, None);
         assert_eq!(d.file_descriptors, None);
+        assert_eq!((d.cpu_pressure, d.swap_available), (None, None));
         assert_eq!(detail_v2(Path::new("/nonexistent")), Detail::default());
+
+        w("memory.swap.max", "1000\n");
+        w("memory.swap.current", "300\n");
+        w(
+            "memory.pressure",
+            "some avg10=1.50 avg60=0.20 avg300=0.00 total=2500000\n\
+             full avg10=0.00 avg60=0.00 avg300=0.00 total=1200\n",
+        );
+        w(
+            "cpu.pressure",
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=7\n",
+        );
+        let d = detail_v2(dir.path());
+        assert_eq!(d.swap_available, Some(700));
+        assert_eq!(
+            d.memory_pressure,
+            Some(Pressure {
+                some_us: 2_500_000,
+                full_us: Some(1200)
+            })
+        );
+        assert_eq!(
+            d.cpu_pressure,
+            Some(Pressure {
+                some_us: 7,
+                full_us: None
+            })
+        );
+        assert_eq!(d.io_pressure, None);
+        w("memory.swap.max", "max\n");
+        assert_eq!(detail_v2(dir.path()).swap_available, None);
+    }
+
+    #[test]
+    fn pressure_files_that_say_nothing_give_nothing() {
+        assert_eq!(parse_pressure(""), None);
+        assert_eq!(parse_pressure("full avg10=0.00 total=5\n"), None);
+        assert_eq!(parse_pressure("some avg10=0.00 total=x\n"), None);
+        assert_eq!(parse_pressure("something total=5\n"), None);
     }
 }

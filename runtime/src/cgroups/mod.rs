@@ -98,4 +98,10 @@ pub trait CgroupDriver: Send + Sync + std::fmt::Debug {
 
     /// The finer figures of cgroup `path` now.
     fn detail(&self, path: &str) -> Detail;
+
+    /// Makes the hugetlb limits of container cgroup `path` those of
+    /// `limits` (page size as CRI names it, `2MB`, and bytes) where they
+    /// differ: `runc update` leaves them as they were. Sizes must have
+    /// passed [`crate::validate::resources`].
+    fn set_hugetlb(&self, path: &str, limits: &[(String, u64)]) -> Result<()>;
 }

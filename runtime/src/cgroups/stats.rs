@@ -45,7 +45,7 @@ impl Hierarchies {
                 unified = Some(mount.point);
                 continue;
             }
-            for controller in ["cpu", "cpuacct", "memory", "pids", "blkio"] {
+            for controller in ["cpu", "cpuacct", "memory", "pids", "blkio", "hugetlb"] {
                 if mount.has(controller) {
                     h.v1.insert(controller.to_string(), mount.point.clone());
                 }
@@ -106,6 +106,43 @@ impl Hierarchies {
             memory,
             pids,
         }
+    }
+}
+
+impl Hierarchies {
+    /// Writes the hugetlb limits of the cgroup at `path` that differ from
+    /// `limits` (v2 `hugetlb.<size>.max`, v1 `hugetlb.<size>.limit_in_bytes`).
+    pub(super) fn set_hugetlb(
+        &self,
+        path: &str,
+        limits: &[(String, u64)],
+    ) -> crate::error::Result<()> {
+        if limits.is_empty() {
+            return Ok(());
+        }
+        let rel = path.trim_start_matches('/');
+        let (dir, suffix) = match (&self.v2, self.v1_root("hugetlb")) {
+            (Some(root), _) => (root.join(rel), "max"),
+            (None, Some(root)) => (root.join(rel), "limit_in_bytes"),
+            (None, None) => {
+                return Err(crate::error::Error::FailedPrecondition(
+                    "hugepage limits given, but no hugetlb cgroup controller is mounted".into(),
+                ));
+            }
+        };
+        for (size, limit) in limits {
+            let file = dir.join(format!("hugetlb.{size}.{suffix}"));
+            if read_u64(&file) == Some(*limit) {
+                continue;
+            }
+            std::fs::write(&file, limit.to_string()).map_err(|e| {
+                crate::error::Error::FailedPrecondition(format!(
+                    "hugepage limit {size} = {limit}: write {}: {e}",
+                    file.display()
+                ))
+            })?;
+        }
+        Ok(())
     }
 }
 

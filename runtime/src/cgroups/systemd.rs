@@ -36,6 +36,10 @@ pub const DEFAULT_PARENT: &str = "crius.slice";
 
 /// The `prefix` of container scopes (`crius-<id>.scope`).
 const SCOPE_PREFIX: &str = "crius";
+/// The cgroup crun makes below a container's delegated scope for the
+/// container's processes and limits (its `run.oci.systemd.subgroup`
+/// default); runc keeps both in the scope itself.
+const DELEGATED_LEAF: &str = "container";
 
 /// The most systemd allows in a unit name.
 const MAX_UNIT_NAME: usize = 255;
@@ -132,6 +136,26 @@ impl Systemd {
             *self.bus.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
         result.map_err(failed)
+    }
+
+    /// The cgroup whose figures and limits are a container's, for `path`
+    /// (a slice, or a container's `slice:prefix:name`): the container's
+    /// scope, or where crun puts the container's processes and limits
+    /// below the scope systemd delegated to it ([`DELEGATED_LEAF`]). Usage
+    /// is counted there too: what the scope holds beside it is the
+    /// runtime's own set-up.
+    fn leaf(&self, path: &str) -> Option<String> {
+        let rel = cgroup_path(path)?;
+        if path.contains(':') {
+            let leaf = format!("{rel}/{DELEGATED_LEAF}");
+            if Path::new("/sys/fs/cgroup")
+                .join(leaf.trim_start_matches('/'))
+                .is_dir()
+            {
+                return Some(leaf);
+            }
+        }
+        Some(rel)
     }
 
     /// The cgroup of `path` (a slice, or a container's `slice:prefix:name`)
@@ -299,13 +323,20 @@ impl CgroupDriver for Systemd {
     }
 
     fn read(&self, path: &str) -> Sample {
-        self.hierarchies
-            .read(&cgroup_path(path).unwrap_or_default())
+        self.hierarchies.read(&self.leaf(path).unwrap_or_default())
     }
 
     fn detail(&self, path: &str) -> Detail {
         self.hierarchies
-            .detail(&cgroup_path(path).unwrap_or_default())
+            .detail(&self.leaf(path).unwrap_or_default())
+    }
+
+    fn set_hugetlb(&self, path: &str, limits: &[(String, u64)]) -> Result<()> {
+        // systemd has no hugetlb property: the file is the limit.
+        let leaf = self.leaf(path).ok_or_else(|| {
+            Error::InvalidArgument(format!("{path:?} is not a systemd cgroup path"))
+        })?;
+        self.hierarchies.set_hugetlb(&leaf, limits)
     }
 }
 

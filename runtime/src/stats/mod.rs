@@ -16,7 +16,7 @@ use crius_cni::ifstats::InterfaceStats;
 
 use crate::cgroups::CgroupDriver;
 pub use crate::cgroups::Memory;
-pub use crate::cgroups::detail::{BlkioDevice, Detail};
+pub use crate::cgroups::detail::{BlkioDevice, Detail, Pressure};
 use crate::records::pod::NamespaceKind;
 
 use crate::fsutil::{self, DiskUsage};
