@@ -2,7 +2,8 @@
 //! `rro`: crius makes the read-only copy itself): a host directory with a
 //! tmpfs mounted inside it is read-only in the container all the way down,
 //! while with plain `readonly` the tmpfs stays writable. Bad combinations
-//! are refused by name, and nothing is left mounted.
+//! are refused by name, and nothing is left mounted. Writable, with any
+//! propagation, the host's submount outlives the container.
 //!
 //! Needs the `crius` binary (`cargo build --workspace --bins`); fails,
 //! never skips, without it.
@@ -248,6 +249,41 @@ async fn recursive_read_only(handler: &str, pod_name: &str) {
             .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{name}: {err:?}");
         assert!(err.message().contains("/mnt"), "{name}: {err:?}");
+    }
+
+    // Writable, with each propagation: the container writes through to
+    // the host's submount, and neither its end nor its removal takes that
+    // submount from the host.
+    for (name, propagation) in [
+        ("private", MountPropagation::PropagationPrivate),
+        (
+            "hosttocontainer",
+            MountPropagation::PropagationHostToContainer,
+        ),
+        ("bidirectional", MountPropagation::PropagationBidirectional),
+    ] {
+        let config = run(name, volume(host.path(), false, false, propagation));
+        let id = w.start_container(&pod_id, &pod, config).await;
+        cri::wait_container_state(&mut w.rt, &id, ContainerState::ContainerExited)
+            .await
+            .unwrap();
+        let lines = common::stdout(&w.log_path(&pod, name));
+        assert_eq!(
+            lines,
+            ["/mnt/top writable", "/mnt/tmpfs/sub writable"],
+            "{name}: {lines:?}"
+        );
+        w.rt.remove_container(k8s_cri::v1::RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        assert!(
+            is_mount_point(&host.submount()),
+            "{name}: the host's tmpfs at {} went with the container",
+            host.submount().display()
+        );
+        std::fs::remove_file(host.path().join("top")).unwrap();
     }
 
     w.remove_pod(&pod_id).await;

@@ -1,9 +1,11 @@
 //! Pods in user namespaces (CRI userns mode POD, kubelet's hostUsers:
 //! false), with real runc and crun: inside, the mapping is the pod's, the
 //! process is root, the image's files and a host volume's root-owned files
-//! (and an image volume's) look root-owned, a file made in the volume by the container's root is
-//! the host root's (the volume is an ID-mapped mount); the pod's files, /dev/shm, /proc and /sys work; containers of
-//! a pod share one user namespace (and a shared PID namespace works too);
+//! (and an image volume's) look root-owned, a file made in the volume by
+//! the container's root is the host root's (the volume is an ID-mapped
+//! mount); the pod's files, /dev/shm, /proc, /sys and the container's
+//! cgroup (at its cgroup namespace's root on v2) work; containers of a
+//! pod share one user namespace (and a shared PID namespace works too);
 //! bad requests are refused naming the pod; nothing is left behind.
 //!
 //! Needs the `crius` binary (`cargo build --workspace --bins`); fails,
@@ -75,6 +77,9 @@ const SCRIPT: &str = "cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'; \
     test -e /sys/class/net/lo && echo sysfs-ok; \
     test -e /proc/self/status && echo proc-ok; \
     touch /rootfs-file && echo rootfs-writable; \
+    if test -e /sys/fs/cgroup/cgroup.controllers; then \
+        echo cgroupfs=v2 $(cat /proc/self/cgroup) $(cat /sys/fs/cgroup/pids.max); \
+    elif test -d /sys/fs/cgroup/memory; then echo cgroupfs=v1; fi; \
     readlink /proc/self/ns/user";
 
 #[tokio::test]
@@ -157,6 +162,13 @@ async fn user_namespaces(handler: &str, pod_name: &str) {
             "sysfs-ok".into(),
             "proc-ok".into(),
             "rootfs-writable".into(),
+            // The container's own cgroup, at the root of its cgroup
+            // namespace on v2, its limits readable.
+            if crius_e2e::node_shape::cgroup_v2() {
+                "cgroupfs=v2 0::/ ".into()
+            } else {
+                "cgroupfs=v1".into()
+            },
         ] {
             assert!(out.contains(&want), "{want:?} not in {out:?}");
         }
