@@ -148,7 +148,7 @@ impl Default for Config {
 
 /// crius: a Kubernetes Container Runtime Interface (CRI v1) daemon.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = crate::metrics::LONG_VERSION, about)]
 pub struct Cli {
     /// Config file (TOML). Default: /etc/crius/crius.toml if it exists.
     #[arg(long, value_name = "FILE")]

@@ -20,8 +20,13 @@ use config::{Cli, Config, LogFormat};
 fn init_logging(config: &Config) -> Result<(), String> {
     let filter = EnvFilter::try_new(&config.log_level)
         .map_err(|e| format!("log_level {:?}: {e}", config.log_level))?;
+    // Colours only for a person at a terminal: a log file or the journal
+    // gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Text => builder.init(),

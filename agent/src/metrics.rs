@@ -58,6 +58,11 @@ const CRI_METHODS: &[&str] = &[
     "ImageFsInfo",
 ];
 
+/// The commit crius was built from ("unknown" outside a git checkout).
+pub const COMMIT: &str = env!("CRIUS_COMMIT");
+/// What `crius --version` prints after the name: version and commit.
+pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CRIUS_COMMIT"), ")");
+
 /// The metrics crius exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -90,6 +95,21 @@ impl Metrics {
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        let build = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "crius_build_info",
+                "Always 1: the crius version, the commit it was built from and the CRI API it serves.",
+            ),
+            &["version", "commit", "cri_api_version"],
+        )?;
+        build
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                COMMIT,
+                crius_cri::CRI_API_VERSION,
+            ])
+            .set(1);
+        registry.register(Box::new(build))?;
         // The daemon's own CPU, memory and file descriptors:
         // crius_process_cpu_seconds_total, crius_process_resident_memory_bytes,
         // crius_process_open_fds …

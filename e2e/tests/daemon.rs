@@ -131,6 +131,13 @@ async fn containers_outlive_a_daemon_restart() {
     cri::stop_and_remove_pod(&mut rt, &pod_id).await.unwrap();
     crius.stop().await.unwrap();
     assert_no_leaks(&crius);
+    // Its log went to a file: plain text, not a terminal's colour codes.
+    let log = std::fs::read(crius.dir().daemon_log()).unwrap();
+    assert!(
+        log.windows(5).any(|w| w == b"INFO "),
+        "no INFO line in the daemon's log"
+    );
+    assert!(!log.contains(&0x1b), "ESC in the daemon's log file");
 }
 
 #[tokio::test]
@@ -187,6 +194,29 @@ async fn metrics_count_calls_and_logs_are_json_when_asked() {
         "{response}"
     );
     assert!(response.contains("text/plain; version=0.0.4"), "{response}");
+    // What was built, from what, serving what; `crius --version` says the same.
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or("unknown".to_string(), |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        });
+    let version = env!("CARGO_PKG_VERSION");
+    let info = format!(
+        "crius_build_info{{commit=\"{commit}\",cri_api_version=\"v1\",version=\"{version}\"}}"
+    );
+    assert_eq!(sample(&response, &info), Some(1.0), "{response}");
+    let out = std::process::Command::new(crius_e2e::crius_binary().unwrap())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("crius {version} ({commit})")
+    );
     assert_eq!(
         sample(&response, series_ok),
         Some(ok_before + 3.0),

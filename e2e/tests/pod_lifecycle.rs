@@ -74,6 +74,44 @@ async fn pod_lifecycle(handler: &str, runtime: &str) {
         .into_inner()
         .images;
     assert_eq!(listed.len(), 2, "{listed:?}"); // :index is :oci's image
+    // A filter naming the repository alone (`crictl images REPO`) lists
+    // every image in it; with a tag, the one image.
+    let filtered = |image: &str| {
+        let mut img = img.clone();
+        let image = image.to_string();
+        async move {
+            let mut ids: Vec<String> = img
+                .list_images(ListImagesRequest {
+                    filter: Some(k8s_cri::v1::ImageFilter {
+                        image: Some(ImageSpec {
+                            image,
+                            ..Default::default()
+                        }),
+                    }),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .images
+                .into_iter()
+                .map(|i| i.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let mut all: Vec<String> = listed.iter().map(|i| i.id.clone()).collect();
+    all.sort();
+    let oci = &images.all()[0];
+    assert_eq!(filtered(&oci.repository).await, all);
+    assert_eq!(
+        filtered(&oci.reference).await,
+        std::slice::from_ref(&oci.image_id)
+    );
+    assert_eq!(
+        filtered(&format!("{}-other", oci.repository)).await,
+        [] as [String; 0]
+    );
     for image in images.all() {
         let entry = listed.iter().find(|i| i.id == image.image_id).unwrap();
         assert!(entry.repo_tags.contains(&image.reference), "{entry:?}");

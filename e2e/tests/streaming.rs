@@ -345,8 +345,8 @@ async fn exec_over_spdy_and_websocket() {
         assert_eq!(out.exit_code(), Some(0), "{transport:?} {out:?}");
     }
 
-    // An interactive terminal: resizes seen by `stty size`, the exit code
-    // of the shell.
+    // An interactive terminal: resizes seen by `stty size`, TERM set, the
+    // exit code of the shell.
     let tty = Stdio {
         stdin: true,
         stdout: true,
@@ -359,9 +359,13 @@ async fn exec_over_spdy_and_websocket() {
         // As crictl (client-go) needs: our stdin is not ended under us.
         assert!(s.stdin_kept_open(Duration::from_millis(300)).await);
         s.resize(100, 30).await.unwrap();
-        s.send_stdin(b"busybox stty size; tty\n").await.unwrap();
+        s.send_stdin(b"busybox stty size; tty; echo term=$TERM.\n")
+            .await
+            .unwrap();
         s.read_stdout_until("30 100", SESSION).await.unwrap();
         s.read_stdout_until("/dev/pts/", SESSION).await.unwrap();
+        // The container's env names no TERM: the terminal exec gets one.
+        s.read_stdout_until("term=xterm.", SESSION).await.unwrap();
         s.clear_stdout();
         s.resize(123, 45).await.unwrap();
         s.send_stdin(b"busybox stty size\n").await.unwrap();

@@ -1,4 +1,5 @@
-//! ListImages: the images in the store, optionally filtered by reference.
+//! ListImages: the images in the store, optionally filtered by reference
+//! or by repository.
 
 use crius_runtime::Runtime;
 use k8s_cri::v1::{ListImagesRequest, ListImagesResponse};
@@ -15,12 +16,7 @@ pub fn handle(rt: &Runtime, req: ListImagesRequest) -> Result<ListImagesResponse
         .map(|i| i.image)
         .filter(|i| !i.is_empty());
     let images = match wanted {
-        Some(reference) => rt
-            .images()
-            .get(&reference)
-            .map_err(to_status)?
-            .into_iter()
-            .collect(),
+        Some(reference) => rt.images().matching(&reference).map_err(to_status)?,
         None => rt.images().list(),
     };
     Ok(ListImagesResponse {

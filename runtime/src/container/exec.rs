@@ -18,7 +18,8 @@ pub const MAX_EXEC_OUTPUT: usize = 16 << 20;
 
 /// Writes the process an exec runs: the container's own (its user,
 /// groups, environment, working directory, capabilities, rlimits,
-/// no_new_privs, AppArmor) with `cmd` for arguments and a terminal or not, as
+/// no_new_privs, AppArmor) with `cmd` for arguments and a terminal or not
+/// (`TERM=xterm` with one, when the environment names no TERM), as
 /// containerd and CRI-O do. Passed whole (`exec --process`), because a bare
 /// `exec ID CMD` is not read the same way by every runtime (crun 1.8 runs
 /// it as root).
@@ -36,6 +37,10 @@ fn write_exec_process(
         .ok_or_else(|| Error::Internal(format!("{} has no process", config_json.display())))?;
     process.set_args(Some(cmd.to_vec()));
     process.set_terminal(Some(terminal));
+    // A terminal exec (crictl exec -it) gets a TERM, as containerd gives it.
+    let mut env = process.env().clone().unwrap_or_default();
+    super::spec::with_term(&mut env, terminal);
+    process.set_env(Some(env));
     process.set_console_size(None);
     let json = serde_json::to_vec(&process)
         .map_err(|e| Error::Internal(format!("encode exec process: {e}")))?;

@@ -199,7 +199,8 @@ pub fn command_line(config: &ContainerConfig, image: &ImageConfig) -> Result<Vec
 
 /// The environment: a default PATH and HOSTNAME, then the image's, then the
 /// config's; a later value replaces an earlier one of the same name, in
-/// place.
+/// place. A container with a terminal gets `TERM=xterm` if neither names
+/// a TERM (as containerd and Docker do), so curses programs work.
 pub fn environment(config: &ContainerConfig, image: &ImageConfig, hostname: &str) -> Vec<String> {
     let mut env: Vec<String> = vec![DEFAULT_PATH.to_string(), format!("HOSTNAME={hostname}")];
     let mut set = |entry: String| {
@@ -218,7 +219,16 @@ pub fn environment(config: &ContainerConfig, image: &ImageConfig, hostname: &str
     for (k, v) in &config.envs {
         set(format!("{k}={v}"));
     }
+    with_term(&mut env, config.tty);
     env
+}
+
+/// Adds `TERM=xterm` to `env` for a process with a terminal whose
+/// environment names no TERM.
+pub fn with_term(env: &mut Vec<String>, terminal: bool) {
+    if terminal && !env.iter().any(|e| e.split('=').next() == Some("TERM")) {
+        env.push("TERM=xterm".into());
+    }
 }
 
 fn bind(destination: &str, source: &Path, options: &[&str]) -> Result<Mount> {

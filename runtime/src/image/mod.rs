@@ -179,6 +179,37 @@ impl ImageStore {
         self.inner.records.list()
     }
 
+    /// The images ListImages's filter `filter` selects: with a repository
+    /// alone (`busybox`, `registry:5000/app`: no tag, no digest), every
+    /// image with a tag or digest in that repository, as CRI-O answers
+    /// `crictl images REPO`; else the one image [`Self::get`] finds.
+    pub fn matching(&self, filter: &str) -> Result<Vec<Image>> {
+        let last = filter.rsplit('/').next().unwrap_or(filter);
+        if filter.contains('@') || last.contains(':') || filter.starts_with("sha256:") {
+            return Ok(self.get(filter)?.into_iter().collect());
+        }
+        let Ok(name) = reference::ImageRef::parse(filter).map(|r| r.name()) else {
+            return Ok(self.get(filter)?.into_iter().collect());
+        };
+        let in_repo = |s: &String, sep: char| {
+            s.strip_prefix(name.as_str())
+                .is_some_and(|rest| rest.starts_with(sep))
+        };
+        let images: Vec<Image> = self
+            .list()
+            .into_iter()
+            .filter(|i| {
+                i.repo_tags.iter().any(|t| in_repo(t, ':'))
+                    || i.repo_digests.iter().any(|d| in_repo(d, '@'))
+            })
+            .collect();
+        if images.is_empty() {
+            // A short image id ("cafe12") is no repository.
+            return Ok(self.get(filter)?.into_iter().collect());
+        }
+        Ok(images)
+    }
+
     /// Finds an image by id (`sha256:<hex>`, bare hex, or a unique prefix
     /// of at least 3 hex characters), repo tag (normalised) or repo
     /// digest. `InvalidArgument` if `reference_or_id` is none of these.

@@ -73,6 +73,29 @@ fn config_env_wins_over_image_env_in_place() {
 }
 
 #[test]
+fn a_terminal_gets_a_term_unless_one_is_named() {
+    let mut c = ContainerConfig {
+        tty: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        environment(&c, &image(), "h").last().map(String::as_str),
+        Some("TERM=xterm")
+    );
+    c.envs = vec![("TERM".into(), "vt100".into())];
+    let env = environment(&c, &image(), "h");
+    assert_eq!(env.iter().filter(|e| e.starts_with("TERM=")).count(), 1);
+    assert!(env.contains(&"TERM=vt100".to_string()), "{env:?}");
+    c.tty = false;
+    c.envs.clear();
+    assert!(
+        !environment(&c, &image(), "h")
+            .iter()
+            .any(|e| e.starts_with("TERM="))
+    );
+}
+
+#[test]
 fn capabilities_add_drop_all() {
     let caps = capabilities(&[], &[]).unwrap();
     assert_eq!(caps.len(), DEFAULT_CAPABILITIES.len());
