@@ -659,6 +659,52 @@ async fn running_container(handler: &str, pod: &str) {
     let joined: String = lines[..3].iter().map(|l| l.content.as_str()).collect();
     assert_eq!(joined, "x".repeat(40000));
 
+    // Verbose ContainerStatus: what `crictl inspect` shows, under
+    // containerd's keys, checked against the real process.
+    let verbose =
+        s.rt.container_status(k8s_cri::v1::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
+    assert_eq!(info["sandboxID"], s.pod_id.as_str());
+    let pid = info["pid"].as_u64().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert_eq!(argv, ["sh", "-c", script], "pid {pid}");
+    // The spec's args: the image's entrypoint (an env that execs the
+    // command), then the command the process runs now.
+    let spec_args: Vec<String> =
+        serde_json::from_value(info["runtimeSpec"]["process"]["args"].clone()).unwrap();
+    assert!(spec_args.ends_with(&argv), "{spec_args:?}");
+    assert_eq!(info["privileged"], false);
+    assert_eq!(info["config"]["labels"]["tier"], "backend");
+    let binary = info["runtimeType"].as_str().unwrap();
+    let want = if handler.is_empty() { "runc" } else { handler };
+    assert!(binary.ends_with(&format!("/{want}")), "{binary}");
+    assert!(
+        Path::new(info["bundle"].as_str().unwrap())
+            .join("config.json")
+            .is_file()
+    );
+    // Without verbose, no info.
+    let plain =
+        s.rt.container_status(k8s_cri::v1::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(plain.info.is_empty(), "{:?}", plain.info);
+
     // ExecSync: output, exit code, and the container's settings.
     let r = exec(
         &mut s.rt,

@@ -51,6 +51,7 @@ pub use apparmor::{AppArmorStatus, status as apparmor_status};
 pub use attach::AttachSession;
 pub use exec::ExecOutput;
 pub use exec_session::{ExecExit, ExecRead, ExecSession, ExecStdio, ExecWrite, Terminal};
+pub use status::ContainerDetail;
 
 /// The reason of a container whose start failed (as Docker names it).
 const CANNOT_RUN: &str = "ContainerCannotRun";

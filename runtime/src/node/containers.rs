@@ -124,6 +124,12 @@ impl Runtime {
         self.containers.get(id)
     }
 
+    /// What ContainerStatus's verbose info tells of container `c` beyond
+    /// its record.
+    pub fn container_detail(&self, c: &Container) -> crate::container::ContainerDetail {
+        self.containers.detail(c)
+    }
+
     /// The containers matching `filter`, oldest first.
     pub fn list_containers(&self, filter: &ContainerFilter) -> Vec<Container> {
         self.containers.list(filter)
