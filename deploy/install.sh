@@ -6,9 +6,14 @@
 # deploy/uninstall.sh takes it away again.
 #
 # CRIUS_BIN_DIR=DIR installs the crius and crius-monitor already built in
-# DIR instead of building them (a node without Rust).
+# DIR instead of building them (a node without Rust). Where systemd is PID
+# 1 crius runs as crius.service; elsewhere (or with
+# CRIUS_SERVICE=background) in the background, its pid in /run/crius.pid
+# and its log in /var/log/crius.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=background.sh
+source deploy/background.sh
 
 if [ "$(id -u)" != 0 ]; then
     echo "install.sh: run me as root" >&2
@@ -54,15 +59,16 @@ if ! ls /etc/cni/net.d/*.conf /etc/cni/net.d/*.conflist /etc/cni/net.d/*.json >/
     install -m 0644 deploy/10-crius-bridge.conflist /etc/cni/net.d/
 fi
 
-if [ -d /run/systemd/system ]; then
+if ! crius_background; then
     install -m 0644 deploy/crius.service /etc/systemd/system/crius.service
     systemctl daemon-reload
     systemctl enable crius
     systemctl restart crius
 else
-    # No systemd (a container, a minimal VM): run it in the background.
-    pkill -x crius 2>/dev/null && sleep 1 || true
-    nohup /usr/local/bin/crius --config /etc/crius/crius.toml >>/var/log/crius.log 2>&1 &
+    # No systemd (a container, a minimal VM): run it in the background,
+    # in place of the one this script started before, if any.
+    crius_stop_background
+    crius_start_background
 fi
 for _ in $(seq 50); do
     [ -S /run/crius/crius.sock ] && break

@@ -8,6 +8,8 @@
 #   deploy/uninstall.sh --purge   # removes those too (the data of every image)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=background.sh
+source deploy/background.sh
 
 if [ "$(id -u)" != 0 ]; then
     echo "uninstall.sh: run me as root" >&2
@@ -25,9 +27,9 @@ if [ -d /run/systemd/system ] && [ -e /etc/systemd/system/crius.service ]; then
     rm -f /etc/systemd/system/crius.service
     systemctl daemon-reload
     systemctl reset-failed crius 2>/dev/null || true
-else
-    pkill -x crius 2>/dev/null || true
 fi
+# The background crius install.sh started, if any (only that one).
+crius_stop_background
 rm -f /usr/local/bin/crius /usr/local/bin/crius-monitor
 rm -rf /usr/local/libexec/crius
 

@@ -92,6 +92,9 @@ fn tickers(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// The install this binary's tests make is the node's one: one at a time.
+static INSTALL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Takes the installed service away however the test ends.
 struct Installed;
 
@@ -120,6 +123,7 @@ async fn install_sh_runs_crius_as_a_service_whose_restarts_disturb_no_pod() {
         eprintln!("no systemd as PID 1 on cgroup v2 here: the guest lane runs the install");
         return;
     }
+    let _one = INSTALL.lock().await;
     assert!(
         !Path::new("/usr/local/bin/crius").exists(),
         "a crius is installed on this node already; not replacing it"
@@ -249,4 +253,100 @@ async fn install_sh_runs_crius_as_a_service_whose_restarts_disturb_no_pod() {
         .trim(),
         "not-found"
     );
+}
+
+/// The pid `/run/crius.pid` holds, once the crius it names answers.
+async fn background_pid(not_pid: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let pid = std::fs::read_to_string("/run/crius.pid")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if pid != 0
+            && pid != not_pid
+            && let Ok(channel) = connect_unix(Path::new(SOCKET)).await
+            && RuntimeServiceClient::new(channel)
+                .version(VersionRequest::default())
+                .await
+                .is_ok()
+        {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the background crius did not answer: {:?}",
+            std::fs::read_to_string("/var/log/crius.log")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Without systemd (here: asked for with CRIUS_SERVICE=background),
+/// install.sh runs crius in the background, and a second run, or
+/// uninstall.sh, stops that crius and no other: a crius running beside it
+/// (as the README shows, and as every test runs one) is left alone.
+#[tokio::test]
+async fn a_background_install_stops_only_the_crius_it_started() {
+    if !(node_shape::systemd_booted() && node_shape::cgroup_v2()) {
+        eprintln!("not on the guest lane's node: the install is not tried here");
+        return;
+    }
+    let _one = INSTALL.lock().await;
+    assert!(
+        !Path::new("/usr/local/bin/crius").exists(),
+        "a crius is installed on this node already; not replacing it"
+    );
+    let mut beside = crius_e2e::Crius::start(crius_e2e::CriusOptions::without_cni())
+        .await
+        .unwrap();
+    let beside_pid = beside.pid().expect("the crius beside runs");
+    let bins = crius_binary().unwrap().parent().unwrap().to_path_buf();
+    let background = Path::new("background");
+    let _installed = Installed;
+    let install = || {
+        run(
+            "bash",
+            &[repo().join("deploy/install.sh").to_str().unwrap()],
+            &[("CRIUS_BIN_DIR", &bins), ("CRIUS_SERVICE", background)],
+        )
+    };
+    install();
+    let first = background_pid(0).await;
+    assert!(
+        !Path::new("/etc/systemd/system/crius.service").exists(),
+        "CRIUS_SERVICE=background installed the unit"
+    );
+    // Again: the first goes, a new one serves; the one beside stays.
+    install();
+    let second = background_pid(first).await;
+    assert!(
+        !alive(first),
+        "the first background crius ({first}) still runs"
+    );
+    assert!(alive(beside_pid), "install.sh stopped the crius beside it");
+    run(
+        "bash",
+        &[
+            repo().join("deploy/uninstall.sh").to_str().unwrap(),
+            "--purge",
+        ],
+        &[],
+    );
+    assert!(!alive(second), "uninstall.sh left its crius ({second})");
+    assert!(!Path::new("/run/crius.pid").exists());
+    assert!(
+        alive(beside_pid),
+        "uninstall.sh stopped the crius beside it"
+    );
+    beside
+        .runtime_client()
+        .version(VersionRequest::default())
+        .await
+        .unwrap();
+    beside.stop().await.unwrap();
 }
