@@ -390,10 +390,11 @@ pub fn container(config: &ContainerConfig) -> Result<()> {
 pub fn resources(what: &str, r: &Resources) -> Result<()> {
     for (size, _) in &r.hugepage_limits {
         let ok = (3..=16).contains(&size.len()) && {
-            let (n, unit) = size.split_at(size.len() - 2);
+            // Bytes, not chars: a size may be any text (never a panic).
+            let (n, unit) = size.as_bytes().split_at(size.len() - 2);
             !n.is_empty()
-                && n.bytes().all(|b| b.is_ascii_digit())
-                && matches!(unit, "KB" | "MB" | "GB")
+                && n.iter().all(u8::is_ascii_digit)
+                && matches!(unit, b"KB" | b"MB" | b"GB")
         };
         if !ok {
             return Err(invalid(
