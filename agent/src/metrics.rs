@@ -193,6 +193,36 @@ fn response_code<B>(res: &http::Response<B>) -> tonic::Code {
         .unwrap_or(tonic::Code::Ok)
 }
 
+/// Logs a failed call with its method and the status's message (which
+/// names the object): at WARN when the fault is on crius's side or the
+/// node's (internal, unknown, unavailable, out of resources) and for every
+/// failed pull, which an operator looks for; else at DEBUG, since kubelet
+/// asks after objects it removed itself all day long.
+fn log_failure<B>(method: &'static str, res: &http::Response<B>) {
+    use tonic::Code;
+    let Some(status) = tonic::Status::from_header_map(res.headers()) else {
+        return;
+    };
+    let code = status.code();
+    if code == Code::Ok {
+        return;
+    }
+    let serious = matches!(
+        code,
+        Code::Internal
+            | Code::Unknown
+            | Code::Unavailable
+            | Code::DataLoss
+            | Code::ResourceExhausted
+    ) || method == "PullImage";
+    let code = code_label(code);
+    if serious {
+        tracing::warn!(method, code, error = status.message(), "CRI call failed");
+    } else {
+        tracing::debug!(method, code, error = status.message(), "CRI call failed");
+    }
+}
+
 /// A tower layer counting and timing gRPC calls.
 #[derive(Debug, Clone)]
 pub struct GrpcMetricsLayer {
@@ -249,6 +279,9 @@ where
                 Err(_) => tonic::Code::Unknown,
             };
             metrics.observe(&path, code, start.elapsed().as_secs_f64());
+            if let Ok(r) = &res {
+                log_failure(method_label(&path), r);
+            }
             res
         })
     }

@@ -23,9 +23,8 @@ pub fn to_status(err: Error) -> Status {
         | Error::Network { .. }
         | Error::Internal(_) => Code::Internal,
     };
-    if code == Code::Internal {
-        tracing::warn!(error = %err, "request failed");
-    }
+    // The server's layer logs the failure with its method (agent's
+    // metrics.rs), at WARN for this code.
     Status::new(code, err.to_string())
 }
 

@@ -229,10 +229,14 @@ async fn metrics_count_calls_and_logs_are_json_when_asked() {
         "{response}"
     );
     assert!(http_get(addr, "/nothing").unwrap().contains(" 404 "));
+    // A failed pull, which an operator looks for in the log.
+    let pull = cri::pull_image(&mut crius.image_client(), "127.0.0.1:1/crius-e2e/none:x").await;
+    assert!(pull.is_err(), "{pull:?}");
 
     crius.stop().await.unwrap();
     let log = std::fs::read_to_string(crius.dir().daemon_log()).unwrap();
     assert!(!log.is_empty());
+    let mut warned = Vec::new();
     for line in log.lines() {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
@@ -240,6 +244,21 @@ async fn metrics_count_calls_and_logs_are_json_when_asked() {
             v.get("level").is_some() && v.get("timestamp").is_some(),
             "{line}"
         );
+        if v["level"] == "WARN" {
+            warned.push(v["fields"].clone());
+        }
     }
+    // At WARN, naming the method and the object; a NotFound is no news.
+    assert!(
+        warned.iter().any(|f| f["method"] == "PullImage"
+            && f["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("127.0.0.1:1"))),
+        "{warned:?}"
+    );
+    assert!(
+        !warned.iter().any(|f| f["method"] == "ContainerStatus"),
+        "{warned:?}"
+    );
     assert_no_leaks(&crius);
 }
