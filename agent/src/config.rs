@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use crius_runtime::config::{CniSettings, RegistrySettings, RuntimeSettings};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Where crius looks for its config when `--config` is not given; a
 /// missing file there is not an error.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/crius/crius.toml";
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -24,7 +24,7 @@ pub enum LogFormat {
 }
 
 /// The whole configuration (crius.toml).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Persistent root directory.
@@ -52,7 +52,7 @@ pub struct Config {
 }
 
 /// The `[grpc]` table: what clients of the CRI socket may make crius hold.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GrpcSettings {
     /// Connections at once; past it, one idle at least
@@ -93,7 +93,7 @@ impl Default for GrpcSettings {
 }
 
 /// The `[streaming]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamingSettings {
     /// `host:port` to listen on; port 0 picks a free one.

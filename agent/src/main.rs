@@ -56,12 +56,17 @@ async fn run(config: Config) -> Result<(), String> {
         None => None,
     };
     let limits = config.grpc_limits().map_err(|e| e.to_string())?;
+    // What `crictl info` shows as `config`: every option with the value in
+    // effect (file, flags and defaults together). It holds no secret: the
+    // registry credentials stay in the auth file it names.
+    let effective = serde_json::to_value(&config).map_err(|e| format!("config: {e}"))?;
     let result = server::serve(
         &config.socket(),
         limits,
         runtime,
         metrics,
         streaming.clone(),
+        effective,
     )
     .await
     .map_err(|e| e.to_string());

@@ -350,11 +350,13 @@ pub async fn serve(
     runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
     streaming: StreamingServer,
+    effective_config: serde_json::Value,
 ) -> Result<(), ServeError> {
     let listener = bind(socket).await?;
     tracing::info!(socket = %socket.display(), ?limits, "serving CRI");
     let events = Arc::clone(&runtime);
     let cri = CriService::new(runtime)
+        .with_effective_config(effective_config)
         .with_streaming(streaming)
         .with_message_limits(limits.messages);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();

@@ -64,6 +64,8 @@ pub struct CriService {
     runtime: Arc<Runtime>,
     streaming: Option<streaming::StreamingServer>,
     limits: MessageLimits,
+    /// The daemon's configuration in effect, for Status's verbose info.
+    effective_config: Arc<serde_json::Value>,
 }
 
 impl CriService {
@@ -73,7 +75,15 @@ impl CriService {
             runtime,
             streaming: None,
             limits: MessageLimits::default(),
+            effective_config: Arc::new(serde_json::Value::Null),
         }
+    }
+
+    /// The services, showing `config` (the daemon's configuration in
+    /// effect) in Status's verbose info, as `crictl info` prints it.
+    pub fn with_effective_config(mut self, config: serde_json::Value) -> Self {
+        self.effective_config = Arc::new(config);
+        self
     }
 
     /// The services, with these message size limits.

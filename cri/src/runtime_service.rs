@@ -231,7 +231,7 @@ impl RuntimeService for CriService {
         &self,
         req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        runtime::status::handle(&self.runtime, req.into_inner())
+        runtime::status::handle(&self.runtime, &self.effective_config, req.into_inner())
             .await
             .map(Response::new)
     }

@@ -172,6 +172,44 @@ async fn metrics_count_calls_and_logs_are_json_when_asked() {
         config.linux.unwrap().cgroup_driver,
         CgroupDriver::Cgroupfs as i32
     );
+    // `crictl info`: the configuration in effect, the handlers with their
+    // binaries and versions, the network.
+    let info = rt
+        .status(k8s_cri::v1::StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let json = |key: &str| -> serde_json::Value {
+        serde_json::from_str(
+            info.get(key)
+                .unwrap_or_else(|| panic!("no {key}: {info:?}")),
+        )
+        .unwrap()
+    };
+    let effective = json("config");
+    assert_eq!(
+        effective["root"],
+        crius.dir().root().to_string_lossy().as_ref()
+    );
+    assert_eq!(effective["log_format"], "json");
+    assert!(effective["runtime"]["handlers"].is_object(), "{effective}");
+    assert!(
+        effective["registry"]["auth_file"].is_string(),
+        "{effective}"
+    );
+    let handlers = json("runtimeHandlers");
+    for (name, says) in [("runc", "runc version"), ("crun", "crun version")] {
+        let h = handlers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {handlers}"));
+        assert!(h["binary"].as_str().unwrap().ends_with(name), "{h}");
+        assert!(h["version"].as_str().unwrap().starts_with(says), "{h}");
+    }
+    assert!(json("network")["ready"].is_boolean());
     let series_ok = "crius_grpc_requests_total{code=\"OK\",method=\"Version\"}";
     let series_nf = "crius_grpc_requests_total{code=\"NotFound\",method=\"ContainerStatus\"}";
     let first = http_get(addr, "/metrics").unwrap();

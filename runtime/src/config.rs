@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything the runtime needs to start.
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ pub struct Config {
 }
 
 /// The `[runtime]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeSettings {
     /// The handler used when a pod names none.
@@ -53,7 +53,7 @@ pub struct RuntimeSettings {
 }
 
 /// The `[runtime] cgroup_driver` setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CgroupDriverChoice {
     /// systemd where it is PID 1, else cgroupfs.
@@ -66,7 +66,7 @@ pub enum CgroupDriverChoice {
 }
 
 /// One OCI runtime (a RuntimeClass handler).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeHandler {
     /// The runtime binary: a path, or a name looked up on `$PATH`.
@@ -100,7 +100,7 @@ impl Default for RuntimeSettings {
 }
 
 /// The `[cni]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CniSettings {
     /// Where network configs (`.conflist`, `.conf`, `.json`) are read.
@@ -133,7 +133,7 @@ impl Default for CniSettings {
 ///
 /// Registry hosts are named as in image references: `host` or
 /// `host:port` (`docker.io`, `registry.k8s.io`, `reg.lan:5000`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrySettings {
     /// Registries (`host` or `host:port`) reached over plain HTTP. Loopback

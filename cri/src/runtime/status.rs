@@ -1,5 +1,10 @@
-//! Status: whether the runtime and pod networking are ready; verbose, what
-//! the node's AppArmor is to containers and the cgroup driver.
+//! Status: whether the runtime and pod networking are ready; verbose
+//! (`crictl info`), the configuration in effect, the runtime handlers with
+//! their binaries and versions, the network's state, what the node's
+//! AppArmor is to containers and the cgroup driver.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use crius_runtime::Runtime;
 use k8s_cri::v1::{
@@ -13,8 +18,48 @@ const RUNTIME_READY: &str = "RuntimeReady";
 /// Condition type: pod networking is configured.
 const NETWORK_READY: &str = "NetworkReady";
 
-/// Handles Status.
-pub async fn handle(rt: &Runtime, req: StatusRequest) -> Result<StatusResponse, Status> {
+/// What `<binary> --version` first printed, asked once per binary.
+static VERSIONS: std::sync::Mutex<BTreeMap<PathBuf, String>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// The first line `binary --version` prints (2 s at most), or why not.
+async fn version_of(binary: &Path) -> String {
+    if let Some(v) = VERSIONS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(binary)
+    {
+        return v.clone();
+    }
+    let run = tokio::process::Command::new(binary)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let v = match tokio::time::timeout(std::time::Duration::from_secs(2), run).await {
+        Ok(Ok(out)) => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        Ok(Err(e)) => format!("unknown ({e})"),
+        Err(_) => return "unknown (--version took over 2 s)".into(),
+    };
+    VERSIONS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(binary.to_path_buf(), v.clone());
+    v
+}
+
+/// Handles Status; `config` is the daemon's configuration in effect,
+/// shown in the verbose info.
+pub async fn handle(
+    rt: &Runtime,
+    config: &serde_json::Value,
+    req: StatusRequest,
+) -> Result<StatusResponse, Status> {
     let s = rt.status().await;
     // runc and crun alike: crius makes the user namespace and the pod's
     // namespaces inside it, and the ID-mapped mounts, itself.
@@ -29,12 +74,37 @@ pub async fn handle(rt: &Runtime, req: StatusRequest) -> Result<StatusResponse, 
         RuntimeCondition {
             r#type: NETWORK_READY.into(),
             status: s.network.ready,
-            reason: s.network.reason,
-            message: s.network.message,
+            reason: s.network.reason.clone(),
+            message: s.network.message.clone(),
         },
     ];
     let mut info = std::collections::HashMap::new();
     if req.verbose {
+        if !config.is_null() {
+            info.insert("config".to_string(), config.to_string());
+        }
+        let mut handlers = Vec::new();
+        for name in &s.handlers {
+            let binary = rt.handler_binary(name).unwrap_or_default();
+            handlers.push(serde_json::json!({
+                "name": name,
+                "binary": binary,
+                "version": version_of(&binary).await,
+            }));
+        }
+        info.insert(
+            "runtimeHandlers".to_string(),
+            serde_json::Value::from(handlers).to_string(),
+        );
+        info.insert(
+            "network".to_string(),
+            serde_json::json!({
+                "ready": s.network.ready,
+                "reason": s.network.reason,
+                "message": s.network.message,
+            })
+            .to_string(),
+        );
         let a = &s.apparmor;
         info.insert(
             "apparmor".to_string(),

@@ -185,6 +185,12 @@ impl Runtime {
         self.cgroup_driver
     }
 
+    /// The binary of OCI runtime handler `name`, if there is such a
+    /// handler.
+    pub fn handler_binary(&self, name: &str) -> Option<PathBuf> {
+        self.handlers.get(name).ok().map(|h| h.path().to_path_buf())
+    }
+
     /// Version of the runtime: (name, version).
     pub fn version(&self) -> (&'static str, &'static str) {
         (RUNTIME_NAME, RUNTIME_VERSION)
