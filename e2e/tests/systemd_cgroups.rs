@@ -138,15 +138,25 @@ async fn check_container(
     let dir = pod_slice_dir.join(&scope);
     // The container's processes are in its scope (crun puts them in a
     // `container` cgroup below it, runc in the scope itself).
-    let procs = processes_below(&dir);
-    let cmdlines: Vec<String> = procs
-        .iter()
-        .map(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
-                .unwrap_or_default()
-                .replace('\0', " ")
-        })
-        .collect();
+    // The shell has printed "up"; its sleep may still be on its way
+    // (forked, not yet exec'd: an empty command line), so look a while.
+    let mut procs = Vec::new();
+    let mut cmdlines: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        procs = processes_below(&dir);
+        cmdlines = procs
+            .iter()
+            .map(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .unwrap_or_default()
+                    .replace('\0', " ")
+            })
+            .collect();
+        if cmdlines.iter().any(|c| c.trim() == "sleep 1000") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
         cmdlines.iter().any(|c| c.trim() == "sleep 1000"),
         "{name}'s scope holds {cmdlines:?}"

@@ -78,7 +78,8 @@ const SCRIPT: &str = "cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'; \
     test -e /proc/self/status && echo proc-ok; \
     touch /rootfs-file && echo rootfs-writable; \
     if test -e /sys/fs/cgroup/cgroup.controllers; then \
-        echo cgroupfs=v2 $(cat /proc/self/cgroup) $(cat /sys/fs/cgroup/pids.max); \
+        echo cgroupfs=v2 $(cat /proc/self/cgroup); \
+        cat /sys/fs/cgroup/pids.max >/dev/null && echo cgroup-limits-readable; \
     elif test -d /sys/fs/cgroup/memory; then echo cgroupfs=v1; fi; \
     readlink /proc/self/ns/user";
 
@@ -165,12 +166,15 @@ async fn user_namespaces(handler: &str, pod_name: &str) {
             // The container's own cgroup, at the root of its cgroup
             // namespace on v2, its limits readable.
             if crius_e2e::node_shape::cgroup_v2() {
-                "cgroupfs=v2 0::/ ".into()
+                "cgroupfs=v2 0::/".into()
             } else {
                 "cgroupfs=v1".into()
             },
         ] {
             assert!(out.contains(&want), "{want:?} not in {out:?}");
+        }
+        if crius_e2e::node_shape::cgroup_v2() {
+            assert!(out.iter().any(|l| l == "cgroup-limits-readable"), "{out:?}");
         }
         // Both containers in one user namespace (not the host's).
         let host_userns = std::fs::read_link("/proc/self/ns/user").unwrap();
