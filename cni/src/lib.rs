@@ -15,6 +15,7 @@ pub mod error;
 mod exec;
 pub mod ifstats;
 pub mod netns;
+pub mod overlap;
 pub mod result;
 mod watch;
 
@@ -148,6 +149,8 @@ pub struct NetworkStatus {
 
 /// The reason CRI's Status gives when the network is not ready.
 const NOT_READY: &str = "NetworkPluginNotReady";
+/// The reason it gives, ready, when the pod subnet is routed elsewhere.
+const SUBNET_ROUTED: &str = "PodSubnetRoutedElsewhere";
 
 fn ready() -> NetworkStatus {
     NetworkStatus {
@@ -198,6 +201,8 @@ pub struct Cni {
     /// Set once the calls an earlier client left running are over: the
     /// calls lock this client's plugins inherit.
     settled: Arc<tokio::sync::OnceCell<Option<earlier::CallsLock>>>,
+    /// The last routes conflict [`Cni::status`] warned of.
+    warned: Arc<std::sync::Mutex<String>>,
 }
 
 impl Cni {
@@ -211,6 +216,7 @@ impl Cni {
             watch,
             observer: None,
             settled: Arc::new(tokio::sync::OnceCell::new()),
+            warned: Arc::default(),
         }
     }
 
@@ -287,6 +293,7 @@ impl Cni {
             Ok(None) => return self.config_status(),
             Err(e) => return not_ready(format!("cni config uninitialized: {e}")),
         };
+        let config = self.routes_status(&list).unwrap_or(config);
         if list.version() < config::Version::V1_1_0 {
             return config;
         }
@@ -305,6 +312,28 @@ impl Cni {
             }
         }
         config
+    }
+
+    /// Ready, but saying so, when the node already routes part of the
+    /// network's pod subnets elsewhere (another runtime's bridge left
+    /// behind): pods there would be unreachable. Warned of in the log
+    /// when it is first seen.
+    fn routes_status(&self, list: &NetworkConfigList) -> Option<NetworkStatus> {
+        let table = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+        let conflicts = overlap::conflicts(list, &table);
+        let message = conflicts.join("; ");
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if *warned != message {
+            if !message.is_empty() {
+                tracing::warn!(network = %list.name, "pod subnet already routed: {message}");
+            }
+            *warned = message.clone();
+        }
+        (!conflicts.is_empty()).then(|| NetworkStatus {
+            ready: true,
+            reason: SUBNET_ROUTED.into(),
+            message: format!("network {:?}: {message}", list.name),
+        })
     }
 
     /// The current default network, if any.

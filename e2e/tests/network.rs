@@ -482,3 +482,74 @@ async fn bandwidth_and_ips_reach_the_plugins_and_a_pod_gets_two_address_families
     );
     w.finish().await;
 }
+
+/// A veth pair (this host's kernel has no dummy links) with a route on
+/// one end, deleted with its route on drop.
+struct RoutedLink(String);
+
+impl RoutedLink {
+    fn new(name: &str, route: &str) -> RoutedLink {
+        let ip = |args: &[&str]| {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let peer = format!("{name}p");
+        ip(&["link", "add", name, "type", "veth", "peer", "name", &peer]);
+        let link = RoutedLink(name.to_string());
+        ip(&["link", "set", name, "up"]);
+        ip(&["route", "add", route, "dev", name]);
+        link
+    }
+}
+
+impl Drop for RoutedLink {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .status();
+    }
+}
+
+/// The NetworkReady condition: (status, reason, message).
+async fn network_ready(rt: &mut cri::RuntimeClient) -> (bool, String, String) {
+    let c = cri::runtime_conditions(rt).await.unwrap();
+    let n = &c["NetworkReady"];
+    (n.status, n.reason.clone(), n.message.clone())
+}
+
+/// A pod subnet the node already routes through another interface (a
+/// bridge containerd, podman or CRI-O left behind) is said in
+/// NetworkReady's reason and message, the network staying ready; once
+/// the route goes, so does the reason.
+#[tokio::test]
+async fn a_pod_subnet_routed_elsewhere_is_reported() {
+    let w = World::start(CriusOptions::default()).await;
+    let mut rt = w.rt.clone();
+    assert_eq!(
+        network_ready(&mut rt).await,
+        (true, String::new(), String::new())
+    );
+    let subnet = w.crius.dir().subnet();
+    let name = format!("crsd{}", w.crius.dir().id());
+    let link = RoutedLink::new(&name, &subnet);
+    let (ready, reason, message) = network_ready(&mut rt).await;
+    assert!(ready, "{reason}: {message}");
+    assert_eq!(reason, "PodSubnetRoutedElsewhere", "{message}");
+    assert!(
+        message.contains(&subnet) && message.contains(&name),
+        "{message}"
+    );
+    drop(link);
+    assert_eq!(
+        network_ready(&mut rt).await,
+        (true, String::new(), String::new())
+    );
+    w.finish().await;
+}
