@@ -151,37 +151,89 @@ impl Default for Config {
 #[command(version = crate::metrics::LONG_VERSION, about)]
 pub struct Cli {
     /// Config file (TOML). Default: /etc/crius/crius.toml if it exists.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Persistent root directory [default: /var/lib/crius].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Volatile state directory [default: /run/crius].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub state: Option<PathBuf>,
     /// CRI socket path [default: <state>/crius.sock].
-    #[arg(long, value_name = "SOCKET")]
+    #[arg(long, global = true, value_name = "SOCKET")]
     pub listen: Option<PathBuf>,
     /// Prometheus endpoint host:port, or "none" [default: 127.0.0.1:9191].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
     /// CNI network config directory [default: /etc/cni/net.d].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub cni_conf_dir: Option<PathBuf>,
     /// CNI plugin directory; repeat for several, searched in order
     /// [default: /opt/cni/bin, /usr/lib/cni].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub cni_bin_dir: Vec<PathBuf>,
     /// Log level or filter [default: info].
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, global = true, value_name = "LEVEL")]
     pub log_level: Option<String>,
     /// Log format [default: text].
-    #[arg(long, value_enum)]
+    #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
     /// Who makes the cgroup tree: systemd, cgroupfs, or auto (systemd
     /// where it is PID 1) [default: auto].
-    #[arg(long, value_name = "DRIVER", value_parser = ["auto", "cgroupfs", "systemd"])]
+    #[arg(long, global = true, value_name = "DRIVER", value_parser = ["auto", "cgroupfs", "systemd"])]
     pub cgroup_driver: Option<String>,
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// `crius <command>`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Prints the configuration in effect (the file, the flags over it, the
+    /// defaults for the rest), every option with its value and where the
+    /// value came from, as TOML; exits 2 if it is not usable.
+    Config {
+        /// Only checks FILE (as `--config FILE` would load it): prints
+        /// "ok" and exits 0, or the reason and exits 2.
+        #[arg(long, value_name = "FILE")]
+        check: Option<PathBuf>,
+    },
+}
+
+impl Cli {
+    /// The options the flags set, by their config key.
+    fn flagged(&self) -> Vec<&'static str> {
+        let set = [
+            ("root", self.root.is_some()),
+            ("state", self.state.is_some()),
+            ("listen", self.listen.is_some()),
+            ("metrics_listen", self.metrics_listen.is_some()),
+            ("cni.conf_dir", self.cni_conf_dir.is_some()),
+            ("cni.bin_dirs", !self.cni_bin_dir.is_empty()),
+            ("log_level", self.log_level.is_some()),
+            ("log_format", self.log_format.is_some()),
+            ("runtime.cgroup_driver", self.cgroup_driver.is_some()),
+        ];
+        set.into_iter()
+            .filter(|(_, s)| *s)
+            .map(|(k, _)| k)
+            .collect()
+    }
+}
+
+/// Whether the dotted `key` (`cni.conf_dir`) is set in `table`.
+fn lookup(table: &toml::Table, key: &str) -> bool {
+    let mut t = table;
+    let mut parts = key.split('.').peekable();
+    while let Some(p) = parts.next() {
+        match (t.get(p), parts.peek()) {
+            (Some(_), None) => return true,
+            (Some(toml::Value::Table(inner)), Some(_)) => t = inner,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// A config that cannot be used, with the reason.
@@ -220,18 +272,71 @@ impl Config {
     /// The config a command line asks for: the file (named, or the default
     /// one if present, or none), then the flags over it.
     pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        Ok(Self::load_explained(cli)?.0)
+    }
+
+    /// [`Config::load`], with the file read (its path and text, if any).
+    fn load_explained(cli: &Cli) -> Result<(Config, Option<(PathBuf, String)>), ConfigError> {
         let (path, required) = match &cli.config {
             Some(p) => (p.clone(), true),
             None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
         };
-        let mut config = match std::fs::read_to_string(&path) {
-            Ok(text) => Config::parse(&text, &path)?,
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+        let (mut config, file) = match std::fs::read_to_string(&path) {
+            Ok(text) => (Config::parse(&text, &path)?, Some((path, text))),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                (Config::default(), None)
+            }
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
         config.apply(cli);
         config.validate()?;
-        Ok(config)
+        Ok((config, file))
+    }
+
+    /// What `crius config` prints: every option of the configuration in
+    /// effect as `key = value`, each table under its header, each line
+    /// saying where its value came from (`flag`, the file, `default`).
+    pub fn explain(cli: &Cli) -> Result<String, ConfigError> {
+        let (config, file) = Self::load_explained(cli)?;
+        let effective = toml::Value::try_from(&config)
+            .map_err(|e| ConfigError::Invalid(format!("print the configuration: {e}")))?;
+        let in_file: Option<toml::Table> = file.as_ref().and_then(|(_, t)| t.parse().ok());
+        let flagged = cli.flagged();
+        let mut out = match &file {
+            Some((path, _)) => format!(
+                "# crius configuration in effect: {}, then flags\n",
+                path.display()
+            ),
+            None => {
+                "# crius configuration in effect: no file, built-in defaults, then flags\n".into()
+            }
+        };
+        let source = |key: &str| {
+            if flagged.contains(&key) {
+                "flag".to_string()
+            } else if in_file.as_ref().is_some_and(|t| lookup(t, key)) {
+                "file".to_string()
+            } else {
+                "default".to_string()
+            }
+        };
+        let toml::Value::Table(top) = effective else {
+            return Ok(out);
+        };
+        // Plain options first, then each table, as TOML wants them.
+        for (k, v) in top.iter().filter(|(_, v)| !v.is_table()) {
+            out.push_str(&format!("{k} = {v}  # {}\n", source(k)));
+        }
+        for (table, v) in top.iter().filter(|(_, v)| v.is_table()) {
+            out.push_str(&format!("\n[{table}]\n"));
+            if let toml::Value::Table(t) = v {
+                for (k, v) in t {
+                    let key = format!("{table}.{k}");
+                    out.push_str(&format!("{k} = {v}  # {}\n", source(&key)));
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn apply(&mut self, cli: &Cli) {
@@ -411,6 +516,43 @@ mod tests {
 
     fn cli(args: &[&str]) -> Cli {
         Cli::parse_from(std::iter::once("crius").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn config_says_every_option_with_its_source_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("crius.toml");
+        std::fs::write(
+            &file,
+            "log_level = \"debug\"\n[grpc]\nmax_connections = 7\n[runtime]\nshm_size = \"32m\"\n",
+        )
+        .unwrap();
+        let c = cli(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--root",
+            "/srv/crius",
+            "config",
+        ]);
+        assert!(matches!(c.command, Some(Command::Config { check: None })));
+        let text = Config::explain(&c).unwrap();
+        for line in [
+            "root = \"/srv/crius\"  # flag",
+            "log_level = \"debug\"  # file",
+            "state = \"/run/crius\"  # default",
+            "max_connections = 7  # file",
+            "shm_size = \"32m\"  # file",
+            "[grpc]",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in:\n{text}");
+        }
+        // What it prints is crius.toml: read back, the same configuration.
+        let back = Config::parse(&text, Path::new("printed")).unwrap();
+        let loaded = Config::load(&c).unwrap();
+        assert_eq!(
+            toml::Value::try_from(&back).unwrap(),
+            toml::Value::try_from(&loaded).unwrap()
+        );
     }
 
     #[test]

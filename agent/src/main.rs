@@ -77,8 +77,36 @@ async fn run(config: Config) -> Result<(), String> {
     result
 }
 
+/// `crius config [--check FILE]`.
+fn config_command(cli: &Cli, check: Option<&std::path::Path>) -> ExitCode {
+    let result = match check {
+        Some(file) => {
+            let cli = Cli {
+                config: Some(file.to_path_buf()),
+                command: None,
+                ..Cli::parse_from(["crius"])
+            };
+            Config::load(&cli).map(|_| format!("{}: ok\n", file.display()))
+        }
+        None => Config::explain(cli),
+    };
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("crius: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(config::Command::Config { check }) = &cli.command {
+        return config_command(&cli, check.as_deref());
+    }
     let config = match Config::load(&cli) {
         Ok(c) => c,
         Err(e) => {
