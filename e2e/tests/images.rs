@@ -107,12 +107,15 @@ fn du(root: &Path) -> (u64, u64) {
 async fn chain_ids(img: &mut ImageClient, image: &str) -> Vec<String> {
     let info = status(img, image, true).await.info;
     let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
-    info["chainIDs"]
+    let ids: Vec<String> = info["chainIDs"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_str().unwrap().to_string())
-        .collect()
+        .collect();
+    // containerd's `chainID`: the top layer's.
+    assert_eq!(info["chainID"].as_str(), ids.last().map(String::as_str));
+    ids
 }
 
 /// Waits until what collections moved aside is deleted: no temp layer,

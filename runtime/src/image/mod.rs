@@ -309,6 +309,8 @@ impl ImageStore {
         };
         let info = serde_json::json!({
             "id": image.id,
+            // containerd's name: the chain id of the image's top layer.
+            "chainID": image.layers.last(),
             "chainIDs": image.layers,
             "blobs": image.blobs,
             "imageSpec": spec,
