@@ -14,7 +14,7 @@
 //! Needs the `crius` binary (`cargo build --workspace --bins`); fails, never
 //! skips, without it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crius_e2e::cri::{self, RuntimeClient};
 use crius_e2e::portforward::{self, Forwarded, http_body};
@@ -569,23 +569,44 @@ async fn attach_to_containers() {
         assert!(lines.contains(&("stdout", line)), "{lines:?}");
         assert!(lines.contains(&("stderr", line)), "{lines:?}");
     }
-    // Stderr reaches an attacher that asked for it.
-    let mut d = attach(&mut rt, &id, Transport::Spdy, all).await;
-    d.send_stdin(b"third\n").await.unwrap();
-    d.read_stdout_until("third\n", SESSION).await.unwrap();
-    // The container ending ends the session.
-    d.close_stdin().await.unwrap();
+    // Stderr reaches an attacher that asked for it; the end of its stdin
+    // ends its session within a moment (as containerd's, `crictl attach
+    // -i` with its input piped), the container running on with its stdin
+    // open for the next attacher (no stdin_once).
+    for (word, transport) in [
+        ("third", Transport::Spdy),
+        ("fourth", Transport::WebSocketV5),
+    ] {
+        let mut d = attach(&mut rt, &id, transport, all).await;
+        d.send_stdin(format!("{word}\n").as_bytes()).await.unwrap();
+        d.read_stdout_until(&format!("{word}\n"), SESSION)
+            .await
+            .unwrap();
+        let ended = Instant::now();
+        d.close_stdin().await.unwrap();
+        let out = d.finish(SESSION).await.unwrap();
+        assert!(
+            ended.elapsed() < Duration::from_secs(2),
+            "{transport:?}: the attach ended {:?} after its stdin",
+            ended.elapsed()
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(word),
+            "{transport:?} {out:?}"
+        );
+        assert_eq!(out.exit_code(), Some(0), "{transport:?} {out:?}");
+        let status = cri::container_status(&mut rt, &id).await.unwrap();
+        assert_eq!(status.state, ContainerState::ContainerRunning as i32);
+    }
+    // The container ending ends a session.
+    let e = attach(&mut rt, &id, Transport::Spdy, watch).await;
     rt.stop_container(StopContainerRequest {
         container_id: id.clone(),
         timeout: 0,
     })
     .await
     .unwrap();
-    let out = d.finish(SESSION).await.unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("third"),
-        "{out:?}"
-    );
+    let out = e.finish(SESSION).await.unwrap();
     assert_eq!(out.exit_code(), Some(0), "{out:?}");
 
     // Bad requests.

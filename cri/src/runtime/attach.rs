@@ -53,6 +53,11 @@ pub struct RuntimeAttach(pub Arc<Runtime>);
 impl AttachBackend for RuntimeAttach {
     fn attach(&self, spec: AttachSpec) -> BoxFuture<'_, Result<ProcessIo, BackendError>> {
         Box::pin(async move {
+            let stdin_once = self
+                .0
+                .container(&spec.container_id)
+                .map(|c| c.config.stdin_once)
+                .unwrap_or(false);
             let session = self
                 .0
                 .attach(&spec.container_id, exec_stdio(&spec.stdio))
@@ -74,6 +79,10 @@ impl AttachBackend for RuntimeAttach {
                 exit: Box::pin(
                     async move { exit.await.map_err(|e| BackendError::new(e.to_string())) },
                 ),
+                // stdin_once: the monitor closes the container's stdin at
+                // this attacher's end, and the session waits for the exit
+                // so that the client sees the last output.
+                stdin_end_detaches: !stdin_once,
             })
         })
     }

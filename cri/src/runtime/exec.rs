@@ -150,6 +150,7 @@ impl ExecBackend for RuntimeExec {
                 exit: Box::pin(
                     async move { exit.await.map_err(|e| BackendError::new(e.to_string())) },
                 ),
+                stdin_end_detaches: false,
             })
         })
     }

@@ -63,6 +63,11 @@ pub struct ProcessIo {
     /// Resolves when the process is over: its exit code (128 + signal when
     /// killed), or why it could not be waited for.
     pub exit: BoxFuture<'static, Result<i32, BackendError>>,
+    /// The client's end of stdin ends the session, the process going on:
+    /// an attach to a container whose stdin outlives its attachers (no
+    /// `stdin_once`), as containerd ends it. Otherwise the session lasts
+    /// until the process exits.
+    pub stdin_end_detaches: bool,
 }
 
 impl std::fmt::Debug for ProcessIo {

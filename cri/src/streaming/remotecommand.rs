@@ -46,6 +46,10 @@ pub const WEBSOCKET_PROTOCOLS: &[&str] = &[
 /// it left behind can hold the pipes open).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
+/// How long an attach whose client's stdin ended goes on passing output
+/// before it ends (what the container answered to the last input).
+const DETACH_FLUSH: Duration = Duration::from_millis(200);
+
 /// Exec reports the exit code; attach reports success when the container
 /// is done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,18 +336,35 @@ async fn copy_until_exit(streams: &mut Streams, io: ProcessIo, mode: Mode) -> Ou
         stderr,
         resize,
         exit,
+        stdin_end_detaches,
     } = io;
+    // Told when the client's stdin has ended (not when the process's
+    // could no longer be written).
+    let (stdin_ended_tx, stdin_ended) = tokio::sync::oneshot::channel::<()>();
     let stdin_task = match (streams.stdin.take(), stdin) {
         (Some(mut from), Some(mut to)) => Some(tokio::spawn(async move {
+            let mut client_ended = true;
             while let Some(data) = from.recv().await {
                 if to.write_all(&data).await.is_err() || to.flush().await.is_err() {
+                    client_ended = false;
                     break;
                 }
             }
             let _ = to.shutdown().await;
+            if client_ended {
+                let _ = stdin_ended_tx.send(());
+            }
         })),
         // No stdin from the client: the process's closes now.
         _ => None,
+    };
+    // An attach whose client's stdin ends detaches (the container goes
+    // on); anything else lasts until the process exits.
+    let detach = async move {
+        if stdin_end_detaches && stdin_ended.await.is_ok() {
+            return;
+        }
+        std::future::pending::<()>().await
     };
     let resize_task = match (streams.resize.take(), resize) {
         (Some(mut from), Some(to)) => Some(tokio::spawn(async move {
@@ -361,17 +382,29 @@ async fn copy_until_exit(streams: &mut Streams, io: ProcessIo, mode: Mode) -> Ou
     let mut out_task = copy_out(stdout, streams.stdout.take());
     let mut err_task = copy_out(stderr, streams.stderr.take());
     let gone = streams.gone.take();
-    let exited = match gone {
-        Some(gone) => tokio::select! {
-            exited = exit => exited,
-            () = gone => {
-                for t in [stdin_task, resize_task, out_task, err_task].into_iter().flatten() {
-                    t.abort();
-                }
-                return Outcome::ClientGone;
+    let gone = async move {
+        match gone {
+            Some(gone) => gone.await,
+            None => std::future::pending().await,
+        }
+    };
+    let exited = tokio::select! {
+        exited = exit => exited,
+        () = gone => {
+            for t in [stdin_task, resize_task, out_task, err_task].into_iter().flatten() {
+                t.abort();
             }
-        },
-        None => exit.await,
+            return Outcome::ClientGone;
+        }
+        () = detach => {
+            // What the container wrote meanwhile reaches the client; the
+            // attach then ends as a success, the container running on.
+            tokio::time::sleep(DETACH_FLUSH).await;
+            for t in [stdin_task, resize_task, out_task, err_task].into_iter().flatten() {
+                t.abort();
+            }
+            return Outcome::Success;
+        }
     };
     let drained = tokio::time::timeout(DRAIN_GRACE, async {
         if let Some(t) = &mut out_task {

@@ -55,6 +55,7 @@ pub(crate) fn sh(
         stderr,
         resize: opts.tty.then_some(resize_tx),
         exit,
+        stdin_end_detaches: false,
     };
     Ok(io)
 }
