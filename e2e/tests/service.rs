@@ -95,6 +95,22 @@ fn tickers(dir: &Path) -> Vec<u32> {
 /// The install this binary's tests make is the node's one: one at a time.
 static INSTALL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The node's install, for this test alone: `None` (said why) on a node
+/// that is not the guest lane's, where installing would touch the machine
+/// running the tests; fails if crius is installed already.
+async fn the_install() -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    if !(node_shape::systemd_booted() && node_shape::cgroup_v2()) {
+        eprintln!("no systemd as PID 1 on cgroup v2 here: the guest lane runs the install");
+        return None;
+    }
+    let one = INSTALL.lock().await;
+    assert!(
+        !Path::new("/usr/local/bin/crius").exists(),
+        "a crius is installed on this node already; not replacing it"
+    );
+    Some(one)
+}
+
 /// Takes the installed service away however the test ends.
 struct Installed;
 
@@ -119,15 +135,9 @@ async fn install_sh_runs_crius_as_a_service_whose_restarts_disturb_no_pod() {
     ] {
         assert!(unit.lines().any(|l| l == line), "{line} missing:\n{unit}");
     }
-    if !(node_shape::systemd_booted() && node_shape::cgroup_v2()) {
-        eprintln!("no systemd as PID 1 on cgroup v2 here: the guest lane runs the install");
+    let Some(_one) = the_install().await else {
         return;
-    }
-    let _one = INSTALL.lock().await;
-    assert!(
-        !Path::new("/usr/local/bin/crius").exists(),
-        "a crius is installed on this node already; not replacing it"
-    );
+    };
 
     let registry = Registry::start().unwrap();
     let images = TestImages::push(registry.addr()).await.unwrap();
@@ -292,15 +302,9 @@ fn alive(pid: u32) -> bool {
 /// (as the README shows, and as every test runs one) is left alone.
 #[tokio::test]
 async fn a_background_install_stops_only_the_crius_it_started() {
-    if !(node_shape::systemd_booted() && node_shape::cgroup_v2()) {
-        eprintln!("not on the guest lane's node: the install is not tried here");
+    let Some(_one) = the_install().await else {
         return;
-    }
-    let _one = INSTALL.lock().await;
-    assert!(
-        !Path::new("/usr/local/bin/crius").exists(),
-        "a crius is installed on this node already; not replacing it"
-    );
+    };
     let mut beside = crius_e2e::Crius::start(crius_e2e::CriusOptions::without_cni())
         .await
         .unwrap();
