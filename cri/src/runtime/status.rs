@@ -3,9 +3,6 @@
 //! their binaries and versions, the network's state, what the node's
 //! AppArmor is to containers and the cgroup driver.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
 use crius_runtime::Runtime;
 use k8s_cri::v1::{
     RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus,
@@ -17,41 +14,6 @@ use tonic::Status;
 const RUNTIME_READY: &str = "RuntimeReady";
 /// Condition type: pod networking is configured.
 const NETWORK_READY: &str = "NetworkReady";
-
-/// What `<binary> --version` first printed, asked once per binary.
-static VERSIONS: std::sync::Mutex<BTreeMap<PathBuf, String>> =
-    std::sync::Mutex::new(BTreeMap::new());
-
-/// The first line `binary --version` prints (2 s at most), or why not.
-async fn version_of(binary: &Path) -> String {
-    if let Some(v) = VERSIONS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(binary)
-    {
-        return v.clone();
-    }
-    let run = tokio::process::Command::new(binary)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let v = match tokio::time::timeout(std::time::Duration::from_secs(2), run).await {
-        Ok(Ok(out)) => String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-        Ok(Err(e)) => format!("unknown ({e})"),
-        Err(_) => return "unknown (--version took over 2 s)".into(),
-    };
-    VERSIONS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(binary.to_path_buf(), v.clone());
-    v
-}
 
 /// Handles Status; `config` is the daemon's configuration in effect,
 /// shown in the verbose info.
@@ -85,11 +47,11 @@ pub async fn handle(
         }
         let mut handlers = Vec::new();
         for name in &s.handlers {
-            let binary = rt.handler_binary(name).unwrap_or_default();
+            let (binary, version) = rt.handler_binary(name).await.unwrap_or_default();
             handlers.push(serde_json::json!({
                 "name": name,
                 "binary": binary,
-                "version": version_of(&binary).await,
+                "version": version,
             }));
         }
         info.insert(

@@ -91,8 +91,7 @@ impl StartGuard<'_> {
         self.events
             .send(&starting, pods, containers, c, ContainerEventKind::Started);
         starting.remove(&self.id);
-        drop(starting);
-        std::mem::forget(self);
+        // Dropping `self` then removes nothing more.
     }
 }
 

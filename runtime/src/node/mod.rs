@@ -185,10 +185,11 @@ impl Runtime {
         self.cgroup_driver
     }
 
-    /// The binary of OCI runtime handler `name`, if there is such a
-    /// handler.
-    pub fn handler_binary(&self, name: &str) -> Option<PathBuf> {
-        self.handlers.get(name).ok().map(|h| h.path().to_path_buf())
+    /// The binary of OCI runtime handler `name` and what its `--version`
+    /// says, if there is such a handler.
+    pub async fn handler_binary(&self, name: &str) -> Option<(PathBuf, String)> {
+        let h = self.handlers.get(name).ok()?;
+        Some((h.path().to_path_buf(), h.version().await))
     }
 
     /// Version of the runtime: (name, version).

@@ -162,6 +162,43 @@ impl OciRuntime {
         &self.path
     }
 
+    /// The first line the binary's `--version` prints (asked once per
+    /// binary, 2 s at most), or why it is unknown.
+    pub async fn version(&self) -> String {
+        static VERSIONS: std::sync::Mutex<std::collections::BTreeMap<PathBuf, String>> =
+            std::sync::Mutex::new(std::collections::BTreeMap::new());
+        let cached = |p: &Path| {
+            VERSIONS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(p)
+                .cloned()
+        };
+        if let Some(v) = cached(&self.path) {
+            return v;
+        }
+        let run = tokio::process::Command::new(&self.path)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let v = match tokio::time::timeout(Duration::from_secs(2), run).await {
+            Ok(Ok(out)) => String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            Ok(Err(e)) => format!("unknown ({e})"),
+            Err(_) => return "unknown (--version took over 2 s)".into(),
+        };
+        VERSIONS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.path.clone(), v.clone());
+        v
+    }
+
     /// The runtime's `--root` state directory.
     pub fn root(&self) -> &Path {
         &self.root
