@@ -341,7 +341,11 @@ async fn a_background_install_stops_only_the_crius_it_started() {
         ],
         &[],
     );
-    assert!(!alive(second), "uninstall.sh left its crius ({second})");
+    assert!(
+        !alive(second),
+        "uninstall.sh left its crius ({second}); its log:\n{}",
+        std::fs::read_to_string("/var/log/crius.log").unwrap_or_default()
+    );
     assert!(!Path::new("/run/crius.pid").exists());
     assert!(
         alive(beside_pid),

@@ -176,8 +176,13 @@ impl Monitor {
                 self.serve_control(config);
             }
             // Before the reaping: an OOM kill is counted before its victim
-            // is gone, and the count may go with the cgroup.
-            if ready.oom
+            // is gone, and the count may go with the cgroup. The count is
+            // read at every child's end too, whether or not its inotify
+            // event has come: the kernel sends that from a work queue,
+            // which can be later than the victim's end, and systemd
+            // removes a scope (its memory.events with it) as soon as its
+            // last process has gone.
+            if (ready.oom || ready.signal)
                 && let Some(oom) = self.oom.as_mut()
             {
                 oom.changed();
