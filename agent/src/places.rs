@@ -196,6 +196,24 @@ impl Places {
             Taken::Free(place)
         }
     }
+
+    /// Closes every connection that has had no call under way for at
+    /// least `quiet` (their reads end, so the server drops them); the
+    /// number closed. For a stop: a client that never answers the
+    /// server's goodbye must not hold the daemon up, while one with a
+    /// call under way keeps it until the call is done.
+    pub fn close_idle(&self, now: Instant, quiet: Duration) -> usize {
+        let held = self.shared.held();
+        let mut closed = 0;
+        for activity in held.iter() {
+            if activity.idle_for(now).is_some_and(|idle| idle >= quiet) {
+                activity.closing.store(true, Ordering::SeqCst);
+                activity.waker.wake();
+                closed += 1;
+            }
+        }
+        closed
+    }
 }
 
 /// Finds the activity of a request's connection in its extensions (where
@@ -321,6 +339,25 @@ mod tests {
         drop(a);
         assert!(matches!(places.take(t0), Taken::Free(_)));
         assert!(!closing(&b));
+    }
+
+    #[test]
+    fn a_stop_closes_only_connections_quiet_long_enough() {
+        let places = Places::new(4, YIELD);
+        let t0 = Instant::now();
+        let quiet = place(places.take(t0));
+        let fresh = place(places.take(t0 + Duration::from_secs(9)));
+        let busy = place(places.take(t0));
+        let _call = busy.activity().start_call();
+        let now = t0 + Duration::from_secs(10);
+        assert_eq!(places.close_idle(now, Duration::from_secs(2)), 1);
+        assert!(closing(&quiet) && !closing(&fresh) && !closing(&busy));
+        // Closed once only; the fresh one's turn comes when it is quiet.
+        assert_eq!(
+            places.close_idle(now + Duration::from_secs(1), Duration::from_secs(2)),
+            1
+        );
+        assert!(closing(&fresh) && !closing(&busy));
     }
 
     #[test]

@@ -37,6 +37,12 @@ use crate::places::{Activity, CallsLayer, Place, Places, Taken};
 
 /// How long in-flight calls may run on after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long a connection must be quiet, once a stop began, to be closed
+/// rather than waited for: a responsive client closes on the server's
+/// GOAWAY well within it.
+const STOP_QUIET: Duration = Duration::from_secs(1);
+/// How often the drain looks for connections that went quiet.
+const STOP_POLL: Duration = Duration::from_millis(200);
 /// Per-stream and per-connection HTTP/2 receive windows: what a client may
 /// send ahead of the server reading it (hyper's defaults, set here so that
 /// they stay the bound the docs state).
@@ -248,8 +254,8 @@ impl Tally {
 fn connections(
     listener: UnixListener,
     limits: GrpcLimits,
+    places: Arc<Places>,
 ) -> impl futures_util::Stream<Item = std::io::Result<CriConnection>> {
-    let places = Arc::new(Places::new(limits.max_connections, limits.yield_after_idle));
     let refused = Arc::new(Tally::default());
     let gave_way = Arc::new(Tally::default());
     UnixListenerStream::new(listener).filter_map(move |accepted| {
@@ -340,6 +346,26 @@ async fn stop_signal() {
     );
 }
 
+/// While the server drains: closes each connection that has been quiet
+/// (no call under way) for [`STOP_QUIET`], from [`STOP_QUIET`] after the
+/// stop began. A client
+/// that is gone but left its connection open (a stalled or frozen process
+/// never answers the server's goodbye) then does not hold the stop for
+/// the whole grace, while a call under way still gets all of it.
+async fn close_idle_connections(places: &Places) -> std::convert::Infallible {
+    tokio::time::sleep(STOP_QUIET).await;
+    loop {
+        let closed = places.close_idle(Instant::now(), STOP_QUIET);
+        if closed > 0 {
+            tracing::debug!(
+                closed,
+                "stopping: closed connections with no call under way"
+            );
+        }
+        tokio::time::sleep(STOP_POLL).await;
+    }
+}
+
 /// Serves CRI on `socket` (with `streaming` handing out Exec, Attach and
 /// PortForward URLs) until a stop signal; in-flight calls get
 /// [`SHUTDOWN_GRACE`] to finish. Containers keep running: their monitors
@@ -360,6 +386,7 @@ pub async fn serve(
         .with_streaming(streaming)
         .with_message_limits(limits.messages);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let places = Arc::new(Places::new(limits.max_connections, limits.yield_after_idle));
     let server = tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_concurrent_streams)
         .initial_stream_window_size(STREAM_WINDOW)
@@ -375,7 +402,7 @@ pub async fn serve(
         .layer(CallsLayer::new(CriConnectInfo::activity_of))
         .add_service(cri.runtime_server())
         .add_service(cri.image_server())
-        .serve_with_incoming_shutdown(connections(listener, limits), async move {
+        .serve_with_incoming_shutdown(connections(listener, limits, places.clone()), async move {
             stop_signal().await;
             // Event streams never end by themselves.
             events.close_events();
@@ -386,7 +413,10 @@ pub async fn serve(
         r = &mut server => r.map_err(ServeError::from),
         _ = async {
             let _ = stopping_rx.await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            tokio::select! {
+                _ = close_idle_connections(&places) => {}
+                _ = tokio::time::sleep(SHUTDOWN_GRACE) => {}
+            }
         } => {
             tracing::warn!("calls still in flight after {}s; exiting anyway", SHUTDOWN_GRACE.as_secs());
             Ok(())

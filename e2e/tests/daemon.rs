@@ -300,3 +300,52 @@ async fn metrics_count_calls_and_logs_are_json_when_asked() {
     );
     assert_no_leaks(&crius);
 }
+
+#[tokio::test]
+async fn a_client_that_stalls_does_not_hold_up_a_stop() {
+    let mut crius = Crius::start(CriusOptions::without_cni()).await.unwrap();
+    // A client whose runtime nobody drives after its call, on a thread of
+    // its own: its connection stays open and never answers the server's
+    // GOAWAY and ping, as a frozen or stopped process would.
+    let socket = crius.dir().socket();
+    let (called_tx, called_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let stalled = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let channel = runtime.block_on(async {
+            let channel = crius_e2e::connect_unix(&socket)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            let mut rt =
+                k8s_cri::v1::runtime_service_client::RuntimeServiceClient::new(channel.clone());
+            rt.version(VersionRequest::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(channel)
+        });
+        let ok = channel.is_ok();
+        let _ = called_tx.send(channel.as_ref().map(|_| ()).map_err(Clone::clone));
+        if ok {
+            // Stalled: nothing polls the connection until released.
+            let _ = release_rx.recv();
+        }
+    });
+    called_rx.recv().unwrap().unwrap();
+    // A well-behaved idle client alongside.
+    let mut rt = crius.runtime_client();
+    rt.version(VersionRequest::default()).await.unwrap();
+
+    let began = std::time::Instant::now();
+    crius.stop().await.unwrap();
+    let took = began.elapsed();
+    let log = crius.log_tail(40);
+    assert!(
+        !log.contains("calls still in flight"),
+        "the stop waited out its grace for idle connections ({took:?}):\n{log}"
+    );
+    let _ = release_tx.send(());
+    stalled.join().unwrap();
+}
