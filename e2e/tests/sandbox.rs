@@ -374,6 +374,39 @@ async fn stop_and_remove_are_idempotent_and_remove_takes_the_containers() {
     let netns = info["netns"].as_str().unwrap().to_string();
     assert!(netns.ends_with("/ns/net"), "{info}");
     assert!(std::path::Path::new(&netns).exists());
+    // The CNI chain's result under containerd's key: the pod's IP is the
+    // one it gave eth0 in the pod's namespace.
+    let ip =
+        w.rt.pod_sandbox_status(k8s_cri::v1::PodSandboxStatusRequest {
+            pod_sandbox_id: id.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .network
+        .unwrap()
+        .ip;
+    let result = &info["cniResult"];
+    let eth0 = result["interfaces"]
+        .as_array()
+        .and_then(|i| {
+            i.iter()
+                .position(|i| i["name"] == "eth0" && i["sandbox"] == netns.as_str())
+        })
+        .unwrap_or_else(|| panic!("no eth0 in {netns}: {info}"));
+    assert!(
+        result["ips"].as_array().unwrap().iter().any(|a| {
+            a["interface"] == eth0
+                && a["address"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{ip}/"))
+        }),
+        "{ip} not in {result}"
+    );
     w.rt.stop_pod_sandbox(k8s_cri::v1::StopPodSandboxRequest {
         pod_sandbox_id: other.clone(),
     })

@@ -230,6 +230,9 @@ pub fn sandbox_info(sb: &Sandbox) -> HashMap<String, String> {
         "shm": sb.shm,
         "filesDir": sb.files_dir,
         "config": sb.config,
+        // containerd's key; crius runs no pause container, so there is no
+        // sandbox `runtimeSpec` to show.
+        "cniResult": sb.network_result,
     });
     HashMap::from([("info".to_string(), info.to_string())])
 }

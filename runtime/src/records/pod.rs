@@ -290,6 +290,11 @@ pub struct Sandbox {
     /// succeeded), so that stopping again or removing does not repeat it.
     #[serde(default)]
     pub network_released: bool,
+    /// What the network gave the pod when it was attached (the CNI
+    /// chain's result), kept for `crictl inspectp` after its teardown too;
+    /// `None` on the node's network and in records of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_result: Option<serde_json::Value>,
 }
 
 impl Sandbox {

@@ -183,11 +183,11 @@ impl Pods {
             match sb.namespace(NamespaceKind::Net) {
                 Some(netns) => {
                     let began = std::time::Instant::now();
-                    let ips = self.network.attach(pod_network(sb, netns)).await;
-                    if ips.is_ok() {
+                    let attached = self.network.attach(pod_network(sb, netns)).await;
+                    if attached.is_ok() {
                         self.metrics.phase("network_setup", began);
                     }
-                    ips.map(Some)
+                    attached.map(Some)
                 }
                 None => Ok(None),
             }
@@ -217,7 +217,11 @@ impl Pods {
             sb.namespaces.insert(NamespaceKind::Pid, pin);
         }
         match network {
-            Ok(ips) => sb.ips = ips.unwrap_or_default(),
+            Ok(Some(attached)) => {
+                sb.ips = attached.ips;
+                sb.network_result = Some(attached.result);
+            }
+            Ok(None) => {}
             // A failed ADD has been undone already: nothing to detach.
             Err(e) => {
                 sb.network_released = true;

@@ -7,7 +7,7 @@ use crius_cni::{Attachment, Cni, ValidAttachment};
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
-use super::{Collected, NetworkBackend, NetworkStatus, POD_IFNAME, PodNetwork};
+use super::{Attached, Collected, NetworkBackend, NetworkStatus, POD_IFNAME, PodNetwork};
 use crate::error::{Error, Result};
 use crate::records::pod::PodConfig;
 use crate::sandbox::quantity;
@@ -135,7 +135,7 @@ fn network_error(context: String) -> impl FnOnce(crius_cni::Error) -> Error {
 }
 
 impl NetworkBackend for CniBackend {
-    fn attach<'a>(&'a self, pod: PodNetwork<'a>) -> BoxFuture<'a, Result<Vec<String>>> {
+    fn attach<'a>(&'a self, pod: PodNetwork<'a>) -> BoxFuture<'a, Result<Attached>> {
         Box::pin(async move {
             let result = self
                 .cni
@@ -148,7 +148,10 @@ impl NetworkBackend for CniBackend {
             // IPv4 first: kubelet takes the first IP as the pod's primary.
             let mut ips: Vec<_> = result.sandbox_ips(POD_IFNAME).collect();
             ips.sort_by_key(|ip| !ip.is_ipv4());
-            Ok(ips.iter().map(|ip| ip.to_string()).collect())
+            Ok(Attached {
+                ips: ips.iter().map(|ip| ip.to_string()).collect(),
+                result: result.raw().clone(),
+            })
         })
     }
 

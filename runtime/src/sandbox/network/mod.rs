@@ -30,6 +30,16 @@ pub struct PodNetwork<'a> {
     pub netns: &'a Path,
 }
 
+/// What attaching a pod gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attached {
+    /// Its IPs, IPv4 first (kubelet takes the first as the pod's primary).
+    pub ips: Vec<String>,
+    /// The backend's own account of what it did (for CNI, the chain's
+    /// final result), shown by PodSandboxStatus verbose as `cniResult`.
+    pub result: serde_json::Value,
+}
+
 /// Whether the network can take pods, as CRI's Status reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkStatus {
@@ -52,9 +62,9 @@ pub struct Collected {
 
 /// How pods are attached to the node's network.
 pub trait NetworkBackend: Send + Sync + std::fmt::Debug {
-    /// Attaches the pod; returns its IPs, IPv4 first. A failed attach has
-    /// been undone when this returns.
-    fn attach<'a>(&'a self, pod: PodNetwork<'a>) -> BoxFuture<'a, Result<Vec<String>>>;
+    /// Attaches the pod; returns its IPs, IPv4 first, and the result. A
+    /// failed attach has been undone when this returns.
+    fn attach<'a>(&'a self, pod: PodNetwork<'a>) -> BoxFuture<'a, Result<Attached>>;
 
     /// Detaches the pod. Safe to call again after it succeeded.
     fn detach<'a>(&'a self, pod: PodNetwork<'a>) -> BoxFuture<'a, Result<()>>;
