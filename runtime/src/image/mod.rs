@@ -65,6 +65,8 @@ struct Inner {
     layers: layers::LayerStore,
     records: store::ImageRecords,
     registry: RegistrySettings,
+    /// The registry clients, kept from pull to pull.
+    http: registry::HttpClients,
     blob_locks: locks::KeyLocks,
     leases: Arc<gc::Leases>,
     trash: gc::Trash,
@@ -145,6 +147,7 @@ impl ImageStore {
                 layers: layers::LayerStore::open(&root.join("layers"), &trash)?,
                 records: store::ImageRecords::open(&root.join("images"))?,
                 registry,
+                http: registry::HttpClients::default(),
                 blob_locks: locks::KeyLocks::default(),
                 leases: Arc::new(gc::Leases::default()),
                 trash,

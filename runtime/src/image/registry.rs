@@ -20,6 +20,8 @@ use crate::error::{Error, Result};
 
 const USER_AGENT: &str = concat!("crius/", env!("CARGO_PKG_VERSION"));
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a kept client keeps an idle connection to a registry.
+const POOL_IDLE: Duration = Duration::from_secs(30);
 
 /// One place an image can be pulled from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,29 +176,75 @@ pub fn base_url(ep: &Endpoint) -> String {
     format!("{scheme}://{}", ep.host)
 }
 
-/// The HTTP client for one endpoint of one pull, with the endpoint's TLS
-/// settings. `stall` bounds how long any single read may wait (a
-/// backstop: the puller's own checks, as long, fire first with a clearer
-/// message).
-pub fn http_client(
-    settings: &RegistrySettings,
-    ep: &Endpoint,
-    image: &ImageRef,
+/// The HTTP clients pulls use, one per TLS setting and read bound, kept
+/// from pull to pull: building one loads and parses the system's CA
+/// certificates (tens of milliseconds), and a kept client keeps its idle
+/// connections to a registry for the next pull.
+#[derive(Debug, Default)]
+pub struct HttpClients {
+    built: std::sync::Mutex<Vec<(ClientKey, reqwest::Client)>>,
+}
+
+/// What makes one client differ from another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClientKey {
+    /// The extra CA certificates (PEM), as read for this pull.
+    extra_roots: Vec<Vec<u8>>,
+    skip_verify: bool,
     stall: Duration,
-) -> Result<reqwest::Client> {
-    let (extra_roots, skip_verify) = tls(settings, ep, image)?;
+}
+
+/// More distinct settings than this and the kept clients are dropped (the
+/// settings come from the config file, so only a config with that many
+/// per-host TLS settings gets there).
+const MAX_KEPT_CLIENTS: usize = 32;
+
+impl HttpClients {
+    /// The HTTP client for one endpoint of a pull, with the endpoint's TLS
+    /// settings (its CA files read now, so a changed file takes effect at
+    /// the next pull). `stall` bounds how long any single read may wait
+    /// (a backstop: the puller's own checks, as long, fire first with a
+    /// clearer message).
+    pub fn get(
+        &self,
+        settings: &RegistrySettings,
+        ep: &Endpoint,
+        image: &ImageRef,
+        stall: Duration,
+    ) -> Result<reqwest::Client> {
+        let (extra_roots, skip_verify) = tls(settings, ep, image)?;
+        let key = ClientKey {
+            extra_roots: extra_roots.into_iter().map(|c| c.data).collect(),
+            skip_verify,
+            stall,
+        };
+        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, client)) = built.iter().find(|(k, _)| *k == key) {
+            return Ok(client.clone());
+        }
+        let client = build_client(&key, ep)?;
+        if built.len() >= MAX_KEPT_CLIENTS {
+            built.clear();
+        }
+        built.push((key, client.clone()));
+        Ok(client)
+    }
+}
+
+fn build_client(key: &ClientKey, ep: &Endpoint) -> Result<reqwest::Client> {
     let mut certs = Vec::new();
-    for c in &extra_roots {
+    for pem in &key.extra_roots {
         certs.push(
-            reqwest::Certificate::from_pem(&c.data)
+            reqwest::Certificate::from_pem(pem)
                 .map_err(|e| Error::FailedPrecondition(format!("CA certificate for {ep}: {e}")))?,
         );
     }
     reqwest::Client::builder()
-        .danger_accept_invalid_certs(skip_verify)
+        .danger_accept_invalid_certs(key.skip_verify)
         .tls_certs_merge(certs)
         .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(stall + Duration::from_secs(5))
+        .read_timeout(key.stall + Duration::from_secs(5))
+        .pool_idle_timeout(POOL_IDLE)
         .user_agent(USER_AGENT)
         .build()
         .map_err(|e| Error::Internal(format!("build HTTP client for {ep}: {e}")))

@@ -191,7 +191,7 @@ impl<'a> Source<'a> {
         let stall = Duration::from_secs(settings.stall_timeout_secs);
         let (login, with_credentials) =
             registry::credentials(settings, ep, image_ref, credentials)?;
-        let http = registry::http_client(settings, ep, image_ref, stall)?;
+        let http = inner.http.get(settings, ep, image_ref, stall)?;
         let repo = Repository::connect(
             http,
             registry::base_url(ep),
