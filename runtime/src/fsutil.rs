@@ -89,26 +89,45 @@ pub fn remove_dir_all(path: &Path) -> Result<()> {
 /// recursive removal through a mount could reach host files (a bind of a
 /// host path, a staged copy). A missing tree is not an error.
 pub fn remove_tree(path: &Path) -> Result<()> {
-    let mounted = mounts_under(path)?;
-    if let Some(first) = mounted.first() {
-        return Err(crate::error::Error::Internal(format!(
-            "keeping {}: {} is still mounted there ({} mount(s) in all)",
-            path.display(),
-            first.display(),
-            mounted.len()
-        )));
-    }
-    remove_dir_all(path)
+    remove_trees(&[path])
 }
 
-/// The mount points at or below `path`, from /proc/self/mountinfo.
-pub fn mounts_under(path: &Path) -> Result<Vec<std::path::PathBuf>> {
+/// [`remove_tree`] of each of `paths`, the mount table read once: none is
+/// removed if something is mounted below any of them.
+pub fn remove_trees(paths: &[&Path]) -> Result<()> {
+    let points = mount_points()?;
+    for path in paths {
+        let mut mounted = points.iter().filter(|p| p.starts_with(path));
+        if let Some(first) = mounted.next() {
+            return Err(crate::error::Error::Internal(format!(
+                "keeping {}: {} is still mounted there ({} mount(s) in all)",
+                path.display(),
+                first.display(),
+                mounted.count() + 1
+            )));
+        }
+    }
+    for path in paths {
+        remove_dir_all(path)?;
+    }
+    Ok(())
+}
+
+/// Every mount point, from /proc/self/mountinfo.
+fn mount_points() -> Result<Vec<std::path::PathBuf>> {
     let info =
         fs::read_to_string("/proc/self/mountinfo").context(|| "read /proc/self/mountinfo")?;
     Ok(info
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
         .map(|point| std::path::PathBuf::from(unescape_mount_path(point)))
+        .collect())
+}
+
+/// The mount points at or below `path`, from /proc/self/mountinfo.
+pub fn mounts_under(path: &Path) -> Result<Vec<std::path::PathBuf>> {
+    Ok(mount_points()?
+        .into_iter()
         .filter(|point| point.starts_with(path))
         .collect())
 }

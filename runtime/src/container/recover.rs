@@ -144,8 +144,7 @@ impl Containers {
         // Staged copies of host trees (rro, ID-mapped) go one by one, never
         // through a recursive removal that could reach host files.
         super::staged::release(&bundle)?;
-        fsutil::remove_tree(&bundle)?;
-        fsutil::remove_tree(&self.dirs.container_root(id))
+        fsutil::remove_trees(&[&bundle, &self.dirs.container_root(id)])
     }
 }
 

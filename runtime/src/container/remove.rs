@@ -32,8 +32,7 @@ impl Containers {
         rootfs::unmount_image_volumes(&bundle)?;
         rootfs::unmount_rootfs(&bundle.join("rootfs"))?;
         staged::release(&bundle)?;
-        fsutil::remove_tree(&bundle)?;
-        fsutil::remove_tree(&self.dirs.container_root(&c.id))?;
+        fsutil::remove_trees(&[&bundle, &self.dirs.container_root(&c.id)])?;
         crash::point(crash::REMOVE_AFTER_UNMOUNT);
         entry.update(|r| r.removed = true);
         self.table.delete(&c.id)?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::{Container, Containers, is_done};
+use super::{Container, Containers, is_done, rootfs};
 use crate::crash;
 use crate::error::{Error, Result};
 use crate::oci::OciRuntime;
@@ -41,8 +41,34 @@ impl Containers {
         // Processes exec'd into a container that shares a PID namespace
         // outlive its init: a stopped container has none.
         match self.handlers.get(&c.runtime_handler) {
-            Ok(oci) => self.kill_leftovers(&c, oci).await,
+            Ok(oci) => {
+                self.kill_leftovers(&c, oci).await?;
+                self.release_runtime(&c, oci).await;
+                Ok(())
+            }
             Err(_) => Ok(()),
+        }
+    }
+
+    /// Has the OCI runtime forget a container that has stopped (its state
+    /// and its cgroup) and unmounts its rootfs and image volumes, as
+    /// containerd deletes a task, and its shim unmounts the rootfs, once
+    /// it exited: the record keeps everything CRI reports (the writable
+    /// layer stays, unmounted, until RemoveContainer), and RemoveContainer
+    /// then has no runtime to run. Called under the container's op lock,
+    /// with nothing left in its cgroup; a failure is left to
+    /// RemoveContainer, which deletes with `--force` and unmounts again.
+    pub(super) async fn release_runtime(&self, c: &Container, oci: &OciRuntime) {
+        if let Err(e) = oci.delete(&c.id, false).await {
+            tracing::debug!(container = %c.id, error = %e, "runtime delete after the stop; RemoveContainer retries");
+            return;
+        }
+        // Nothing runs in it any more: the runtime has let it go.
+        let bundle = self.dirs.container_state(&c.id);
+        if let Err(e) = rootfs::unmount_image_volumes(&bundle)
+            .and_then(|()| rootfs::unmount_rootfs(&bundle.join("rootfs")))
+        {
+            tracing::debug!(container = %c.id, error = %e, "unmounting after the stop; RemoveContainer retries");
         }
     }
 

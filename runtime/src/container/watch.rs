@@ -81,9 +81,19 @@ impl Containers {
             }
             if status.is_ok()
                 && let Ok(oci) = rt.handlers.get(&ended.runtime_handler)
-                && let Err(e) = rt.kill_leftovers(&ended, oci).await
             {
-                tracing::warn!(container = %c.id, error = %e, "killing what the container's init left");
+                // Under the op lock, shared: a Stop or Remove under way
+                // (exclusive) does the same and goes first; one that
+                // comes meanwhile waits, and finds the runtime done.
+                let _op = entry.op_shared().await;
+                if !entry.get().removed {
+                    match rt.kill_leftovers(&ended, oci).await {
+                        Ok(()) => rt.release_runtime(&ended, oci).await,
+                        Err(e) => {
+                            tracing::warn!(container = %c.id, error = %e, "killing what the container's init left")
+                        }
+                    }
+                }
             }
             match (status, saved) {
                 (Ok(st), Ok(())) => {

@@ -310,6 +310,11 @@ impl OciRuntime {
     /// first). Deleting a container the runtime does not know succeeds.
     pub async fn delete(&self, id: &str, force: bool) -> Result<()> {
         check_id(id)?;
+        // Gone already (deleted when it stopped, or never made): no need
+        // to run the runtime to be told so.
+        if !self.knows(id) {
+            return Ok(());
+        }
         let mut args = vec!["delete"];
         if force {
             args.push("--force");
