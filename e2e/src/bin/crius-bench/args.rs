@@ -8,6 +8,8 @@ pub struct Args {
     pub command: String,
     pub seconds: u64,
     pub count: usize,
+    /// Whether `--count` was given (commands with another default).
+    pub count_given: bool,
     pub handler: String,
     pub endpoint: Option<PathBuf>,
     pub pid: Option<u32>,
@@ -26,6 +28,17 @@ pub struct Args {
     pub cgroup_driver: &'static str,
 }
 
+impl Args {
+    /// `--count`, or `default` when it was not given.
+    pub fn count_or(&self, default: usize) -> usize {
+        if self.count_given {
+            self.count
+        } else {
+            default
+        }
+    }
+}
+
 /// Parses `crius-bench COMMAND [--flag value]…`.
 pub fn parse() -> Result<Args> {
     let mut argv = std::env::args().skip(1);
@@ -33,6 +46,7 @@ pub fn parse() -> Result<Args> {
         command: argv.next().unwrap_or_default(),
         seconds: 10,
         count: 20,
+        count_given: false,
         handler: String::new(),
         endpoint: None,
         pid: None,
@@ -52,7 +66,10 @@ pub fn parse() -> Result<Args> {
         let bad = |_| err(format!("{flag}: bad value {value:?}"));
         match flag.as_str() {
             "--seconds" => args.seconds = value.parse().map_err(bad)?,
-            "--count" => args.count = value.parse().map_err(bad)?,
+            "--count" => {
+                args.count = value.parse().map_err(bad)?;
+                args.count_given = true;
+            }
             "--handler" => args.handler = value,
             "--endpoint" => args.endpoint = Some(value.trim_start_matches("unix://").into()),
             "--pid" => args.pid = Some(value.parse().map_err(bad)?),

@@ -13,6 +13,7 @@
 //! crius-bench sandboxes [--count N] [--conflist FILE] [--pid-namespace pod|container]
 //!                       [--endpoint SOCKET --pid PID]
 //! crius-bench soak [--minutes M] [--count N] [--seconds S]  # RSS and fds while pods churn
+//! crius-bench scale [--count N] [--runs R] [--endpoint SOCKET --pid PID]  # 250 pods: RSS, List* latency
 //! crius-bench pull [--runs N] [--single-mib M] [--five-mib M] [--endpoint SOCKET --pid PID]
 //! ```
 //!
@@ -33,6 +34,7 @@ mod portforward;
 mod pull;
 mod push;
 mod sandboxes;
+mod scale;
 mod soak;
 mod stats;
 mod target;
@@ -53,8 +55,9 @@ async fn main() -> std::process::ExitCode {
         Ok(args) if args.command == "soak" => soak::run(&args).await,
         Ok(args) if args.command == "exec" => exec::run(&args).await,
         Ok(args) if args.command == "stats" => stats::run(&args).await,
+        Ok(args) if args.command == "scale" => scale::run(&args).await,
         Ok(_) => Err(err(
-            "usage: crius-bench idle|pods|containers|push|sandboxes|pull|portforward|soak|exec|stats [--seconds S] [--count N] \
+            "usage: crius-bench idle|pods|containers|push|sandboxes|pull|portforward|soak|exec|stats|scale [--seconds S] [--count N] \
              [--handler H] [--endpoint SOCKET --pid PID] [--registry HOST:PORT] \
              [--conflist FILE] [--pid-namespace pod|container] [--runs N] [--single-mib M] \
              [--five-mib M] [--minutes M] [--cgroup-driver cgroupfs|systemd|auto]",
