@@ -174,6 +174,7 @@ impl LayerStore {
         caps: &Caps,
     ) -> Result<()> {
         let tmp = self.temp_dir(src.chain_id)?;
+        let began = std::time::Instant::now();
         let got = unpack_layer(blob, src.media_type, &tmp.path().join("fs"), caps).map_err(
             |e| match e {
                 UnpackError::Io { entry, op, source } => Error::Io {
@@ -201,7 +202,16 @@ impl LayerStore {
                 ),
             });
         }
-        self.commit(tmp, src, got.size)
+        let unpacked = began.elapsed();
+        self.commit(tmp, src, got.size)?;
+        tracing::debug!(
+            layer = %src.chain_id,
+            bytes = got.size,
+            unpack_ms = unpacked.as_millis() as u64,
+            commit_ms = (began.elapsed() - unpacked).as_millis() as u64,
+            "layer unpacked (from its first byte) and made durable"
+        );
+        Ok(())
     }
 
     /// Puts an empty layer into place (one whose diff id is that of an
