@@ -346,12 +346,12 @@ async fn stop_signal() {
     );
 }
 
-/// While the server drains: closes each connection that has been quiet
-/// (no call under way) for [`STOP_QUIET`], from [`STOP_QUIET`] after the
-/// stop began. A client
-/// that is gone but left its connection open (a stalled or frozen process
-/// never answers the server's goodbye) then does not hold the stop for
-/// the whole grace, while a call under way still gets all of it.
+/// While the server drains: from [`STOP_QUIET`] after the stop began,
+/// closes each connection that has had no call under way for
+/// [`STOP_QUIET`]. A client that left its connection open without
+/// answering the server's goodbye (a stalled or frozen process) then does
+/// not hold the stop for the whole grace, while a call under way still
+/// gets all of it.
 async fn close_idle_connections(places: &Places) -> std::convert::Infallible {
     tokio::time::sleep(STOP_QUIET).await;
     loop {
